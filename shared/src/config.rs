@@ -1,0 +1,256 @@
+//! Typed environment-variable helpers over `dotenvy`.
+//!
+//! Every setting is read through [`Env`], so a bad or missing value always
+//! produces the same one-line error naming the variable, and a process can exit
+//! with it instead of panicking deep inside a library.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that is missing or cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error for variable `var`.
+    pub fn new(var: &str, reason: impl Into<String>) -> Self {
+        Self {
+            var: var.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A source of settings: the process environment (after loading `.env`), or a
+/// fixed map in tests so that parallel tests never race on `set_var`.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    overrides: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Env {
+    /// The process environment, with `.env` loaded first if there is one.
+    /// Variables already set in the environment win over `.env`.
+    pub fn from_process() -> Self {
+        // A missing .env is the normal case in containers; only a malformed
+        // file is worth a warning.
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                eprintln!("warning: ignoring .env: {e}");
+            }
+        }
+        Self { overrides: None }
+    }
+
+    /// A fixed set of variables and nothing else (for tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The raw value of `var`, if set and not empty.
+    pub fn raw(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        let value = match &self.overrides {
+            Some(map) => map.get(var).cloned(),
+            None => match std::env::var(var) {
+                Ok(v) => Some(v),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(ConfigError::new(var, "is not valid UTF-8"))
+                }
+            },
+        };
+        Ok(value.filter(|v| !v.trim().is_empty()))
+    }
+
+    /// A required string.
+    pub fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.raw(var)?
+            .ok_or_else(|| ConfigError::new(var, "is required but not set"))
+    }
+
+    /// An optional string with a default.
+    pub fn string_or(&self, var: &str, default: &str) -> Result<String, ConfigError> {
+        Ok(self.raw(var)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// A parsed value with a default.
+    pub fn parse_or<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(var)? {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(var, format!("cannot parse {v:?}: {e}"))),
+        }
+    }
+
+    /// A parsed number that must lie in `range`.
+    pub fn number_in<T>(
+        &self,
+        var: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+        T::Err: Display,
+    {
+        let v = self.parse_or(var, default)?;
+        if !range.contains(&v) {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "{v} is out of range {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A duration given in milliseconds, at least 1 ms.
+    pub fn millis_or(&self, var: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.number_in(var, default_ms, 1..=86_400_000)
+            .map(Duration::from_millis)
+    }
+}
+
+
+/// The settings both binaries share: where the broker and the database are,
+/// and how long to wait for them.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    /// `AMQP_URL` (required), parsed, with a default heartbeat added.
+    pub amqp_uri: lapin::uri::AMQPUri,
+    /// `AMQP_URL` with the password redacted, for logs.
+    pub amqp_url_redacted: String,
+    /// `DATABASE_URL` (required).
+    pub database_url: String,
+    /// `TOPOLOGY_PREFIX` (default empty): prepended to every exchange and
+    /// queue name, so several pipelines (or tests) can share a vhost.
+    pub topology_prefix: String,
+    /// `DB_POOL_SIZE` (default 8): connections in the r2d2 pool.
+    pub db_pool_size: u32,
+    /// `DB_TIMEOUT_MS` (default 2000): longest wait for a pooled connection.
+    pub db_timeout: Duration,
+    /// `AMQP_TIMEOUT_MS` (default 5000): longest wait to connect to RabbitMQ
+    /// and for any broker operation during setup.
+    pub amqp_timeout: Duration,
+    /// `STARTUP_TIMEOUT_MS` (default 60000): how long to keep retrying the
+    /// database for migrations at startup before giving up.
+    pub startup_timeout: Duration,
+}
+
+impl CommonSettings {
+    /// Read the shared settings from `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let amqp_url = env.required("AMQP_URL")?;
+        let amqp_uri = crate::amqp::parse_url(&amqp_url)
+            .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?;
+        let database_url = env.required("DATABASE_URL")?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
+        let topology_prefix = env.string_or("TOPOLOGY_PREFIX", "")?;
+        Ok(Self {
+            amqp_url_redacted: crate::amqp::redact(&amqp_url),
+            amqp_uri,
+            database_url,
+            topology_prefix,
+            db_pool_size: env.number_in("DB_POOL_SIZE", 8, 1..=1000)?,
+            db_timeout: env.millis_or("DB_TIMEOUT_MS", 2000)?,
+            amqp_timeout: env.millis_or("AMQP_TIMEOUT_MS", 5000)?,
+            startup_timeout: env.millis_or("STARTUP_TIMEOUT_MS", 60_000)?,
+        })
+    }
+
+    /// The topology these settings name.
+    pub fn topology(&self) -> crate::Topology {
+        crate::Topology::with_prefix(&self.topology_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_required_names_the_variable() {
+        let env = Env::from_pairs([("OTHER", "x")]);
+        let err = env.required("AMQP_URL").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration error: AMQP_URL: is required but not set"
+        );
+    }
+
+    #[test]
+    fn bad_number_names_the_variable_and_value() {
+        let env = Env::from_pairs([("PREFETCH", "lots")]);
+        let err = env.parse_or::<u16>("PREFETCH", 10).unwrap_err();
+        assert_eq!(err.var, "PREFETCH");
+        assert!(err.reason.contains("\"lots\""), "{}", err.reason);
+    }
+
+    #[test]
+    fn out_of_range_is_rejected_and_defaults_apply() {
+        let env = Env::from_pairs([("BATCH_SIZE", "0")]);
+        assert!(env.number_in("BATCH_SIZE", 500u32, 1..=10_000).is_err());
+        assert_eq!(env.number_in("UNSET", 500u32, 1..=10_000).unwrap(), 500);
+        assert_eq!(
+            env.millis_or("UNSET", 20).unwrap(),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn common_settings_validate_urls() {
+        let ok = Env::from_pairs([
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("DATABASE_URL", "postgres://root@127.0.0.1/test"),
+        ]);
+        let s = CommonSettings::from_env(&ok).unwrap();
+        assert_eq!(s.amqp_url_redacted, "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(s.topology().store_queue, "messages.store");
+
+        let bad = Env::from_pairs([
+            ("AMQP_URL", "amqp://127.0.0.1"),
+            ("DATABASE_URL", "mysql://x"),
+        ]);
+        assert_eq!(CommonSettings::from_env(&bad).unwrap_err().var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn empty_value_counts_as_unset() {
+        let env = Env::from_pairs([("DATABASE_URL", "  ")]);
+        assert!(env.required("DATABASE_URL").is_err());
+    }
+}

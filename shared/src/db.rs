@@ -1,0 +1,165 @@
+//! The PostgreSQL side: connection pool, migrations, and the queries both
+//! binaries run. All functions here are blocking (Diesel is synchronous):
+//! call them from `spawn_blocking` / `web::block`, never on an async thread.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PoolError, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use uuid::Uuid;
+
+use crate::models::{Message, NewMessage};
+use crate::schema::messages;
+
+/// The pool type both binaries use.
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+/// One checked-out connection.
+pub type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// The migrations in `./migrations`, compiled into the binaries.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// Key of the advisory lock that serialises migrations across processes.
+const MIGRATION_LOCK_KEY: i64 = 0x6d73_6773_746f_7265; // "msgstore"
+
+/// PostgreSQL accepts at most 65 535 bind parameters per statement; a row of
+/// `messages` takes three.
+pub const MAX_ROWS_PER_INSERT: usize = 65_535 / 3;
+
+/// A database failure: either no connection could be had, or a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection within the checkout timeout (database down or pool exhausted).
+    #[error("database connection unavailable: {0}")]
+    Pool(#[from] PoolError),
+    /// The statement failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] DieselError),
+}
+
+impl DbError {
+    /// True when the failure says nothing about the data: the database is
+    /// down, restarting, read-only, or the transaction lost a race. Retrying
+    /// the same statement later is expected to succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Query(DieselError::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection
+                    | DatabaseErrorKind::UnableToSendCommand
+                    | DatabaseErrorKind::SerializationFailure
+                    | DatabaseErrorKind::ReadOnlyTransaction
+            ),
+            DbError::Query(DieselError::BrokenTransactionManager) => true,
+            DbError::Query(_) => false,
+        }
+    }
+}
+
+/// Build a pool that connects lazily: the process starts even while the
+/// database is down, and a checkout waits at most `checkout_timeout`.
+pub fn build_pool(database_url: &str, max_size: u32, checkout_timeout: Duration) -> PgPool {
+    let manager = ConnectionManager::<PgConnection>::new(database_url);
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(checkout_timeout)
+        // Check each connection on checkout so that connections broken by a
+        // PostgreSQL restart are replaced instead of failing a query.
+        .test_on_check_out(true)
+        .build_unchecked(manager)
+}
+
+/// Apply pending migrations, holding an advisory lock so that several
+/// processes starting together apply them once. Returns how many ran.
+pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(conn)
+        .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+    let result = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|applied| applied.len())
+        .map_err(|e| format!("migration failed: {e}"));
+    // Unlock even if migrating failed; closing the connection would too.
+    let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(conn);
+    result
+}
+
+/// Connect once and migrate, retrying with backoff until `deadline` passes.
+pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usize, String> {
+    let started = std::time::Instant::now();
+    let mut backoff = crate::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let attempt = PgConnection::establish(database_url)
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+            .and_then(|mut conn| run_migrations(&mut conn));
+        match attempt {
+            Ok(n) => return Ok(n),
+            Err(e) if started.elapsed() < deadline => {
+                let delay = backoff.next_delay();
+                log::warn!("{e}; retrying in {delay:?}");
+                std::thread::sleep(delay);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Insert `rows` in one transaction, skipping ids already stored. Returns
+/// how many rows were new.
+pub fn insert_messages(conn: &mut PgConnection, rows: &[NewMessage<'_>]) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        let mut inserted = 0;
+        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+            inserted += diesel::insert_into(messages::table)
+                .values(chunk)
+                .on_conflict(messages::id)
+                .do_nothing()
+                .execute(conn)?;
+        }
+        Ok(inserted)
+    })
+}
+
+/// A keyset cursor: the last row of the previous page.
+pub type Cursor = (DateTime<Utc>, Uuid);
+
+/// Stored messages oldest first (by acceptance time, then id), after `after`.
+pub fn list_messages(
+    conn: &mut PgConnection,
+    after: Option<Cursor>,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    let mut query = messages::table
+        .select(Message::as_select())
+        .order((messages::created_at.asc(), messages::id.asc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some((ts, id)) = after {
+        query = query.filter(
+            messages::created_at
+                .gt(ts)
+                .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+        );
+    }
+    query.load(conn)
+}
+
+/// One stored message, if it is stored.
+pub fn find_message(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Message>> {
+    messages::table
+        .find(id)
+        .select(Message::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A cheap round trip proving the database answers.
+pub fn ping(conn: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
+}

@@ -1,0 +1,230 @@
+//! The message envelope: what travels through RabbitMQ between the two sides.
+//!
+//! On the wire a message is a JSON body with AMQP properties:
+//!
+//! ```json
+//! {"id": "6f1c…-uuid", "content": "hello", "created_at": "2026-11-22T03:56:26.123456Z"}
+//! ```
+//!
+//! * `content` (string, required): the text to store; non-empty, no NUL.
+//! * `id` (UUID): the message id. If the body has none, the AMQP `message_id`
+//!   property is used. One of the two is required: it is what makes storing
+//!   idempotent.
+//! * `created_at` (RFC 3339): when the message was accepted. If absent, the AMQP
+//!   `timestamp` property (seconds) is used, and failing that the time it is stored.
+//!
+//! Any AMQP client can publish such a message to the `messages` exchange
+//! (routing key ignored); see the README.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use lapin::types::ShortString;
+use lapin::BasicProperties;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// AMQP delivery mode for messages that must survive a broker restart.
+pub const PERSISTENT: u8 = 2;
+/// The content type of every envelope.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// A message on its way from the producer to the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The message id; the primary key of the stored row.
+    pub id: Uuid,
+    /// The text to store.
+    pub content: String,
+    /// When the producer accepted the message.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a piece of content cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    /// The `content` field is absent (or null).
+    #[error("content is required")]
+    Missing,
+    /// The `content` field is not a JSON string.
+    #[error("content must be a string")]
+    NotAString,
+    /// The `content` field is an empty string.
+    #[error("content must not be empty")]
+    Empty,
+    /// PostgreSQL `text` cannot hold U+0000, so such content would never store.
+    #[error("content must not contain NUL (\\u0000) characters")]
+    ContainsNul,
+}
+
+/// Check that `content` is something PostgreSQL will store. Both sides call
+/// this: the producer to refuse at the door, the consumer to dead-letter
+/// what other clients publish.
+pub fn validate_content(content: &str) -> Result<(), ContentError> {
+    if content.is_empty() {
+        return Err(ContentError::Empty);
+    }
+    if content.contains('\0') {
+        return Err(ContentError::ContainsNul);
+    }
+    Ok(())
+}
+
+/// Extract and validate `content` from a decoded JSON object.
+pub fn content_from_json(value: &serde_json::Value) -> Result<String, ContentError> {
+    match value.get("content") {
+        None | Some(serde_json::Value::Null) => Err(ContentError::Missing),
+        Some(serde_json::Value::String(s)) => {
+            validate_content(s)?;
+            Ok(s.clone())
+        }
+        Some(_) => Err(ContentError::NotAString),
+    }
+}
+
+/// Why a delivery cannot be turned into an [`Envelope`]. These are permanent:
+/// the message is dead-lettered with this text as its reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not a JSON object.
+    #[error("body is not a JSON object: {0}")]
+    NotJson(String),
+    /// Bad or missing content.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// Neither the body nor the properties carry a message id.
+    #[error("message id is missing (no \"id\" in the body and no message_id property)")]
+    MissingId,
+    /// The id is not a UUID.
+    #[error("message id {0:?} is not a UUID")]
+    BadId(String),
+    /// `created_at` is not an RFC 3339 timestamp.
+    #[error("created_at {0:?} is not an RFC 3339 timestamp")]
+    BadCreatedAt(String),
+}
+
+impl Envelope {
+    /// A new envelope with a random id, accepted now.
+    pub fn new(content: String) -> Self {
+        Self::with_id(Uuid::new_v4(), content)
+    }
+
+    /// A new envelope with the given id, accepted now.
+    pub fn with_id(id: Uuid, content: String) -> Self {
+        Self {
+            id,
+            content,
+            // PostgreSQL keeps microseconds; rounding here makes what the
+            // producer reports equal to what the row holds.
+            created_at: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    /// The JSON body to publish.
+    pub fn to_body(&self) -> Vec<u8> {
+        // Serializing a struct of a Uuid, a String and a DateTime cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// AMQP properties for publishing this envelope: persistent, JSON, with
+    /// the id and acceptance time also in the standard properties so that
+    /// the management UI and other tools can see them.
+    pub fn properties(&self) -> BasicProperties {
+        BasicProperties::default()
+            .with_delivery_mode(PERSISTENT) // survive a broker restart
+            .with_content_type(ShortString::from(CONTENT_TYPE))
+            .with_message_id(ShortString::from(self.id.to_string()))
+            .with_timestamp(self.created_at.timestamp().max(0) as u64)
+    }
+
+    /// Decode a delivery published by our producer or by any other client
+    /// (see the module docs for what is accepted).
+    pub fn decode(body: &[u8], properties: &BasicProperties) -> Result<Self, DecodeError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(DecodeError::NotJson("not an object".into()));
+        }
+        let content = content_from_json(&value)?;
+
+        let id_text = match value.get("id") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Null) | None => {
+                properties.message_id().as_ref().map(|s| s.to_string())
+            }
+            Some(other) => return Err(DecodeError::BadId(other.to_string())),
+        };
+        let id_text = id_text.ok_or(DecodeError::MissingId)?;
+        let id = Uuid::parse_str(id_text.trim()).map_err(|_| DecodeError::BadId(id_text))?;
+
+        let created_at = match value.get("created_at") {
+            Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(s)
+                .map_err(|_| DecodeError::BadCreatedAt(s.clone()))?
+                .with_timezone(&Utc),
+            Some(serde_json::Value::Null) | None => properties
+                .timestamp()
+                .and_then(|t| i64::try_from(t).ok())
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .unwrap_or_else(Utc::now),
+            Some(other) => return Err(DecodeError::BadCreatedAt(other.to_string())),
+        };
+
+        Ok(Self {
+            id,
+            content,
+            created_at: created_at.trunc_subsecs(6),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_body_and_properties() {
+        let e = Envelope::new("hello".into());
+        let back = Envelope::decode(&e.to_body(), &e.properties()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.properties().delivery_mode(), &Some(PERSISTENT));
+    }
+
+    #[test]
+    fn id_and_time_fall_back_to_properties() {
+        let id = Uuid::new_v4();
+        let props = BasicProperties::default()
+            .with_message_id(id.to_string().into())
+            .with_timestamp(1_700_000_000);
+        let e = Envelope::decode(br#"{"content":"x"}"#, &props).unwrap();
+        assert_eq!(e.id, id);
+        assert_eq!(e.created_at.timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_stored() {
+        let p = BasicProperties::default().with_message_id("not-a-uuid".into());
+        let none = BasicProperties::default();
+        assert!(matches!(
+            Envelope::decode(b"\xff\xfe", &none),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert!(matches!(
+            Envelope::decode(br#"[1]"#, &none),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert_eq!(
+            Envelope::decode(br#"{"content":"x"}"#, &none),
+            Err(DecodeError::MissingId)
+        );
+        assert!(matches!(
+            Envelope::decode(br#"{"content":"x"}"#, &p),
+            Err(DecodeError::BadId(_))
+        ));
+        assert_eq!(
+            Envelope::decode(br#"{"content":"a\u0000b","id":"00000000-0000-0000-0000-000000000001"}"#, &none),
+            Err(DecodeError::Content(ContentError::ContainsNul))
+        );
+        assert_eq!(
+            Envelope::decode(br#"{"content":7}"#, &none),
+            Err(DecodeError::Content(ContentError::NotAString))
+        );
+    }
+}

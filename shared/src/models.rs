@@ -1,0 +1,47 @@
+//! Diesel models for the `messages` table.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::schema::messages;
+
+/// A row to insert: one decoded envelope.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct NewMessage<'a> {
+    /// The message id (primary key).
+    pub id: Uuid,
+    /// The text.
+    pub content: &'a str,
+    /// When the producer accepted it.
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a Envelope> for NewMessage<'a> {
+    fn from(e: &'a Envelope) -> Self {
+        Self {
+            id: e.id,
+            content: &e.content,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Message {
+    /// The message id.
+    pub id: Uuid,
+    /// The text.
+    pub content: String,
+    /// When the producer accepted it.
+    pub created_at: DateTime<Utc>,
+    /// When the consumer's transaction stored it.
+    pub stored_at: DateTime<Utc>,
+}

@@ -1,0 +1,215 @@
+//! The RabbitMQ topology both sides declare at startup, from this one place.
+//!
+//! ```text
+//!  producer ──► [messages] (fanout) ──► (messages.store, quorum) ──► consumer ──► PostgreSQL
+//!                                              │ x-dead-letter-exchange
+//!  consumer (poison, with x-error) ──► [messages.dlx] (fanout) ──► (messages.dead)
+//! ```
+//!
+//! Every queue argument is set explicitly so that the same declaration means
+//! the same thing on RabbitMQ 3.10 (local) and 4.x (the compose image), whose
+//! defaults differ (4.x sets a default delivery limit of 20 on quorum queues).
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// How many times the broker redelivers one message (after consumer crashes
+/// or channel losses) before it dead-letters it by itself. This is a safety
+/// net against a message that crashes the consumer; it is set high because
+/// RabbitMQ 3.10 also counts the redeliveries caused by a consumer being
+/// killed, and a valid message must never be dead-lettered for that.
+pub const DELIVERY_LIMIT: i32 = 50;
+
+/// The names of every exchange and queue of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Where producers publish (fanout; the routing key is ignored).
+    pub exchange: String,
+    /// The dead-letter exchange (fanout).
+    pub dead_letter_exchange: String,
+    /// The durable quorum queue the consumers take messages from.
+    pub store_queue: String,
+    /// Where messages that cannot be stored wait for inspection.
+    pub dead_queue: String,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}
+
+impl Topology {
+    /// The standard names (`messages`, `messages.dlx`, `messages.store`,
+    /// `messages.dead`), each preceded by `prefix`. The prefix lets tests and
+    /// side-by-side pipelines share one vhost without touching each other.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            exchange: format!("{prefix}messages"),
+            dead_letter_exchange: format!("{prefix}messages.dlx"),
+            store_queue: format!("{prefix}messages.store"),
+            dead_queue: format!("{prefix}messages.dead"),
+        }
+    }
+
+    /// The arguments of the store queue.
+    pub fn store_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Quorum: replicated, fsynced before confirms, tracks delivery counts.
+        args.insert("x-queue-type".into(), long_string("quorum"));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            long_string(&self.dead_letter_exchange),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DELIVERY_LIMIT),
+        );
+        // At-least-once dead-lettering (3.10+): a message the broker
+        // dead-letters itself stays in the queue until the DLX target has
+        // confirmed it, so the safety net cannot lose it. It requires the
+        // reject-publish overflow behaviour.
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
+        args.insert("x-overflow".into(), long_string("reject-publish"));
+        args
+    }
+
+    /// The arguments of the dead-letter queue.
+    pub fn dead_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Classic: a browsing reader that rejects with requeue puts messages
+        // back in their original place, so inspecting keeps the order.
+        args.insert("x-queue-type".into(), long_string("classic"));
+        args
+    }
+
+    /// Declare everything, idempotently. Safe to call from every process at
+    /// every start and after every reconnect.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable_exchange = ExchangeDeclareOptions {
+            passive: false,     // create it if missing
+            durable: true,      // survive a broker restart
+            auto_delete: false, // keep it with no queue bound
+            internal: false,    // clients publish to it directly
+            nowait: false,      // wait so errors surface here
+        };
+        channel
+            .exchange_declare(
+                self.exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.dead_letter_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await?;
+
+        let durable_queue = QueueDeclareOptions {
+            passive: false,
+            durable: true,      // messages survive a broker restart
+            exclusive: false,   // shared by every consumer replica
+            auto_delete: false, // keep messages while no consumer runs
+            nowait: false,
+        };
+        channel
+            .queue_declare(
+                self.store_queue.as_str().into(),
+                durable_queue,
+                self.store_queue_arguments(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.dead_queue.as_str().into(),
+                durable_queue,
+                self.dead_queue_arguments(),
+            )
+            .await?;
+
+        channel
+            .queue_bind(
+                self.store_queue.as_str().into(),
+                self.exchange.as_str().into(),
+                ShortString::from(""), // fanout: key ignored
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue.as_str().into(),
+                self.dead_letter_exchange.as_str().into(),
+                ShortString::from(""),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Delete every exchange and queue of this topology, messages included.
+    /// For tests and tear-down tooling; never called by the services.
+    pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
+        for queue in [&self.store_queue, &self.dead_queue] {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in [&self.exchange, &self.dead_letter_exchange] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_the_contract() {
+        let t = Topology::default();
+        assert_eq!(t.exchange, "messages");
+        assert_eq!(t.dead_letter_exchange, "messages.dlx");
+        assert_eq!(t.store_queue, "messages.store");
+        assert_eq!(t.dead_queue, "messages.dead");
+    }
+
+    #[test]
+    fn store_queue_sets_every_argument() {
+        let args = Topology::with_prefix("t1.").store_queue_arguments();
+        let inner = args.inner();
+        for key in [
+            "x-queue-type",
+            "x-dead-letter-exchange",
+            "x-delivery-limit",
+            "x-dead-letter-strategy",
+            "x-overflow",
+        ] {
+            assert!(inner.contains_key(key), "{key} missing");
+        }
+        assert_eq!(
+            inner.get("x-dead-letter-exchange"),
+            Some(&long_string("t1.messages.dlx"))
+        );
+    }
+}
