@@ -122,11 +122,7 @@ impl Env {
         if !range.contains(&v) {
             return Err(ConfigError::new(
                 var,
-                format!(
-                    "{v} is out of range {}..={}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("{v} is out of range {}..={}", range.start(), range.end()),
             ));
         }
         Ok(v)
@@ -138,7 +134,6 @@ impl Env {
             .map(Duration::from_millis)
     }
 }
-
 
 /// The settings both binaries share: where the broker and the database are,
 /// and how long to wait for them.
@@ -172,8 +167,7 @@ impl CommonSettings {
         let amqp_uri = crate::amqp::parse_url(&amqp_url)
             .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?;
         let database_url = env.required("DATABASE_URL")?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
-        {
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::new(
                 "DATABASE_URL",
                 "must start with postgres:// or postgresql://",
@@ -245,7 +239,10 @@ mod tests {
             ("AMQP_URL", "amqp://127.0.0.1"),
             ("DATABASE_URL", "mysql://x"),
         ]);
-        assert_eq!(CommonSettings::from_env(&bad).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(
+            CommonSettings::from_env(&bad).unwrap_err().var,
+            "DATABASE_URL"
+        );
     }
 
     #[test]

@@ -85,8 +85,8 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
         .map(|applied| applied.len())
         .map_err(|e| format!("migration failed: {e}"));
     // Unlock even if migrating failed; closing the connection would too.
-    let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-        .execute(conn);
+    let _ =
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(conn);
     result
 }
 

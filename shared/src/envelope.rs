@@ -219,7 +219,10 @@ mod tests {
             Err(DecodeError::BadId(_))
         ));
         assert_eq!(
-            Envelope::decode(br#"{"content":"a\u0000b","id":"00000000-0000-0000-0000-000000000001"}"#, &none),
+            Envelope::decode(
+                br#"{"content":"a\u0000b","id":"00000000-0000-0000-0000-000000000001"}"#,
+                &none
+            ),
             Err(DecodeError::Content(ContentError::ContainsNul))
         );
         assert_eq!(

@@ -1,0 +1,42 @@
+//! The producer's settings, read from the environment (see `.env.example`).
+
+use std::time::Duration;
+
+use shared::{CommonSettings, ConfigError, Env};
+
+/// Everything the producer needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker, database and topology settings shared with the consumer.
+    pub common: CommonSettings,
+    /// `BIND_ADDR` (default `0.0.0.0:8080`): the HTTP listen address.
+    pub bind_addr: String,
+    /// `MAX_BODY_BYTES` (default 65536): larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `PUBLISH_TIMEOUT_MS` (default 5000): the longest a request waits for
+    /// the broker's confirm before answering 503.
+    pub publish_timeout: Duration,
+    /// `PUBLISH_CHANNELS` (default 4): confirm-mode channels shared by all
+    /// requests, used round-robin.
+    pub publish_channels: usize,
+    /// `RETRY_AFTER_SECS` (default 1): the `Retry-After` of a 503.
+    pub retry_after_secs: u32,
+    /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
+    pub http_workers: usize,
+}
+
+impl Settings {
+    /// Read the settings from `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            common: CommonSettings::from_env(env)?,
+            bind_addr: env.string_or("BIND_ADDR", "0.0.0.0:8080")?,
+            max_body_bytes: env.number_in("MAX_BODY_BYTES", 65_536, 16..=64 * 1024 * 1024)?,
+            publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
+            publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
+            retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,
+            http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! The producer's HTTP errors: one enum, one JSON shape `{"error": "..."}`.
+//!
+//! Broker and database details are logged here and never sent to clients.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::publisher::PublishError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the text says what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body exceeds `MAX_BODY_BYTES`.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is not `application/json`.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// Unknown route or id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The broker did not confirm the message; retry later.
+    #[error("message broker unavailable, retry later")]
+    BrokerUnavailable {
+        /// The underlying failure, logged only.
+        source: PublishError,
+        /// Seconds for `Retry-After`.
+        retry_after: u32,
+    },
+    /// The database could not answer; retry later.
+    #[error("database unavailable, retry later")]
+    DatabaseUnavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure.
+    #[error("internal server error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::BrokerUnavailable { source, .. } => {
+                log::warn!("publish failed: {source}")
+            }
+            ApiError::DatabaseUnavailable(e) => log::warn!("database unavailable: {e:#}"),
+            ApiError::Internal(e) => log::error!("internal error: {e:#}"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::BrokerUnavailable { retry_after, .. } = self {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
+        }
+        if let ApiError::DatabaseUnavailable(_) = self {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(1u32)));
+        }
+        response.json(json!({ "error": self.to_string() }))
+    }
+}

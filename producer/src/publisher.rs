@@ -1,0 +1,294 @@
+//! Publishing with confirms over a supervised RabbitMQ connection.
+//!
+//! A background task owns the connection: it connects, declares the topology,
+//! opens `PUBLISH_CHANNELS` channels in confirm mode and hands them to request
+//! handlers through a [`Link`]. When the connection fails it drops the link
+//! (so requests answer 503 at once instead of hanging), reconnects with capped
+//! exponential backoff and hands out a fresh link.
+//!
+//! Handlers never hold a lock across an await: they clone the `Arc<Link>` under
+//! a read lock, release it, then publish and await their own confirm, so any
+//! number of requests pipeline their confirms on the same channels.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::{Channel, Connection};
+use shared::{Backoff, Envelope, Topology};
+use tokio::sync::{watch, Notify};
+
+/// Why a message was not confirmed. Every variant means "not accepted": the
+/// client gets a 503 and may retry (with the same Idempotency-Key).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No connection to the broker right now.
+    #[error("not connected to the broker")]
+    NotConnected,
+    /// The broker answered basic.nack.
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// The message was returned: no queue is bound to the exchange.
+    #[error("the message was unroutable ({0})")]
+    Unroutable(String),
+    /// No confirm within the publish timeout.
+    #[error("no confirm within {0:?}")]
+    Timeout(Duration),
+    /// The channel or connection failed during the publish.
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// One live connection and its confirm-mode channels.
+struct Link {
+    connection: Connection,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+}
+
+impl Link {
+    fn channel(&self) -> &Channel {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        &self.channels[i]
+    }
+
+    fn is_open(&self) -> bool {
+        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+    }
+}
+
+struct Inner {
+    link: RwLock<Option<Arc<Link>>>,
+    /// Wakes the supervisor when a publish saw the link fail.
+    broken: Notify,
+    topology: Topology,
+    timeout: Duration,
+}
+
+/// A cloneable handle for publishing; see the module docs.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+/// Connection settings for [`Publisher::start`].
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// The broker to connect to.
+    pub uri: lapin::uri::AMQPUri,
+    /// Names to declare and publish to.
+    pub topology: Topology,
+    /// Channels to open.
+    pub channels: usize,
+    /// Longest wait for a confirm.
+    pub publish_timeout: Duration,
+    /// Longest wait to connect and set up.
+    pub connect_timeout: Duration,
+}
+
+impl Publisher {
+    /// Start the supervisor task. It runs until `shutdown` turns true, then
+    /// closes the connection and ends (await the returned task for that).
+    /// The handle publishes as soon as the first connection is up; before
+    /// that it answers `NotConnected`.
+    pub fn start(
+        config: PublisherConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let inner = Arc::new(Inner {
+            link: RwLock::new(None),
+            broken: Notify::new(),
+            topology: config.topology.clone(),
+            timeout: config.publish_timeout,
+        });
+        let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
+        (Self { inner }, task)
+    }
+
+    /// True while a connection with open channels is available.
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some_and(|l| l.is_open())
+    }
+
+    /// Wait up to `timeout` for the first connection (used at startup so the
+    /// first requests do not see a spurious 503).
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.is_connected() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.is_connected()
+    }
+
+    fn current(&self) -> Option<Arc<Link>> {
+        // A poisoned lock only means a panic elsewhere; the Option inside is
+        // still valid, so keep serving.
+        match self.inner.link.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publish one envelope and wait for the broker's confirm. `Ok` means the
+    /// broker has taken responsibility for the message (for a quorum queue:
+    /// written to a majority and fsynced).
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        let link = self.current().ok_or(PublishError::NotConnected)?;
+        let result = tokio::time::timeout(self.inner.timeout, self.publish_on(&link, envelope))
+            .await
+            .unwrap_or(Err(PublishError::Timeout(self.inner.timeout)));
+        if let Err(PublishError::Broker(_)) = &result {
+            // The channel or connection is gone: let the supervisor rebuild.
+            self.inner.broken.notify_one();
+        }
+        result
+    }
+
+    async fn publish_on(&self, link: &Link, envelope: &Envelope) -> Result<(), PublishError> {
+        let options = BasicPublishOptions {
+            mandatory: true,  // unroutable must come back as an error, not vanish
+            immediate: false, // not supported by RabbitMQ
+        };
+        let confirm = link
+            .channel()
+            .basic_publish(
+                self.inner.topology.exchange.as_str().into(),
+                "".into(), // fanout exchange: the routing key is ignored
+                options,
+                &envelope.to_body(),
+                envelope.properties(),
+            )
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) => {
+                Err(PublishError::Unroutable(returned.reply_text.to_string()))
+            }
+            Confirmation::Nack(_) => Err(PublishError::Nacked),
+            // Every channel is put in confirm mode before it is handed out.
+            Confirmation::NotRequested => Err(PublishError::Nacked),
+        }
+    }
+}
+
+async fn supervise(
+    inner: Arc<Inner>,
+    config: PublisherConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut connected_once = false;
+    while !*shutdown.borrow() {
+        let link = tokio::select! {
+            link = connect(&config) => link,
+            _ = shutdown.changed() => break,
+        };
+        let link = match link {
+            Ok(link) => Arc::new(link),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                log::warn!("publisher: {e}; reconnecting in {delay:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        if connected_once {
+            log::info!("publisher: reconnected to RabbitMQ");
+        } else {
+            log::info!("publisher: connected to RabbitMQ");
+            connected_once = true;
+        }
+        backoff.reset();
+        let mut events = link.connection.events_listener();
+        set_link(&inner, Some(link.clone()));
+
+        // Hold the link until it breaks or we are told to stop. The status
+        // poll is a backstop for failures that raise no event.
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        let stop = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break true,
+                _ = inner.broken.notified() => {
+                    if !link.is_open() { break false; }
+                }
+                event = events.next() => match event {
+                    Some(lapin::Event::Error(e)) => {
+                        log::warn!("publisher: connection error: {e}");
+                        break false;
+                    }
+                    Some(_) => {}
+                    None => break false,
+                },
+                _ = poll.tick() => {
+                    if !link.is_open() { break false; }
+                }
+            }
+        };
+        set_link(&inner, None);
+        // Best effort: on a dead connection this fails fast, which is fine.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            link.connection.close(200, "producer shutting down".into()),
+        )
+        .await;
+        if stop {
+            break;
+        }
+        log::warn!("publisher: lost the connection to RabbitMQ; reconnecting");
+    }
+    set_link(&inner, None);
+}
+
+fn set_link(inner: &Inner, link: Option<Arc<Link>>) {
+    match inner.link.write() {
+        Ok(mut guard) => *guard = link,
+        Err(poisoned) => *poisoned.into_inner() = link,
+    }
+}
+
+async fn connect(config: &PublisherConfig) -> Result<Link, String> {
+    let setup = async {
+        let connection = shared::amqp::connect(&config.uri, "producer", config.connect_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let declare_channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        config
+            .topology
+            .declare(&declare_channel)
+            .await
+            .map_err(|e| format!("cannot declare the topology: {e}"))?;
+        let _ = declare_channel.close(200, "declared".into()).await;
+        let mut channels = Vec::with_capacity(config.channels);
+        for _ in 0..config.channels {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| e.to_string())?;
+            channel
+                .confirm_select(ConfirmSelectOptions { nowait: false })
+                .await
+                .map_err(|e| e.to_string())?;
+            channels.push(channel);
+        }
+        Ok(Link {
+            connection,
+            channels,
+            next: AtomicUsize::new(0),
+        })
+    };
+    tokio::time::timeout(config.connect_timeout.saturating_mul(2), setup)
+        .await
+        .unwrap_or_else(|_| Err("timed out setting up the broker connection".into()))
+}

@@ -1,0 +1,28 @@
+//! `POST /add_message`: the Flask + RQ tutorial's endpoint, kept compatible
+//! so clients written for it work unchanged.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+use shared::envelope::{content_from_json, ContentError};
+use shared::Envelope;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
+/// "job_id": "<uuid>"}` once the broker confirmed it.
+pub async fn add_message(
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let content = content_from_json(&body).map_err(|e| match e {
+        // The tutorial's exact wording.
+        ContentError::Missing => ApiError::BadRequest("Content is required".into()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    let envelope = Envelope::new(content);
+    state.publish(&envelope).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/messages/{}", envelope.id)))
+        .json(json!({ "message": "Message enqueued", "job_id": envelope.id })))
+}

@@ -1,0 +1,32 @@
+//! Liveness and readiness probes.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is up and serving HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 only when the broker connection is open and the
+/// database answers; otherwise 503 saying which is down.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let broker = state.publisher.is_connected();
+    let database = state
+        .with_db(|conn| shared::db::ping(conn).map_err(Into::into))
+        .await
+        .is_ok();
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    if broker && database {
+        HttpResponse::Ok().json(json!({ "status": "ready", "broker": "up", "database": "up" }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "error": "not ready",
+            "status": "not ready",
+            "broker": up(broker),
+            "database": up(database),
+        }))
+    }
+}

@@ -1,0 +1,144 @@
+//! `POST /messages`, `GET /messages` and `GET /messages/{id}`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::envelope::content_from_json;
+use shared::models::Message;
+use shared::Envelope;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::idempotency::message_id;
+use crate::state::AppState;
+
+/// Default and maximum page sizes of `GET /messages`.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// `POST /messages` `{"content": "..."}`: 202 `{"id", "status": "queued"}`
+/// with `Location`, answered only after the broker confirmed the message.
+pub async fn post_message(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object with a \"content\" string".into(),
+        ));
+    }
+    let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let envelope = Envelope::with_id(message_id(&req)?, content);
+    state.publish(&envelope).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/messages/{}", envelope.id)))
+        .json(json!({ "id": envelope.id, "status": "queued" })))
+}
+
+/// Query parameters of `GET /messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /messages?limit=&cursor=`: stored messages oldest first, in the
+/// tutorial's shape `{"id", "content", "timestamp"}`. When more rows follow,
+/// a `Link: <…>; rel="next"` header gives the next page's URL.
+pub async fn list_messages(
+    params: web::Query<ListParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    // One extra row tells whether there is a next page.
+    let fetch = i64::from(limit) + 1;
+    let mut rows = state
+        .with_db(move |conn| Ok(shared::db::list_messages(conn, after, fetch)?))
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+
+    let mut response = HttpResponse::Ok();
+    if has_more {
+        if let Some(last) = rows.last() {
+            let next = format!(
+                "</messages?limit={limit}&cursor={}>; rel=\"next\"",
+                encode_cursor(last)
+            );
+            response.insert_header((header::LINK, next));
+        }
+    }
+    let body: Vec<Value> = rows
+        .iter()
+        .map(|m| json!({ "id": m.id, "content": m.content, "timestamp": m.created_at }))
+        .collect();
+    Ok(response.json(body))
+}
+
+/// `GET /messages/{id}`: 200 with the stored row, 404 while it is not stored.
+pub async fn get_message(
+    path: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let row = state
+        .with_db(move |conn| Ok(shared::db::find_message(conn, id)?))
+        .await?;
+    match row {
+        Some(m) => Ok(HttpResponse::Ok().json(json!({
+            "id": m.id,
+            "status": "stored",
+            "content": m.content,
+            "timestamp": m.created_at,
+            "stored_at": m.stored_at,
+        }))),
+        None => Ok(HttpResponse::NotFound().json(json!({
+            "error": format!("message {id} is not stored"),
+            "status": "not_found",
+        }))),
+    }
+}
+
+/// A cursor is the last row's `created_at` (microseconds since the epoch)
+/// and id: `1763783786123456_6f1c…`. Opaque to clients, readable in logs.
+fn encode_cursor(m: &Message) -> String {
+    format!("{}_{}", m.created_at.timestamp_micros(), m.id)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let bad = || ApiError::BadRequest("cursor is malformed; use the Link header's URL".into());
+    let (micros, id) = cursor.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((ts, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let m = Message {
+            id: Uuid::new_v4(),
+            content: "x".into(),
+            created_at: DateTime::from_timestamp_micros(1_763_783_786_123_456).unwrap(),
+            stored_at: Utc::now(),
+        };
+        let (ts, id) = decode_cursor(&encode_cursor(&m)).unwrap();
+        assert_eq!((ts, id), (m.created_at, m.id));
+        assert!(decode_cursor("nope").is_err());
+        assert!(decode_cursor("12_notauuid").is_err());
+    }
+}

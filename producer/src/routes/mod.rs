@@ -1,0 +1,56 @@
+//! HTTP routes and the fallbacks that keep every error JSON.
+
+mod add_message;
+mod health;
+mod messages;
+
+use actix_web::{web, HttpRequest};
+
+use crate::error::ApiError;
+
+pub use add_message::add_message;
+pub use health::{healthz, readyz};
+pub use messages::{get_message, list_messages, post_message};
+
+/// Register every route on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/messages")
+            .route(web::post().to(post_message))
+            .route(web::get().to(list_messages))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/messages/{id}")
+            .route(web::get().to(get_message))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/add_message")
+            .route(web::post().to(add_message))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// The app-wide fallback: unknown routes are a JSON 404.
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,117 @@
+//! Building and running the producer: migrations, pool, publisher, HTTP server.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::extract::{json_config, path_config, query_config};
+use crate::publisher::{Publisher, PublisherConfig};
+use crate::routes;
+use crate::state::AppState;
+
+/// A built producer, bound to its port, ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: Publisher,
+    publisher_task: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Migrate the database, start the publisher and bind the HTTP listener.
+    /// Fails only on what retrying cannot fix (bad address, migrations that
+    /// cannot run within `STARTUP_TIMEOUT_MS`). A broker that is down is not
+    /// fatal: the producer starts, answers 503 and connects when it can.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let common = &settings.common;
+        let url = common.database_url.clone();
+        let deadline = common.startup_timeout;
+        let applied =
+            tokio::task::spawn_blocking(move || shared::db::migrate_with_retry(&url, deadline))
+                .await
+                .context("migration task panicked")?
+                .map_err(|e| anyhow::anyhow!(e))?;
+        log::info!("database ready ({applied} migrations applied)");
+
+        let pool =
+            shared::db::build_pool(&common.database_url, common.db_pool_size, common.db_timeout);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (publisher, publisher_task) = Publisher::start(
+            PublisherConfig {
+                uri: common.amqp_uri.clone(),
+                topology: common.topology(),
+                channels: settings.publish_channels,
+                publish_timeout: settings.publish_timeout,
+                connect_timeout: common.amqp_timeout,
+            },
+            shutdown_rx,
+        );
+        if !publisher.wait_connected(common.amqp_timeout).await {
+            log::warn!(
+                "RabbitMQ at {} is not reachable yet; serving 503s until it is",
+                common.amqp_url_redacted
+            );
+        }
+
+        let listener = TcpListener::bind(&settings.bind_addr)
+            .with_context(|| format!("cannot listen on BIND_ADDR={}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            publisher: publisher.clone(),
+            pool,
+            retry_after_secs: settings.retry_after_secs,
+        };
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(json_config(max_body))
+                .app_data(query_config())
+                .app_data(path_config())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(settings.http_workers)
+        .listen(listener)?
+        .run();
+        log::info!("producer listening on port {port}");
+        Ok(Self {
+            port,
+            server,
+            publisher,
+            publisher_task,
+            shutdown,
+        })
+    }
+
+    /// The bound port (useful with `BIND_ADDR=127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully from elsewhere (tests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The publisher (for readiness checks in tests).
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Serve until SIGINT/SIGTERM (or a stop through [`Self::handle`]): actix
+    /// stops accepting, lets in-flight requests finish (each still waits
+    /// for its confirm), then the broker connection is closed.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let _ = self.shutdown.send(true);
+        let _ = self.publisher_task.await;
+        log::info!("producer stopped");
+        result
+    }
+}

@@ -1,0 +1,55 @@
+//! State shared by every request handler.
+
+use actix_web::web;
+use shared::db::{DbError, PgPool, PgPooled};
+use shared::Envelope;
+
+use crate::error::ApiError;
+use crate::publisher::Publisher;
+
+/// Handles to the broker and the database, cloned into each worker.
+#[derive(Clone)]
+pub struct AppState {
+    /// Publishes with confirms.
+    pub publisher: Publisher,
+    /// Reads stored messages.
+    pub pool: PgPool,
+    /// `Retry-After` seconds for 503s.
+    pub retry_after_secs: u32,
+}
+
+impl AppState {
+    /// Publish and map a failure to a 503 with `Retry-After`.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), ApiError> {
+        self.publisher
+            .publish(envelope)
+            .await
+            .map_err(|source| ApiError::BrokerUnavailable {
+                source,
+                retry_after: self.retry_after_secs,
+            })
+    }
+
+    /// Run a blocking database function on actix's blocking pool, never on
+    /// the async worker thread.
+    pub async fn with_db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgPooled) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let result = web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+        result.map_err(|e| {
+            if e.is_transient() {
+                ApiError::DatabaseUnavailable(e.into())
+            } else {
+                ApiError::Internal(e.into())
+            }
+        })
+    }
+}
