@@ -6,7 +6,10 @@ use shared::Env;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let env = Env::from_process();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
+    )
+    .init();
 
     let settings = match Settings::from_env(&env) {
         Ok(s) => s,

@@ -1,0 +1,12 @@
+//! The consumer: takes messages off `messages.store` in batches, stores them
+//! in PostgreSQL with Diesel, and acks only after the transaction committed.
+
+pub mod config;
+pub mod dead_letter;
+pub mod session;
+pub mod startup;
+pub mod stats;
+pub mod worker;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,186 @@
+//! One broker session: connect, declare, consume in batches until the
+//! connection fails or shutdown is requested, then close.
+//!
+//! The supervisor in `startup` runs sessions in a loop with backoff, so a
+//! consumer stream that ends is an error to recover from, not an exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, Consumer};
+use shared::db::PgPool;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::stats::Stats;
+use crate::worker::Worker;
+
+/// How a session ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Shutdown was requested and everything in hand was settled.
+    Drained,
+}
+
+/// Run one session. `Err` means the broker connection failed (reconnect);
+/// `Ok` means shutdown was requested and handled.
+pub async fn run(
+    settings: &Settings,
+    pool: &PgPool,
+    stats: &Arc<Stats>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Ended, String> {
+    let common = &settings.common;
+    let name = format!("consumer-{}", std::process::id());
+    let connection = tokio::select! {
+        c = shared::amqp::connect(&common.amqp_uri, &name, common.amqp_timeout) => c.map_err(|e| e.to_string())?,
+        _ = shutdown.wait_for(|stop| *stop) => return Ok(Ended::Drained),
+    };
+    let result = consume(settings, pool, stats, shutdown, &connection).await;
+    // Closing returns unacked deliveries to the queue at once instead of
+    // after a heartbeat timeout.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        connection.close(200, "consumer session over".into()),
+    )
+    .await;
+    result
+}
+
+async fn consume(
+    settings: &Settings,
+    pool: &PgPool,
+    stats: &Arc<Stats>,
+    shutdown: &mut watch::Receiver<bool>,
+    connection: &Connection,
+) -> Result<Ended, String> {
+    let topology = settings.common.topology();
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    topology
+        .declare(&channel)
+        .await
+        .map_err(|e| format!("cannot declare the topology: {e}"))?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions { global: false })
+        .await
+        .map_err(|e| e.to_string())?;
+    // Confirm mode, so that dead letters are acked by the broker before
+    // the original is.
+    channel
+        .confirm_select(ConfirmSelectOptions { nowait: false })
+        .await
+        .map_err(|e| e.to_string())?;
+    let tag = format!(
+        "consumer-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let options = BasicConsumeOptions {
+        no_local: false,
+        no_ack: false,    // manual acks: ack only after the row is committed
+        exclusive: false, // any number of consumers share the queue
+        nowait: false,
+    };
+    let mut consumer = channel
+        .basic_consume(
+            topology.store_queue.as_str().into(),
+            tag.as_str().into(),
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    stats.record_session();
+    log::info!(
+        "consuming {} (prefetch {}, batch {} / {:?})",
+        topology.store_queue,
+        settings.prefetch,
+        settings.batch_size,
+        settings.batch_wait
+    );
+
+    let worker = Worker {
+        channel: channel.clone(),
+        pool: pool.clone(),
+        topology,
+        confirm_timeout: settings.common.amqp_timeout,
+        stats: stats.clone(),
+    };
+
+    // Normal operation: batches until shutdown.
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            next = consumer.next() => next,
+        };
+        let first = delivery_or_error(first)?;
+        let batch = fill_batch(
+            &mut consumer,
+            first,
+            settings.batch_size,
+            settings.batch_wait,
+        )
+        .await?;
+        worker.process(batch).await.map_err(|e| e.to_string())?;
+    }
+
+    // Shutdown: stop the broker from sending more, then settle what was
+    // already delivered to us. The caller bounds this with SHUTDOWN_TIMEOUT_MS.
+    log::info!("shutdown requested: cancelling the consumer and draining what is in hand");
+    channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions { nowait: false })
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        // After cancel-ok no new deliveries come; the stream yields what is
+        // buffered and then ends (or goes quiet).
+        let next = match tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+            Ok(Some(next)) => next,
+            Ok(None) | Err(_) => break,
+        };
+        let first = next.map_err(|e| e.to_string())?;
+        let batch = fill_batch(&mut consumer, first, settings.batch_size, Duration::ZERO).await?;
+        worker.process(batch).await.map_err(|e| e.to_string())?;
+    }
+    let _ = channel.close(200, "consumer stopping".into()).await;
+    Ok(Ended::Drained)
+}
+
+fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(e)) => Err(format!("consumer stream failed: {e}")),
+        None => Err("consumer stream ended (channel or connection closed)".into()),
+    }
+}
+
+/// Add deliveries to `first` until the batch is full or `wait` has passed.
+async fn fill_batch(
+    consumer: &mut Consumer,
+    first: Delivery,
+    size: usize,
+    wait: Duration,
+) -> Result<Vec<Delivery>, String> {
+    let mut batch = Vec::with_capacity(size);
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < size {
+        // Take what is already buffered without waiting.
+        let next = match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(next) => next,
+            Err(_) => break,
+        };
+        batch.push(delivery_or_error(next)?);
+    }
+    Ok(batch)
+}

@@ -1,0 +1,211 @@
+//! Storing one batch of deliveries: decode, dead-letter the poison, insert
+//! the rest in one transaction, and ack only after it committed.
+//!
+//! Failure policy:
+//! * undecodable or invalid message → dead-lettered at once with the reason;
+//! * database unavailable (transient) → keep the deliveries unacked and retry
+//!   with capped backoff until it is back; never dead-letter for that;
+//! * any other insert error → split the batch and store row by row, so one
+//!   bad row cannot sink its neighbours; a row that still fails while the
+//!   database answers pings is dead-lettered with the database's reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::Channel;
+use shared::db::{DbError, PgPool};
+use shared::models::NewMessage;
+use shared::{Backoff, Envelope, Topology};
+
+use crate::dead_letter;
+use crate::stats::Stats;
+
+/// Why a batch could not be settled. The session ends and the channel is
+/// closed, so the broker requeues whatever was not acked.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Acking failed: the channel is gone.
+    #[error("ack failed: {0}")]
+    Ack(String),
+    /// A dead letter could not be published.
+    #[error(transparent)]
+    DeadLetter(#[from] dead_letter::DeadLetterError),
+    /// The blocking database task panicked.
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Stores batches for one channel. Batches must be processed one at a
+/// time, in delivery order: the multiple-ack relies on every earlier
+/// delivery of the channel being settled already.
+pub struct Worker {
+    /// The consuming channel (in confirm mode, for dead letters).
+    pub channel: Channel,
+    /// The database pool.
+    pub pool: PgPool,
+    /// Where dead letters go.
+    pub topology: Topology,
+    /// Longest wait for a dead letter's confirm.
+    pub confirm_timeout: Duration,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+impl Worker {
+    /// Settle every delivery of `batch`: stored and acked, or dead-lettered
+    /// and acked. Returns only when all are settled (it waits out database
+    /// outages), or with an error when the channel failed.
+    pub async fn process(&self, batch: Vec<Delivery>) -> Result<(), WorkerError> {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match Envelope::decode(&delivery.data, &delivery.properties) {
+                Ok(envelope) => {
+                    deliveries.push(delivery);
+                    envelopes.push(envelope);
+                }
+                Err(reason) => {
+                    self.dead_letter(&delivery, &format!("invalid message: {reason}"))
+                        .await?
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        match self.insert_until_available(envelopes).await? {
+            (_, Ok(inserted)) => {
+                self.ack_through(&deliveries).await?;
+                self.stats.record_stored(inserted, deliveries.len());
+                Ok(())
+            }
+            (envelopes, Err(e)) => {
+                log::warn!(
+                    "batch of {} rejected by the database ({e}); storing row by row",
+                    envelopes.len()
+                );
+                for (delivery, envelope) in deliveries.iter().zip(envelopes) {
+                    self.store_one(delivery, envelope).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Store a single row; dead-letter it if the database rejects it for
+    /// a reason that is not an outage.
+    async fn store_one(&self, delivery: &Delivery, envelope: Envelope) -> Result<(), WorkerError> {
+        match self.insert_until_available(vec![envelope]).await? {
+            (_, Ok(inserted)) => {
+                ack(delivery, false).await?;
+                self.stats.record_stored(inserted, 1);
+                Ok(())
+            }
+            (_, Err(e)) => {
+                self.dead_letter(delivery, &format!("database rejected the message: {e}"))
+                    .await
+            }
+        }
+    }
+
+    /// Insert, retrying for as long as the failure is transient (the database
+    /// is down or restarting). Returns the envelopes back with either the
+    /// number of new rows or a non-transient error.
+    async fn insert_until_available(
+        &self,
+        mut envelopes: Vec<Envelope>,
+    ) -> Result<(Vec<Envelope>, Result<usize, DbError>), WorkerError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let pool = self.pool.clone();
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let result = insert(&pool, &envelopes);
+                (envelopes, result)
+            })
+            .await?;
+            envelopes = back;
+            let result = match result {
+                // A non-transient error while the database does not even
+                // answer a ping is an outage in disguise: treat it as one.
+                Err(e) if !e.is_transient() && !self.database_answers().await => Err(e),
+                Err(e) if !e.is_transient() => return Ok((envelopes, Err(e))),
+                other => other,
+            };
+            match result {
+                Ok(n) => {
+                    if backoff.attempts() > 0 {
+                        log::info!("database is back; stored the waiting batch");
+                    }
+                    return Ok((envelopes, Ok(n)));
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    self.stats.record_db_retry();
+                    log::warn!(
+                        "database unavailable ({e}); holding {} messages, retrying in {delay:?}",
+                        envelopes.len()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn database_answers(&self) -> bool {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            pool.get()
+                .ok()
+                .is_some_and(|mut c| shared::db::ping(&mut c).is_ok())
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Ack every delivery of a fully stored batch with one multiple-ack on
+    /// its last tag. Safe because batches are settled in order: every earlier
+    /// tag on this channel is already acked.
+    async fn ack_through(&self, deliveries: &[Delivery]) -> Result<(), WorkerError> {
+        match deliveries.last() {
+            Some(last) => ack(last, true).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), WorkerError> {
+        log::warn!(
+            "dead-lettering message {:?}: {reason}",
+            delivery.properties.message_id()
+        );
+        dead_letter::publish(
+            &self.channel,
+            &self.topology.dead_letter_exchange,
+            delivery,
+            reason,
+            1,
+            self.confirm_timeout,
+        )
+        .await?;
+        ack(delivery, false).await?;
+        self.stats.record_dead_lettered();
+        Ok(())
+    }
+}
+
+fn insert(pool: &PgPool, envelopes: &[Envelope]) -> Result<usize, DbError> {
+    let mut conn = pool.get()?;
+    let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
+    Ok(shared::db::insert_messages(&mut conn, &rows)?)
+}
+
+async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {
+    let options = BasicAckOptions { multiple };
+    match delivery.acker.ack(options).await {
+        Ok(true) => Ok(()),
+        // lapin skips the ack on a failed channel: it was not sent.
+        Ok(false) => Err(WorkerError::Ack("channel no longer usable".into())),
+        Err(e) => Err(WorkerError::Ack(e.to_string())),
+    }
+}
