@@ -9,7 +9,7 @@
 use chrono::Utc;
 use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, LongString};
 use lapin::{Channel, Confirmation};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub async fn publish(
         .properties
         .headers()
         .clone()
-        .unwrap_or_else(FieldTable::default);
+        .unwrap_or_default();
     headers.insert(REASON_HEADER.into(), long_string(reason));
     headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongInt(attempts as i32));
     headers.insert(

@@ -42,7 +42,8 @@ pub async fn post_message(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<u32>,
+    // A string, so that a non-number gets an error naming `limit`.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -53,12 +54,18 @@ pub async fn list_messages(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number between 1 and {MAX_LIMIT}"
+                ))
+            })?,
+    };
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     // One extra row tells whether there is a next page.
     let fetch = i64::from(limit) + 1;

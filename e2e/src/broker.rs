@@ -1,0 +1,169 @@
+//! A uniquely named RabbitMQ topology per test, and a test-side connection
+//! to publish raw messages and inspect queues.
+
+use std::time::Duration;
+
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use shared::{Envelope, Topology};
+use uuid::Uuid;
+
+/// The broker URL for tests.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A topology whose names carry a unique prefix, deleted on drop.
+pub struct TestBroker {
+    /// The `TOPOLOGY_PREFIX` to give the services.
+    pub prefix: String,
+    /// The names.
+    pub topology: Topology,
+    connection: Connection,
+    channel: Channel,
+}
+
+impl TestBroker {
+    /// Connect and declare the topology.
+    pub async fn new() -> Self {
+        let prefix = format!("test.{}.", &Uuid::new_v4().simple().to_string()[..12]);
+        let topology = Topology::with_prefix(&prefix);
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ is not reachable at TEST_AMQP_URL");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        topology.declare(&channel).await.unwrap();
+        Self {
+            prefix,
+            topology,
+            connection,
+            channel,
+        }
+    }
+
+    /// Publish raw bytes to the `messages` exchange, as any AMQP client could,
+    /// and wait for the confirm.
+    pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.topology.exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            confirm,
+            Confirmation::Ack(None),
+            "test publish not confirmed"
+        );
+    }
+
+    /// Publish an envelope exactly as the producer does.
+    pub async fn publish(&self, envelope: &Envelope) {
+        self.publish_raw(&envelope.to_body(), envelope.properties())
+            .await;
+    }
+
+    /// Messages ready in `queue` (not counting unacked ones).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.unwrap();
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = channel.close(200, "".into()).await;
+        q.message_count()
+    }
+
+    /// Take (and ack) every message ready in `queue`.
+    pub async fn take_all(&self, queue: &str) -> Vec<BasicGetMessage> {
+        let mut out = Vec::new();
+        while let Some(msg) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            msg.delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .unwrap();
+            out.push(msg);
+        }
+        out
+    }
+
+    /// A new channel on the test connection.
+    pub async fn channel(&self) -> Channel {
+        self.connection.create_channel().await.unwrap()
+    }
+}
+
+/// The string value of header `name`, if present.
+pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
+    use lapin::types::AMQPValue;
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        AMQPValue::LongInt(n) => Some(n.to_string()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        // Async clean-up from a sync Drop: run it on a thread of its own,
+        // which works whether or not we are inside a runtime.
+        let topology = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let conn = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    Connection::connect(&amqp_url(), ConnectionProperties::default()),
+                )
+                .await;
+                if let Ok(Ok(conn)) = conn {
+                    if let Ok(channel) = conn.create_channel().await {
+                        let _ = topology.delete(&channel).await;
+                    }
+                    let _ = conn.close(200, "".into()).await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,119 @@
+//! Starting the producer and consumers in-process against a test's own
+//! database and topology.
+
+use std::sync::Arc;
+
+use consumer::stats::Stats;
+use shared::Env;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{broker::amqp_url, TestBroker, TestDb};
+
+fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("AMQP_URL".into(), amqp_url()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("TOPOLOGY_PREFIX".into(), broker.prefix.clone()),
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("HTTP_WORKERS".into(), "1".into()),
+        ("DB_POOL_SIZE".into(), "3".into()),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(key, _)| key != k);
+        pairs.push(((*k).into(), (*v).into()));
+    }
+    Env::from_pairs(pairs)
+}
+
+/// A running producer.
+pub struct TestProducer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Start a producer; `extra` overrides settings (e.g. `("MAX_BODY_BYTES", "100")`).
+pub async fn spawn_producer(
+    db: &TestDb,
+    broker: &TestBroker,
+    extra: &[(&str, &str)],
+) -> TestProducer {
+    crate::init_logging();
+    let settings = producer::Settings::from_env(&env(db, broker, extra)).unwrap();
+    let app = producer::Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestProducer {
+        base,
+        client: reqwest::Client::new(),
+        handle,
+        task,
+    }
+}
+
+impl TestProducer {
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stop gracefully and wait.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// A running consumer.
+pub struct TestConsumer {
+    /// Its counters.
+    pub stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Start a consumer; `extra` overrides settings (e.g. `("BATCH_SIZE", "10")`).
+pub async fn spawn_consumer(
+    db: &TestDb,
+    broker: &TestBroker,
+    extra: &[(&str, &str)],
+) -> TestConsumer {
+    crate::init_logging();
+    let settings = consumer::Settings::from_env(&env(db, broker, extra)).unwrap();
+    let app = consumer::Application::build(settings).await.unwrap();
+    let stats = app.stats();
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(app.run(rx));
+    TestConsumer {
+        stats,
+        shutdown,
+        task,
+    }
+}
+
+impl TestConsumer {
+    /// Request a graceful shutdown (as SIGTERM does) and wait for it to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.task.await.unwrap();
+    }
+}

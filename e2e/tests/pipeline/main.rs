@@ -1,0 +1,10 @@
+//! End-to-end tests against the real RabbitMQ and PostgreSQL. Each test has
+//! its own database and topology (see the `e2e` crate), so they run in parallel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod broker_faults;
+mod flow;
+mod poison;
+mod shutdown;
