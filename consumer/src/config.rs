@@ -20,6 +20,14 @@ pub struct Settings {
     /// `SHUTDOWN_TIMEOUT_MS` (default 30000): on SIGTERM, how long to keep
     /// trying to store the messages in hand before leaving them to the broker.
     pub shutdown_timeout: Duration,
+    /// `MAX_ATTEMPTS` (default 5): attempts for a message whose insert fails
+    /// with an unexpected error, before it is dead-lettered.
+    pub max_attempts: u32,
+    /// `RETRY_BASE_MS` (default 1000): delay before the second attempt; each
+    /// further attempt waits four times longer...
+    pub retry_base: Duration,
+    /// `RETRY_MAX_MS` (default 60000): ...up to this.
+    pub retry_max: Duration,
 }
 
 impl Settings {
@@ -31,6 +39,9 @@ impl Settings {
             batch_size: env.number_in("BATCH_SIZE", 500, 1..=10_000)?,
             batch_wait: env.millis_or("BATCH_WAIT_MS", 20)?,
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 30_000)?,
+            max_attempts: env.number_in("MAX_ATTEMPTS", 5, 1..=20)?,
+            retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
+            retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
             return Err(ConfigError::new(
@@ -42,5 +53,50 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    /// How long a message waits after failed attempt `attempt` (1-based).
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let factor = 4u32.saturating_pow(attempt.saturating_sub(1).min(15));
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+
+    /// The topology, with one delay queue per distinct retry delay.
+    pub fn topology(&self) -> shared::Topology {
+        let delays: Vec<Duration> = (1..self.max_attempts)
+            .map(|a| self.retry_delay(a))
+            .collect();
+        self.common.topology().with_retry_delays(&delays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vec![
+            ("AMQP_URL", "amqp://127.0.0.1"),
+            ("DATABASE_URL", "postgres://127.0.0.1/x"),
+        ];
+        all.extend_from_slice(pairs);
+        Settings::from_env(&Env::from_pairs(all.iter().copied()))
+    }
+
+    #[test]
+    fn retry_delays_grow_and_cap() {
+        let s = settings(&[("RETRY_BASE_MS", "1000"), ("RETRY_MAX_MS", "20000")]).unwrap();
+        let delays: Vec<u64> = (1..=4)
+            .map(|a| s.retry_delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, vec![1000, 4000, 16000, 20000]);
+        // Five attempts: four waits, in four distinct queues.
+        assert_eq!(s.topology().retry_delays.len(), 4);
+    }
+
+    #[test]
+    fn prefetch_below_batch_size_is_refused() {
+        let err = settings(&[("PREFETCH", "10"), ("BATCH_SIZE", "50")]).unwrap_err();
+        assert_eq!(err.var, "PREFETCH");
     }
 }

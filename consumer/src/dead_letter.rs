@@ -1,4 +1,4 @@
-//! Dead-lettering a message with its reason.
+//! Dead-lettering a message with its reason, and scheduling a retry.
 //!
 //! The broker's own dead-lettering (reject without requeue) cannot attach a
 //! reason, so the consumer republishes the message to the dead-letter
@@ -18,22 +18,44 @@ pub const REASON_HEADER: &str = "x-error";
 /// Header holding how many attempts were made.
 pub const ATTEMPTS_HEADER: &str = "x-attempts";
 
-/// Why dead-lettering failed; the original must then stay unacked.
+/// Why republishing (to the dead-letter exchange or a delay queue) failed;
+/// the original must then stay unacked.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     /// The channel failed.
-    #[error("publishing the dead letter failed: {0}")]
+    #[error("republishing the message failed: {0}")]
     Broker(#[from] lapin::Error),
-    /// The broker nacked or returned it (no dead-letter queue bound?).
-    #[error("the broker did not accept the dead letter")]
+    /// The broker nacked or returned it (target queue missing?).
+    #[error("the broker did not accept the republished message")]
     NotAccepted,
     /// No confirm in time.
-    #[error("no confirm for the dead letter within {0:?}")]
+    #[error("no confirm for the republished message within {0:?}")]
     Timeout(Duration),
 }
 
-/// Publish a copy of `delivery` to `dlx` carrying `reason`, and wait for
-/// the broker's confirm. The caller acks the original afterwards.
+/// Header holding the last error of a message waiting to be retried.
+pub const LAST_ERROR_HEADER: &str = "x-last-error";
+
+/// How many attempts were already made on `delivery` (0 for a fresh one),
+/// read from the header a retry carries.
+pub fn previous_attempts(delivery: &Delivery) -> u32 {
+    let value = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned());
+    match value {
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(0),
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => n,
+        _ => 0,
+    }
+}
+
+/// Publish a copy of `delivery` to `dlx` carrying `reason` and the attempt
+/// count, and wait for the broker's confirm. The caller acks the original
+/// afterwards.
 pub async fn publish(
     channel: &Channel,
     dlx: &str,
@@ -42,25 +64,63 @@ pub async fn publish(
     attempts: u32,
     timeout: Duration,
 ) -> Result<(), DeadLetterError> {
-    let mut headers = delivery
-        .properties
-        .headers()
-        .clone()
-        .unwrap_or_default();
-    headers.insert(REASON_HEADER.into(), long_string(reason));
-    headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongInt(attempts as i32));
-    headers.insert(
-        "x-dead-lettered-at".into(),
-        long_string(&Utc::now().to_rfc3339()),
-    );
-    headers.insert(
-        "x-original-exchange".into(),
-        long_string(delivery.exchange.as_str()),
-    );
-    headers.insert(
-        "x-original-routing-key".into(),
-        long_string(delivery.routing_key.as_str()),
-    );
+    let headers = [
+        (REASON_HEADER, long_string(reason)),
+        (ATTEMPTS_HEADER, AMQPValue::LongInt(attempts as i32)),
+        ("x-dead-lettered-at", long_string(&Utc::now().to_rfc3339())),
+        (
+            "x-original-exchange",
+            long_string(delivery.exchange.as_str()),
+        ),
+        (
+            "x-original-routing-key",
+            long_string(delivery.routing_key.as_str()),
+        ),
+    ];
+    republish(
+        channel,
+        dlx,
+        delivery.routing_key.as_str(),
+        delivery,
+        &headers,
+        timeout,
+    )
+    .await
+}
+
+/// Send `delivery` to the delay queue `retry_queue` after failed attempt
+/// number `attempts`; the broker moves it back to the store queue when its
+/// delay has passed. Confirmed before the caller acks the original.
+pub async fn schedule_retry(
+    channel: &Channel,
+    retry_queue: &str,
+    delivery: &Delivery,
+    last_error: &str,
+    attempts: u32,
+    timeout: Duration,
+) -> Result<(), DeadLetterError> {
+    let headers = [
+        (ATTEMPTS_HEADER, AMQPValue::LongInt(attempts as i32)),
+        (LAST_ERROR_HEADER, long_string(last_error)),
+    ];
+    // The default exchange routes by queue name.
+    republish(channel, "", retry_queue, delivery, &headers, timeout).await
+}
+
+/// Publish a copy of `delivery` with `extra` headers added, mandatory and
+/// persistent, and wait for the confirm.
+async fn republish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    delivery: &Delivery,
+    extra: &[(&str, AMQPValue)],
+    timeout: Duration,
+) -> Result<(), DeadLetterError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    for (name, value) in extra {
+        headers.insert((*name).into(), value.clone());
+    }
     let properties = delivery
         .properties
         .clone()
@@ -68,14 +128,14 @@ pub async fn publish(
         .with_delivery_mode(shared::envelope::PERSISTENT);
 
     let options = BasicPublishOptions {
-        mandatory: true,  // a missing dead-letter queue must fail, not drop the message
+        mandatory: true,  // a missing target queue must fail, not drop the message
         immediate: false, // not supported by RabbitMQ
     };
     let publish = async {
         channel
             .basic_publish(
-                dlx.into(),
-                delivery.routing_key.clone(),
+                exchange.into(),
+                routing_key.into(),
                 options,
                 &delivery.data,
                 properties,

@@ -60,7 +60,7 @@ async fn consume(
     shutdown: &mut watch::Receiver<bool>,
     connection: &Connection,
 ) -> Result<Ended, String> {
-    let topology = settings.common.topology();
+    let topology = settings.topology();
     let channel = connection
         .create_channel()
         .await
@@ -114,6 +114,7 @@ async fn consume(
         topology,
         confirm_timeout: settings.common.amqp_timeout,
         stats: stats.clone(),
+        settings: settings.clone(),
     };
 
     // Normal operation: batches until shutdown.
@@ -124,14 +125,19 @@ async fn consume(
             next = consumer.next() => next,
         };
         let first = delivery_or_error(first)?;
-        let batch = fill_batch(
+        let (batch, ended) = fill_batch(
             &mut consumer,
             first,
             settings.batch_size,
             settings.batch_wait,
         )
-        .await?;
+        .await;
+        // Settle what we have even if the stream just ended: if the channel
+        // still works the acks go through, and if not the broker requeues.
         worker.process(batch).await.map_err(|e| e.to_string())?;
+        if let Some(reason) = ended {
+            return Err(reason);
+        }
     }
 
     // Shutdown: stop the broker from sending more, then settle what was
@@ -149,8 +155,16 @@ async fn consume(
             Ok(None) | Err(_) => break,
         };
         let first = next.map_err(|e| e.to_string())?;
-        let batch = fill_batch(&mut consumer, first, settings.batch_size, Duration::ZERO).await?;
+        let (batch, ended) =
+            fill_batch(&mut consumer, first, settings.batch_size, Duration::ZERO).await;
+        log::debug!(
+            "draining a batch of {} (stream ended: {ended:?})",
+            batch.len()
+        );
         worker.process(batch).await.map_err(|e| e.to_string())?;
+        if ended.is_some() {
+            break; // the stream ends after the cancel: all in hand is settled
+        }
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(Ended::Drained)
@@ -165,22 +179,29 @@ fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, 
 }
 
 /// Add deliveries to `first` until the batch is full or `wait` has passed.
+/// If the stream ends or fails on the way, the batch so far is returned
+/// with the reason, so the caller can still settle it: dropping it would
+/// hand those deliveries back to the broker unsettled.
 async fn fill_batch(
     consumer: &mut Consumer,
     first: Delivery,
     size: usize,
     wait: Duration,
-) -> Result<Vec<Delivery>, String> {
+) -> (Vec<Delivery>, Option<String>) {
     let mut batch = Vec::with_capacity(size);
     batch.push(first);
     let deadline = tokio::time::Instant::now() + wait;
     while batch.len() < size {
-        // Take what is already buffered without waiting.
+        // With a zero wait this still takes what is already buffered:
+        // `timeout_at` polls the stream before it checks the deadline.
         let next = match tokio::time::timeout_at(deadline, consumer.next()).await {
             Ok(next) => next,
             Err(_) => break,
         };
-        batch.push(delivery_or_error(next)?);
+        match delivery_or_error(next) {
+            Ok(delivery) => batch.push(delivery),
+            Err(reason) => return (batch, Some(reason)),
+        }
     }
-    Ok(batch)
+    (batch, None)
 }

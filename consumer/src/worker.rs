@@ -6,8 +6,11 @@
 //! * database unavailable (transient) → keep the deliveries unacked and retry
 //!   with capped backoff until it is back; never dead-letter for that;
 //! * any other insert error → split the batch and store row by row, so one
-//!   bad row cannot sink its neighbours; a row that still fails while the
-//!   database answers pings is dead-lettered with the database's reason.
+//!   bad row cannot sink its neighbours. A row the database rejects by a
+//!   constraint is dead-lettered with the reason; a row failing for another
+//!   reason (while the database answers pings) goes to a delay queue and is
+//!   tried again later, up to `MAX_ATTEMPTS`, then dead-lettered with the
+//!   reason and the attempt count.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use shared::db::{DbError, PgPool};
 use shared::models::NewMessage;
 use shared::{Backoff, Envelope, Topology};
 
+use crate::config::Settings;
 use crate::dead_letter;
 use crate::stats::Stats;
 
@@ -51,6 +55,8 @@ pub struct Worker {
     pub confirm_timeout: Duration,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Retry policy (`MAX_ATTEMPTS`, delays).
+    pub settings: Settings,
 }
 
 impl Worker {
@@ -58,6 +64,7 @@ impl Worker {
     /// and acked. Returns only when all are settled (it waits out database
     /// outages), or with an error when the channel failed.
     pub async fn process(&self, batch: Vec<Delivery>) -> Result<(), WorkerError> {
+        self.stats.record_received(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut envelopes = Vec::with_capacity(batch.len());
         for delivery in batch {
@@ -67,7 +74,8 @@ impl Worker {
                     envelopes.push(envelope);
                 }
                 Err(reason) => {
-                    self.dead_letter(&delivery, &format!("invalid message: {reason}"))
+                    let attempt = dead_letter::previous_attempts(&delivery) + 1;
+                    self.dead_letter(&delivery, &format!("invalid message: {reason}"), attempt)
                         .await?
                 }
             }
@@ -104,8 +112,29 @@ impl Worker {
                 Ok(())
             }
             (_, Err(e)) => {
-                self.dead_letter(delivery, &format!("database rejected the message: {e}"))
-                    .await
+                let attempt = dead_letter::previous_attempts(delivery) + 1;
+                let reason = format!("database rejected the message: {e}");
+                if e.is_rejection() || attempt >= self.settings.max_attempts {
+                    return self.dead_letter(delivery, &reason, attempt).await;
+                }
+                let delay = self.settings.retry_delay(attempt);
+                log::warn!(
+                    "message {} failed attempt {attempt}/{} ({e}); retrying in {delay:?}",
+                    envelope_id(delivery),
+                    self.settings.max_attempts
+                );
+                dead_letter::schedule_retry(
+                    &self.channel,
+                    &self.topology.retry_queue(delay),
+                    delivery,
+                    &reason,
+                    attempt,
+                    self.confirm_timeout,
+                )
+                .await?;
+                ack(delivery, false).await?;
+                self.stats.record_retry();
+                Ok(())
             }
         }
     }
@@ -169,22 +198,34 @@ impl Worker {
     /// tag on this channel is already acked.
     async fn ack_through(&self, deliveries: &[Delivery]) -> Result<(), WorkerError> {
         match deliveries.last() {
-            Some(last) => ack(last, true).await,
+            Some(last) => {
+                log::debug!(
+                    "acking {} deliveries through tag {}",
+                    deliveries.len(),
+                    last.delivery_tag
+                );
+                ack(last, true).await
+            }
             None => Ok(()),
         }
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), WorkerError> {
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), WorkerError> {
         log::warn!(
-            "dead-lettering message {:?}: {reason}",
-            delivery.properties.message_id()
+            "dead-lettering message {} after {attempts} attempt(s): {reason}",
+            envelope_id(delivery)
         );
         dead_letter::publish(
             &self.channel,
             &self.topology.dead_letter_exchange,
             delivery,
             reason,
-            1,
+            attempts,
             self.confirm_timeout,
         )
         .await?;
@@ -192,6 +233,15 @@ impl Worker {
         self.stats.record_dead_lettered();
         Ok(())
     }
+}
+
+/// The message id for logs, from the AMQP property.
+fn envelope_id(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map_or_else(|| "<no id>".to_owned(), |id| id.to_string())
 }
 
 fn insert(pool: &PgPool, envelopes: &[Envelope]) -> Result<usize, DbError> {

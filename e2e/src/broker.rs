@@ -120,6 +120,13 @@ impl TestBroker {
         out
     }
 
+    /// Declare delay queues for `delays` too (and delete them on drop), to
+    /// match a consumer started with the corresponding retry settings.
+    pub async fn add_retry_delays(&mut self, delays: &[Duration]) {
+        self.topology = self.topology.clone().with_retry_delays(delays);
+        self.topology.declare(&self.channel).await.unwrap();
+    }
+
     /// A new channel on the test connection.
     pub async fn channel(&self) -> Channel {
         self.connection.create_channel().await.unwrap()

@@ -60,6 +60,20 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// True when the database rejected the row itself, for a reason that
+    /// will not change on retry (a CHECK or NOT NULL constraint).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation,
+                _
+            ))
+        )
+    }
+}
+
 /// Build a pool that connects lazily: the process starts even while the
 /// database is down, and a checkout waits at most `checkout_timeout`.
 pub fn build_pool(database_url: &str, max_size: u32, checkout_timeout: Duration) -> PgPool {

@@ -4,6 +4,7 @@
 //!  producer ──► [messages] (fanout) ──► (messages.store, quorum) ──► consumer ──► PostgreSQL
 //!                                              │ x-dead-letter-exchange
 //!  consumer (poison, with x-error) ──► [messages.dlx] (fanout) ──► (messages.dead)
+//!  consumer (unknown error) ──► (messages.retry.<delay>ms, TTL) ──expired──► (messages.store)
 //! ```
 //!
 //! Every queue argument is set explicitly so that the same declaration means
@@ -16,6 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
+use std::time::Duration;
 
 /// How many times the broker redelivers one message (after consumer crashes
 /// or channel losses) before it dead-letters it by itself. This is a safety
@@ -35,6 +37,11 @@ pub struct Topology {
     pub store_queue: String,
     /// Where messages that cannot be stored wait for inspection.
     pub dead_queue: String,
+    /// The prefix every name starts with.
+    pub prefix: String,
+    /// One delay queue per delay: a message waits there for the delay, then
+    /// the broker moves it back to the store queue for another attempt.
+    pub retry_delays: Vec<Duration>,
 }
 
 impl Default for Topology {
@@ -53,7 +60,50 @@ impl Topology {
             dead_letter_exchange: format!("{prefix}messages.dlx"),
             store_queue: format!("{prefix}messages.store"),
             dead_queue: format!("{prefix}messages.dead"),
+            prefix: prefix.to_owned(),
+            retry_delays: Vec::new(),
         }
+    }
+
+    /// The same topology with delay queues for `delays`.
+    pub fn with_retry_delays(mut self, delays: &[Duration]) -> Self {
+        let mut delays = delays.to_vec();
+        delays.sort();
+        delays.dedup();
+        self.retry_delays = delays;
+        self
+    }
+
+    /// The delay queue for `delay` (`messages.retry.1000ms`).
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        format!("{}messages.retry.{}ms", self.prefix, delay.as_millis())
+    }
+
+    /// The arguments of a delay queue.
+    pub fn retry_queue_arguments(&self, delay: Duration) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Quorum (with message TTL, 3.10+) so that a waiting retry survives
+        // a broker restart and is moved back with at-least-once guarantees.
+        args.insert("x-queue-type".into(), long_string("quorum"));
+        let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        // Expired messages go back through the default exchange straight to
+        // the store queue, not to other queues bound to `messages`.
+        args.insert("x-dead-letter-exchange".into(), long_string(""));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            long_string(&self.store_queue),
+        );
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
+        args.insert("x-overflow".into(), long_string("reject-publish"));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DELIVERY_LIMIT),
+        );
+        args
     }
 
     /// The arguments of the store queue.
@@ -157,13 +207,25 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        // Delay queues are reached through the default exchange by name: no binding.
+        for delay in &self.retry_delays {
+            channel
+                .queue_declare(
+                    self.retry_queue(*delay).as_str().into(),
+                    durable_queue,
+                    self.retry_queue_arguments(*delay),
+                )
+                .await?;
+        }
         Ok(())
     }
 
     /// Delete every exchange and queue of this topology, messages included.
     /// For tests and tear-down tooling; never called by the services.
     pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
-        for queue in [&self.store_queue, &self.dead_queue] {
+        let mut queues = vec![self.store_queue.clone(), self.dead_queue.clone()];
+        queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(*d)));
+        for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
@@ -210,6 +272,33 @@ mod tests {
         assert_eq!(
             inner.get("x-dead-letter-exchange"),
             Some(&long_string("t1.messages.dlx"))
+        );
+    }
+
+    #[test]
+    fn retry_queues_route_back_to_the_store_queue() {
+        let t = Topology::with_prefix("p.").with_retry_delays(&[
+            Duration::from_secs(4),
+            Duration::from_secs(1),
+            Duration::from_secs(4),
+        ]);
+        assert_eq!(
+            t.retry_delays,
+            vec![Duration::from_secs(1), Duration::from_secs(4)]
+        );
+        assert_eq!(
+            t.retry_queue(Duration::from_secs(1)),
+            "p.messages.retry.1000ms"
+        );
+        let args = t.retry_queue_arguments(Duration::from_secs(1));
+        let inner = args.inner();
+        assert_eq!(
+            inner.get("x-dead-letter-routing-key"),
+            Some(&long_string("p.messages.store"))
+        );
+        assert_eq!(
+            inner.get("x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(1000))
         );
     }
 }

@@ -7,4 +7,5 @@ mod bad_input;
 mod broker_faults;
 mod flow;
 mod poison;
+mod retries;
 mod shutdown;

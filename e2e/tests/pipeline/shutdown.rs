@@ -35,12 +35,18 @@ async fn graceful_shutdown_leaves_nothing_unacked() {
     let stored = db.count();
     assert_eq!(db.distinct_ids(), stored);
     assert!(stored < N, "shutdown came too late to test anything");
-    // Everything not stored is back in the queue, and none of it was ever
-    // delivered before: what the consumer had in hand was stored and acked,
-    // not handed back.
+    // Everything the consumer took in hand was stored and acked: nothing
+    // it received was handed back unsettled.
+    let s = stats.snapshot();
+    assert_eq!(
+        s.received as i64, stored,
+        "in-hand deliveries were returned unsettled: {s:?}"
+    );
+    assert_eq!(s.stored as i64, stored);
+    // Everything else is back in the queue: nothing lost. (Some of it may be
+    // flagged redelivered: a quorum queue can still push deliveries that were
+    // in flight when basic.cancel-ok was sent; lapin drops those for the
+    // cancelled tag and the broker requeues them when the channel closes.)
     let rest = broker.take_all(&broker.topology.store_queue).await;
     assert_eq!(stored + rest.len() as i64, N, "nothing lost");
-    let redelivered = rest.iter().filter(|m| m.delivery.redelivered).count();
-    assert_eq!(redelivered, 0, "in-hand deliveries were returned unsettled");
-    assert_eq!(stats.snapshot().stored as i64, stored);
 }
