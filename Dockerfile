@@ -1,0 +1,81 @@
+# syntax=docker/dockerfile:1
+#
+# One image, two binaries: `producer` (default CMD) and `consumer`.
+# Pick one with the container command, e.g. `docker run pipeline:latest consumer`
+# or `command: consumer` in docker-compose.yml. There is no ENTRYPOINT, so a
+# command override simply replaces CMD.
+#
+# Needs BuildKit (the default builder since Docker 23 / in Compose v2) for the
+# cache mounts below.
+
+############################################################################
+# Builder
+############################################################################
+FROM rust:1-bookworm AS builder
+
+# diesel's `postgres` feature links libpq (pq-sys finds it through pkg-config,
+# falling back to pg_config). rust:1-bookworm already ships both through
+# buildpack-deps; installing them here keeps the build working if that changes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# The whole workspace manifest set has to be present or cargo refuses to load
+# the workspace (e2e is a member even though it is not built here).
+# migrations/ is embedded at compile time by shared (embed_migrations!).
+COPY Cargo.toml Cargo.lock diesel.toml ./
+COPY shared/ shared/
+COPY producer/ producer/
+COPY consumer/ consumer/
+COPY e2e/ e2e/
+COPY migrations/ migrations/
+
+# Registry/git downloads and the target directory live in cache mounts, so a
+# source change recompiles only the workspace crates, not every dependency.
+# A cache mount is not part of the image: copy the binaries out of it.
+#
+# The `touch` forces `shared` to recompile: embed_migrations! only tracks the
+# migration files that existed at the last compile, so a newly added
+# migration directory would otherwise leave the cached `shared` looking fresh
+# and the image would ship without it. This step only runs when some COPY
+# above changed; the cost is recompiling the workspace crates, never the
+# dependencies.
+RUN --mount=type=cache,id=pipeline-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,id=pipeline-cargo-git,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,id=pipeline-target,target=/app/target,sharing=locked \
+    touch shared/src/lib.rs \
+    && cargo build --release --locked -p producer -p consumer \
+    && mkdir -p /out \
+    && cp target/release/producer target/release/consumer /out/
+
+############################################################################
+# Runtime
+############################################################################
+FROM debian:bookworm-slim AS runtime
+
+# libpq5: the PostgreSQL client library the binaries link against.
+# ca-certificates: trust roots for any TLS connection (e.g. libpq sslmode=verify-full).
+# No curl: the producer's compose healthcheck uses bash's /dev/tcp instead.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system --gid 10001 pipeline \
+    && useradd --system --uid 10001 --gid pipeline \
+        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin pipeline
+
+COPY --from=builder /out/producer /out/consumer /usr/local/bin/
+
+# Numeric so that runtimes enforcing runAsNonRoot can verify it.
+USER 10001:10001
+
+# The producer's default BIND_ADDR is 0.0.0.0:8080; the consumer listens on nothing.
+EXPOSE 8080
+
+# Both binaries shut down gracefully on SIGTERM (the consumer drains for up to
+# SHUTDOWN_TIMEOUT_MS). No HEALTHCHECK here: the image is shared by both
+# binaries and only the producer serves HTTP; see docker-compose.yml.
+STOPSIGNAL SIGTERM
+CMD ["producer"]
