@@ -13,6 +13,8 @@ pub struct Settings {
     pub bind_addr: String,
     /// `MAX_BODY_BYTES` (default 65536): larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `MAX_BATCH_BODY_BYTES` (default 4 MiB): body limit of `POST /messages/batch`.
+    pub max_batch_body_bytes: usize,
     /// `PUBLISH_TIMEOUT_MS` (default 5000): the longest a request waits for
     /// the broker's confirm before answering 503.
     pub publish_timeout: Duration,
@@ -33,6 +35,11 @@ impl Settings {
             common: CommonSettings::from_env(env)?,
             bind_addr: env.string_or("BIND_ADDR", "0.0.0.0:8080")?,
             max_body_bytes: env.number_in("MAX_BODY_BYTES", 65_536, 16..=64 * 1024 * 1024)?,
+            max_batch_body_bytes: env.number_in(
+                "MAX_BATCH_BODY_BYTES",
+                4 * 1024 * 1024,
+                16..=256 * 1024 * 1024,
+            )?,
             publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,

@@ -21,18 +21,24 @@ const MAX_LEN: usize = 255;
 pub fn message_id(req: &HttpRequest) -> Result<Uuid, ApiError> {
     match req.headers().get(HEADER) {
         None => Ok(Uuid::new_v4()),
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest(format!("{HEADER} must be visible ASCII")))?;
-            if key.is_empty() || key.len() > MAX_LEN {
-                return Err(ApiError::BadRequest(format!(
-                    "{HEADER} must be 1 to {MAX_LEN} characters"
-                )));
-            }
-            Ok(id_for_key(key))
-        }
+        Some(_) => Ok(id_for_key(&key(req)?)),
     }
+}
+
+/// The validated `Idempotency-Key` of `req` (an error if absent or bad).
+pub fn key(req: &HttpRequest) -> Result<String, ApiError> {
+    let key = req
+        .headers()
+        .get(HEADER)
+        .ok_or_else(|| ApiError::BadRequest(format!("{HEADER} is missing")))?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest(format!("{HEADER} must be visible ASCII")))?;
+    if key.is_empty() || key.len() > MAX_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "{HEADER} must be 1 to {MAX_LEN} characters"
+        )));
+    }
+    Ok(key.to_owned())
 }
 
 /// The message id for an idempotency key.

@@ -150,31 +150,89 @@ impl Publisher {
         result
     }
 
-    async fn publish_on(&self, link: &Link, envelope: &Envelope) -> Result<(), PublishError> {
-        let options = BasicPublishOptions {
-            mandatory: true,  // unroutable must come back as an error, not vanish
-            immediate: false, // not supported by RabbitMQ
+    /// Publish many envelopes on one channel, pipelined: every message is
+    /// sent before any confirm is awaited, then each confirm is awaited.
+    /// The whole batch shares one publish timeout. The result for item `i`
+    /// says whether envelope `i` was confirmed.
+    pub async fn publish_many(&self, envelopes: &[Envelope]) -> Vec<Result<(), PublishError>> {
+        let Some(link) = self.current() else {
+            return envelopes
+                .iter()
+                .map(|_| Err(PublishError::NotConnected))
+                .collect();
         };
+        let channel = link.channel();
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let sent = tokio::time::timeout_at(
+                deadline,
+                channel.basic_publish(
+                    self.inner.topology.exchange.as_str().into(),
+                    "".into(),
+                    PUBLISH_OPTIONS,
+                    &envelope.to_body(),
+                    envelope.properties(),
+                ),
+            )
+            .await;
+            pending.push(match sent {
+                Ok(Ok(confirm)) => Ok(confirm),
+                Ok(Err(e)) => Err(PublishError::Broker(e)),
+                Err(_) => Err(PublishError::Timeout(self.inner.timeout)),
+            });
+        }
+        let confirms = pending.into_iter().map(|sent| async move {
+            let confirm = sent?;
+            match tokio::time::timeout_at(deadline, confirm).await {
+                Err(_) => Err(PublishError::Timeout(self.inner.timeout)),
+                Ok(Err(e)) => Err(PublishError::Broker(e)),
+                Ok(Ok(confirmation)) => check(confirmation),
+            }
+        });
+        let results = futures_util::future::join_all(confirms).await;
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(PublishError::Broker(_))))
+        {
+            self.inner.broken.notify_one();
+        }
+        results
+    }
+
+    async fn publish_on(&self, link: &Link, envelope: &Envelope) -> Result<(), PublishError> {
         let confirm = link
             .channel()
             .basic_publish(
                 self.inner.topology.exchange.as_str().into(),
                 "".into(), // fanout exchange: the routing key is ignored
-                options,
+                PUBLISH_OPTIONS,
                 &envelope.to_body(),
                 envelope.properties(),
             )
             .await?
             .await?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => {
-                Err(PublishError::Unroutable(returned.reply_text.to_string()))
-            }
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
-            // Every channel is put in confirm mode before it is handed out.
-            Confirmation::NotRequested => Err(PublishError::Nacked),
+        check(confirm)
+    }
+}
+
+/// Options of every publish.
+const PUBLISH_OPTIONS: BasicPublishOptions = BasicPublishOptions {
+    mandatory: true,  // unroutable must come back as an error, not vanish
+    immediate: false, // not supported by RabbitMQ
+};
+
+/// Only a plain ack means the broker took the message.
+fn check(confirmation: Confirmation) -> Result<(), PublishError> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        // With mandatory, an unroutable message is returned, then acked.
+        Confirmation::Ack(Some(returned)) => {
+            Err(PublishError::Unroutable(returned.reply_text.to_string()))
         }
+        Confirmation::Nack(_) => Err(PublishError::Nacked),
+        // Every channel is put in confirm mode before it is handed out.
+        Confirmation::NotRequested => Err(PublishError::Nacked),
     }
 }
 

@@ -67,13 +67,14 @@ impl Application {
             retry_after_secs: settings.retry_after_secs,
         };
         let max_body = settings.max_body_bytes;
+        let max_batch_body = settings.max_batch_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(json_config(max_body))
                 .app_data(query_config())
                 .app_data(path_config())
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, max_batch_body))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.http_workers)

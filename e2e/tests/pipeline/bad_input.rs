@@ -117,6 +117,44 @@ async fn bad_requests_get_json_errors_and_publish_nothing() {
         .unwrap();
     expect_error(res, 400, "Idempotency-Key").await;
 
+    // The batch endpoint validates every item before publishing any.
+    let batch = |body: serde_json::Value| {
+        producer
+            .client
+            .post(url("/messages/batch"))
+            .json(&body)
+            .send()
+    };
+    expect_error(
+        batch(json!({"content": "x"})).await.unwrap(),
+        400,
+        "JSON array",
+    )
+    .await;
+    expect_error(batch(json!([])).await.unwrap(), 400, "must not be empty").await;
+    expect_error(
+        batch(json!([{"content": "ok"}, {"content": "ok"}, {"content": ""}]))
+            .await
+            .unwrap(),
+        400,
+        "item 2: content must not be empty",
+    )
+    .await;
+    expect_error(
+        batch(json!([{"content": "ok"}, "bare"])).await.unwrap(),
+        400,
+        "item 1",
+    )
+    .await;
+    let too_many: Vec<_> = (0..1001).map(|_| json!({"content": "x"})).collect();
+    expect_error(batch(json!(too_many)).await.unwrap(), 400, "at most 1000").await;
+    expect_error(
+        producer.get("/messages/batch").await,
+        405,
+        "method not allowed",
+    )
+    .await;
+
     expect_error(producer.get("/nowhere").await, 404, "no route").await;
     expect_error(
         producer

@@ -252,3 +252,57 @@ async fn list_paginates_oldest_first_with_a_link_header() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_endpoint_confirms_every_message_and_stores_them() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+
+    let items: Vec<Value> = (0..250)
+        .map(|i| json!({"content": format!("b{i}")}))
+        .collect();
+    let post = || {
+        producer
+            .client
+            .post(format!("{}/messages/batch", producer.base))
+            .header("Idempotency-Key", "import-7")
+            .json(&items)
+            .send()
+    };
+    let res = post().await.unwrap();
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+    let ids: Vec<Uuid> = body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 250);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 250);
+
+    // A retried batch with the same key gets the same ids and adds no rows.
+    let again: Value = post().await.unwrap().json().await.unwrap();
+    assert_eq!(again["ids"], body["ids"]);
+
+    wait_for(
+        "500 deliveries settled",
+        Duration::from_secs(20),
+        || async {
+            let s = consumer.stats.snapshot();
+            (s.stored + s.duplicates == 500).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(db.count(), 250);
+    let rows = db.messages();
+    for (i, id) in ids.iter().enumerate() {
+        let row = rows.iter().find(|m| m.id == *id).expect("row for every id");
+        assert_eq!(row.content, format!("b{i}"), "ids are in request order");
+    }
+    consumer.stop().await;
+    producer.stop().await;
+}

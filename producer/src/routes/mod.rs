@@ -1,6 +1,7 @@
 //! HTTP routes and the fallbacks that keep every error JSON.
 
 mod add_message;
+mod batch;
 mod health;
 mod messages;
 
@@ -9,12 +10,20 @@ use actix_web::{web, HttpRequest};
 use crate::error::ApiError;
 
 pub use add_message::add_message;
+pub use batch::{post_batch, MAX_BATCH};
 pub use health::{healthz, readyz};
 pub use messages::{get_message, list_messages, post_message};
 
-/// Register every route on `cfg`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Register every route on `cfg`. `batch_body_limit` is the body limit of
+/// `POST /messages/batch` (the others use the app-wide one).
+pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     cfg.service(
+        web::resource("/messages/batch")
+            .app_data(crate::extract::json_config(batch_body_limit))
+            .route(web::post().to(post_batch))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/messages")
             .route(web::post().to(post_message))
             .route(web::get().to(list_messages))

@@ -1,0 +1,98 @@
+//! `POST /messages/batch`: up to 1000 messages in one request, published
+//! pipelined on one channel and answered once every one is confirmed.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use shared::envelope::content_from_json;
+use shared::Envelope;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::state::AppState;
+
+/// Most messages in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Accept `[{"content": "..."}, …]`. All items are validated before any is
+/// published: one bad item rejects the batch with a 400 naming its index.
+/// 202 `{"status": "queued", "ids": […]}` when every message is confirmed;
+/// otherwise 503 listing which were confirmed and which must be retried.
+/// With `Idempotency-Key: K`, item `i` gets the id of key `K/i`, so a retried
+/// batch yields the same ids.
+pub async fn post_batch(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let items = body.as_array().ok_or_else(|| {
+        ApiError::BadRequest("body must be a JSON array of {\"content\": \"...\"} objects".into())
+    })?;
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("batch must not be empty".into()));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "batch has {} messages; at most {MAX_BATCH} are allowed",
+            items.len()
+        )));
+    }
+    let key = match req.headers().get(idempotency::HEADER) {
+        Some(_) => Some(idempotency::key(&req)?),
+        None => None,
+    };
+    let mut envelopes = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "item {i}: must be an object with a \"content\" string"
+            )));
+        }
+        let content =
+            content_from_json(item).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?;
+        let id = match &key {
+            Some(k) => idempotency::id_for_key(&format!("{k}/{i}")),
+            None => Uuid::new_v4(),
+        };
+        envelopes.push(Envelope::with_id(id, content));
+    }
+
+    let results = state.publisher.publish_many(&envelopes).await;
+    let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+    let failed: Vec<(usize, &crate::publisher::PublishError)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        .collect();
+    if failed.is_empty() {
+        return Ok(HttpResponse::Accepted().json(json!({ "status": "queued", "ids": ids })));
+    }
+    log::warn!(
+        "batch: {} of {} messages not confirmed (first: {})",
+        failed.len(),
+        ids.len(),
+        failed[0].1
+    );
+    let queued: Vec<Uuid> = results
+        .iter()
+        .zip(&ids)
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, id)| *id)
+        .collect();
+    let failed: Vec<Value> = failed
+        .iter()
+        .map(|(i, _)| json!({ "index": i, "id": ids[*i] }))
+        .collect();
+    Ok(HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, state.retry_after_secs.to_string()))
+        .json(json!({
+            "error": format!(
+                "message broker unavailable: {} of {} messages were not accepted; retry them",
+                failed.len(),
+                ids.len()
+            ),
+            "queued": queued,
+            "failed": failed,
+        })))
+}
