@@ -1,0 +1,150 @@
+//! HTTP load: C keep-alive connections, each sending requests back to back
+//! (or paced to a target rate), recording every latency and returned id.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use uuid::Uuid;
+
+/// What one load run measured.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// Requests answered 202.
+    pub accepted: usize,
+    /// Requests answered otherwise (or failed).
+    pub errors: usize,
+    /// Ids returned by the 202s.
+    pub ids: Vec<Uuid>,
+    /// Latency of each request, sorted.
+    pub latencies: Vec<Duration>,
+    /// From the first request sent to the last answer.
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    /// Requests per second.
+    pub fn rps(&self) -> f64 {
+        (self.accepted + self.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q` quantile (0..=1) of the latencies.
+    pub fn quantile(&self, q: f64) -> Duration {
+        quantile(&self.latencies, q)
+    }
+}
+
+/// The `q` quantile of sorted `values`.
+pub fn quantile(values: &[Duration], q: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((values.len() - 1) as f64 * q).round() as usize;
+    values[i.min(values.len() - 1)]
+}
+
+/// What to send.
+pub struct Plan {
+    /// Target.
+    pub addr: SocketAddr,
+    /// `/messages` or `/messages/batch`.
+    pub path: &'static str,
+    /// Requests to send.
+    pub requests: usize,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Messages per request (1 for the single endpoint).
+    pub per_request: usize,
+    /// Requests per second to pace to, or as fast as possible.
+    pub rate: Option<f64>,
+    /// A tag put into every message's content.
+    pub tag: String,
+}
+
+/// Run the plan.
+pub async fn run(plan: Plan) -> anyhow::Result<LoadResult> {
+    let plan = Arc::new(plan);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..plan.connections {
+        let (plan, next) = (plan.clone(), next.clone());
+        tasks.push(tokio::spawn(
+            async move { connection(plan, next, start).await },
+        ));
+    }
+    let mut total = LoadResult::default();
+    for task in tasks {
+        let part = task.await.context("load task panicked")??;
+        total.accepted += part.accepted;
+        total.errors += part.errors;
+        total.ids.extend(part.ids);
+        total.latencies.extend(part.latencies);
+    }
+    total.elapsed = start.elapsed();
+    total.latencies.sort();
+    Ok(total)
+}
+
+fn body(plan: &Plan, i: usize) -> Bytes {
+    if plan.per_request == 1 {
+        Bytes::from(format!(r#"{{"content":"{} message {i}"}}"#, plan.tag))
+    } else {
+        let items: Vec<String> = (0..plan.per_request)
+            .map(|j| format!(r#"{{"content":"{} message {i}.{j}"}}"#, plan.tag))
+            .collect();
+        Bytes::from(format!("[{}]", items.join(",")))
+    }
+}
+
+async fn connection(
+    plan: Arc<Plan>,
+    next: Arc<AtomicUsize>,
+    start: Instant,
+) -> anyhow::Result<LoadResult> {
+    let stream = tokio::net::TcpStream::connect(plan.addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut out = LoadResult::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= plan.requests {
+            break;
+        }
+        if let Some(rate) = plan.rate {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let request = Request::post(plan.path)
+            .header("host", "bench")
+            .header("content-type", "application/json")
+            .body(Full::new(body(&plan, i)))?;
+        let sent = Instant::now();
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        out.latencies.push(sent.elapsed());
+        if status.as_u16() != 202 {
+            out.errors += 1;
+            continue;
+        }
+        out.accepted += 1;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        if let Some(id) = value["id"].as_str() {
+            out.ids.push(id.parse()?);
+        } else if let Some(ids) = value["ids"].as_array() {
+            for id in ids {
+                out.ids.push(id.as_str().unwrap_or_default().parse()?);
+            }
+        }
+    }
+    Ok(out)
+}

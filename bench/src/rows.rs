@@ -1,0 +1,153 @@
+//! Checking the rows a load run produced, and reading process memory.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Double, Timestamptz};
+use uuid::Uuid;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Quantiles {
+    #[diesel(sql_type = Double)]
+    p50: f64,
+    #[diesel(sql_type = Double)]
+    p99: f64,
+}
+
+fn count_since(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<i64> {
+    diesel::sql_query("SELECT count(*) AS n FROM messages WHERE created_at >= $1")
+        .bind::<Timestamptz, _>(since)
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
+}
+
+/// Poll until `expected` rows accepted since `since` are committed; returns
+/// when that happened.
+pub async fn wait_all(
+    database_url: &str,
+    expected: usize,
+    since: DateTime<Utc>,
+    timeout: Duration,
+) -> anyhow::Result<Instant> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = count_since(&mut conn, since)?;
+            if n >= expected as i64 {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("only {n} of {expected} rows after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .context("row poller panicked")?
+}
+
+/// How the rows compare with the ids that got a 202.
+pub struct Check {
+    /// Rows whose id got a 202.
+    pub found: i64,
+    /// Ids that got a 202.
+    pub expected: usize,
+    /// Rows since the start that no 202 announced.
+    pub extra: i64,
+    /// Ids that got a 202 more than once (should be 0: ids are fresh).
+    pub duplicates: usize,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict =
+            if self.found == self.expected as i64 && self.extra == 0 && self.duplicates == 0 {
+                "exact"
+            } else {
+                "MISMATCH"
+            };
+        write!(
+            f,
+            "{} of {} / {} / {} ({verdict})",
+            self.found, self.expected, self.extra, self.duplicates
+        )
+    }
+}
+
+/// Compare stored rows with the accepted ids.
+pub async fn verify(
+    database_url: &str,
+    ids: Vec<Uuid>,
+    since: DateTime<Utc>,
+) -> anyhow::Result<Check> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url)?;
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        let duplicates = ids.len() - unique.len();
+        let found = diesel::sql_query("SELECT count(*) AS n FROM messages WHERE id = ANY($1)")
+            .bind::<Array<diesel::sql_types::Uuid>, _>(&unique)
+            .get_result::<Count>(&mut conn)?
+            .n;
+        let total = count_since(&mut conn, since)?;
+        Ok(Check {
+            found,
+            expected: unique.len(),
+            extra: total - found,
+            duplicates,
+        })
+    })
+    .await
+    .context("verifier panicked")?
+}
+
+/// p50 and p99 of `stored_at - created_at` over the rows of `ids`.
+pub async fn commit_latency(
+    database_url: &str,
+    ids: Vec<Uuid>,
+) -> anyhow::Result<(Duration, Duration)> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url)?;
+        let q = diesel::sql_query(
+            "SELECT \
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM stored_at - created_at))::float8 AS p50, \
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM stored_at - created_at))::float8 AS p99 \
+             FROM messages WHERE id = ANY($1)",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+        .get_result::<Quantiles>(&mut conn)?;
+        Ok((
+            Duration::from_secs_f64(q.p50.max(0.0)),
+            Duration::from_secs_f64(q.p99.max(0.0)),
+        ))
+    })
+    .await
+    .context("latency query panicked")?
+}
+
+/// Peak resident set size of `pid` (VmHWM), e.g. "14.2 MB".
+pub fn peak_rss(pid: u32) -> String {
+    let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => s,
+        Err(e) => return format!("unknown ({e})"),
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or_else(|| "unknown".into(), |kb| format!("{:.1} MB", kb / 1024.0))
+}
