@@ -50,7 +50,7 @@ pub async fn broker(amqp_url: &str, n: usize, window: usize) -> anyhow::Result<f
         while seen < n {
             let delivery = consumer.next().await.context("consumer ended")??;
             seen += 1;
-            if seen % 100 == 0 || seen == n {
+            if seen.is_multiple_of(100) || seen == n {
                 delivery
                     .acker
                     .ack(BasicAckOptions { multiple: true })
