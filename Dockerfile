@@ -23,13 +23,14 @@ RUN apt-get update \
 WORKDIR /app
 
 # The whole workspace manifest set has to be present or cargo refuses to load
-# the workspace (e2e is a member even though it is not built here).
+# the workspace (e2e and bench are members even though they are not built here).
 # migrations/ is embedded at compile time by shared (embed_migrations!).
 COPY Cargo.toml Cargo.lock diesel.toml ./
 COPY shared/ shared/
 COPY producer/ producer/
 COPY consumer/ consumer/
 COPY e2e/ e2e/
+COPY bench/ bench/
 COPY migrations/ migrations/
 
 # Registry/git downloads and the target directory live in cache mounts, so a
@@ -71,11 +72,12 @@ COPY --from=builder /out/producer /out/consumer /usr/local/bin/
 # Numeric so that runtimes enforcing runAsNonRoot can verify it.
 USER 10001:10001
 
-# The producer's default BIND_ADDR is 0.0.0.0:8080; the consumer listens on nothing.
-EXPOSE 8080
+# The producer's default BIND_ADDR is 0.0.0.0:8080 (API, probes and /metrics);
+# the consumer's default METRICS_ADDR is 0.0.0.0:9090 (probes and /metrics).
+EXPOSE 8080 9090
 
 # Both binaries shut down gracefully on SIGTERM (the consumer drains for up to
 # SHUTDOWN_TIMEOUT_MS). No HEALTHCHECK here: the image is shared by both
-# binaries and only the producer serves HTTP; see docker-compose.yml.
+# binaries, which serve their probes on different ports; see docker-compose.yml.
 STOPSIGNAL SIGTERM
 CMD ["producer"]

@@ -35,7 +35,8 @@ trap cleanup EXIT
 BIND_ADDR=127.0.0.1:$PORT target/release/producer >"$logdir/producer.log" 2>&1 &
 pids+=($!); names="producer=$!"
 for i in $(seq "$CONSUMERS"); do
-  target/release/consumer >"$logdir/consumer$i.log" 2>&1 &
+  # Each consumer's metrics listener needs a port of its own.
+  METRICS_ADDR=127.0.0.1:0 target/release/consumer >"$logdir/consumer$i.log" 2>&1 &
   pids+=($!); names="$names,consumer$i=$!"
 done
 for _ in $(seq 100); do

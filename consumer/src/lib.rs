@@ -3,7 +3,10 @@
 
 pub mod config;
 pub mod dead_letter;
+pub mod health;
+pub mod metrics;
 pub mod session;
+pub mod signal;
 pub mod startup;
 pub mod stats;
 pub mod worker;

@@ -18,12 +18,18 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let result = match Application::build(settings).await {
-        Ok(app) => app.run_until_stopped().await,
-        Err(e) => Err(e),
+    let shutdown = consumer::signal::shutdown_on_signal();
+    let mut stop = shutdown.clone();
+    let app = tokio::select! {
+        app = Application::build(settings) => app,
+        // Nothing taken yet: stopping during startup is a clean exit.
+        _ = stop.wait_for(|s| *s) => return std::process::ExitCode::SUCCESS,
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match app {
+        Ok(app) => {
+            app.run(shutdown).await;
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("consumer: {e:#}");
             std::process::ExitCode::FAILURE

@@ -100,6 +100,9 @@ async fn consume(
         .await
         .map_err(|e| e.to_string())?;
     stats.record_session();
+    // From here until this function returns, by any path, the broker counts
+    // as connected (for /readyz and pipeline_broker_connected).
+    let _consuming = Consuming(stats);
     log::info!(
         "consuming {} (prefetch {}, batch {} / {:?})",
         topology.store_queue,
@@ -168,6 +171,15 @@ async fn consume(
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(Ended::Drained)
+}
+
+/// Reports the session over when dropped.
+struct Consuming<'a>(&'a Stats);
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.0.record_session_ended();
+    }
 }
 
 fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {

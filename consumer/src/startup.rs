@@ -1,15 +1,19 @@
-//! Building and running the consumer: migrations, pool, and the session
-//! supervisor that reconnects with backoff.
+//! Building and running the consumer: migrations, pool, the metrics and
+//! health listener, and the session supervisor that reconnects with backoff.
 
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::Server;
 use anyhow::Context;
 use shared::db::PgPool;
 use shared::Backoff;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::health;
+use crate::metrics::Metrics;
 use crate::session::{self, Ended};
 use crate::stats::Stats;
 
@@ -18,11 +22,16 @@ pub struct Application {
     settings: Settings,
     pool: PgPool,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
+    /// The health listener: bound in `build`, serving from `run`.
+    listener: Server,
+    metrics_port: u16,
 }
 
 impl Application {
-    /// Migrate the database (retrying until `STARTUP_TIMEOUT_MS`) and build
-    /// the pool. The broker is connected to in [`Self::run`].
+    /// Migrate the database (retrying until `STARTUP_TIMEOUT_MS`), build the
+    /// pool and bind `METRICS_ADDR`. The broker is connected to, and the
+    /// listener served, in [`Self::run`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let url = settings.common.database_url.clone();
         let deadline = settings.common.startup_timeout;
@@ -37,10 +46,23 @@ impl Application {
             settings.common.db_pool_size,
             settings.common.db_timeout,
         );
+        // One registry per application, not the global one: tests run
+        // several consumers in one process.
+        let metrics = Arc::new(Metrics::new()?);
+        let addr = &settings.metrics_addr;
+        let tcp = TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on METRICS_ADDR={addr}"))?;
+        let metrics_port = tcp.local_addr()?.port();
+        let listener = health::server(tcp, metrics.clone(), pool.clone())
+            .with_context(|| format!("cannot serve on METRICS_ADDR={addr}"))?;
+        log::info!("metrics and health probes on port {metrics_port}");
         Ok(Self {
+            stats: Arc::new(Stats::new(metrics.clone())),
             settings,
             pool,
-            stats: Arc::new(Stats::default()),
+            metrics,
+            listener,
+            metrics_port,
         })
     }
 
@@ -49,84 +71,82 @@ impl Application {
         self.stats.clone()
     }
 
+    /// The consumer's Prometheus metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The port of `/metrics`, `/healthz` and `/readyz` (useful with
+    /// `METRICS_ADDR=127.0.0.1:0`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
     /// Run until SIGTERM or SIGINT, then shut down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            log::info!("signal received; shutting down");
-            let _ = tx.send(true);
-        });
-        self.run(rx).await;
+        self.run(crate::signal::shutdown_on_signal()).await;
         Ok(())
     }
 
-    /// Consume until `shutdown` turns true. Broker failures are retried
-    /// forever with capped backoff; after shutdown, messages in hand get
-    /// `SHUTDOWN_TIMEOUT_MS` to be stored before the channel is closed
-    /// (which hands any left back to the broker, so nothing is lost).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        let timeout = self.settings.shutdown_timeout;
-        loop {
-            let sessions_before = self.stats.snapshot().sessions;
-            let mut session_shutdown = shutdown.clone();
-            let session = session::run(
-                &self.settings,
-                &self.pool,
-                &self.stats,
-                &mut session_shutdown,
-            );
-            let deadline = async {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-                tokio::time::sleep(timeout).await;
-            };
-            let outcome = tokio::select! {
-                outcome = session => outcome,
-                _ = deadline => {
-                    log::warn!("shutdown timeout ({timeout:?}) reached; unsettled messages return to the queue");
-                    Ok(Ended::Drained)
-                }
-            };
-            match outcome {
-                Ok(Ended::Drained) => break,
-                Err(e) => {
-                    // A session that got as far as consuming resets the
-                    // backoff; one that keeps failing at once backs off further.
-                    if self.stats.snapshot().sessions > sessions_before {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    log::warn!("broker session failed: {e}; reconnecting in {delay:?}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait_for(|stop| *stop) => break,
-                    }
-                }
+    /// Serve the health listener and consume until `shutdown` turns true.
+    /// Broker failures are retried forever with capped backoff; after
+    /// shutdown, messages in hand get `SHUTDOWN_TIMEOUT_MS` to be stored
+    /// before the channel is closed (which hands any left back to the
+    /// broker, so nothing is lost). The listener stops last.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let listener = self.listener;
+        let handle = listener.handle();
+        let serving = tokio::spawn(async move {
+            if let Err(e) = listener.await {
+                log::error!("health listener failed: {e}");
             }
-        }
+        });
+        supervise(&self.settings, &self.pool, &self.stats, shutdown).await;
+        handle.stop(true).await;
+        let _ = serving.await;
         log::info!("consumer stopped: {:?}", self.stats.snapshot());
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Run broker sessions one after another until shutdown; see [`Application::run`].
+async fn supervise(
+    settings: &Settings,
+    pool: &PgPool,
+    stats: &Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let timeout = settings.shutdown_timeout;
+    loop {
+        let sessions_before = stats.snapshot().sessions;
+        let mut session_shutdown = shutdown.clone();
+        let session = session::run(settings, pool, stats, &mut session_shutdown);
+        let deadline = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            tokio::time::sleep(timeout).await;
+        };
+        let outcome = tokio::select! {
+            outcome = session => outcome,
+            _ = deadline => {
+                log::warn!("shutdown timeout ({timeout:?}) reached; unsettled messages return to the queue");
+                Ok(Ended::Drained)
+            }
+        };
+        match outcome {
+            Ok(Ended::Drained) => break,
+            Err(e) => {
+                // A session that got as far as consuming resets the
+                // backoff; one that keeps failing at once backs off further.
+                if stats.snapshot().sessions > sessions_before {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                log::warn!("broker session failed: {e}; reconnecting in {delay:?}");
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => break,
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,16 +1,22 @@
-//! Counters of what the consumer did, for logs and tests.
+//! Recording what the consumer did: one call per event, kept in the
+//! Prometheus metrics (so there is one set of books), and read back as a
+//! [`Snapshot`] for logs and tests.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared::Envelope;
+use uuid::Uuid;
+
+use crate::metrics::{DeadLetterReason, Metrics};
 
 /// Running totals since the process started.
-#[derive(Debug, Default)]
 pub struct Stats {
-    received: AtomicU64,
-    stored: AtomicU64,
-    duplicates: AtomicU64,
-    dead_lettered: AtomicU64,
-    db_retries: AtomicU64,
-    retries: AtomicU64,
+    metrics: Arc<Metrics>,
+    /// Not a metric: `pipeline_broker_reconnects_total` is this minus one.
     sessions: AtomicU64,
 }
 
@@ -34,48 +40,145 @@ pub struct Snapshot {
 }
 
 impl Stats {
-    /// `n` deliveries taken from the stream.
-    pub fn record_received(&self, n: usize) {
-        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    /// Record into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            sessions: AtomicU64::new(0),
+        }
     }
 
-    /// `inserted` of `delivered` messages were new rows.
-    pub fn record_stored(&self, inserted: usize, delivered: usize) {
-        self.stored.fetch_add(inserted as u64, Ordering::Relaxed);
-        self.duplicates
-            .fetch_add(delivered.saturating_sub(inserted) as u64, Ordering::Relaxed);
+    /// A batch of `n` deliveries taken from the stream.
+    pub fn record_received(&self, n: usize) {
+        self.metrics.deliveries.inc_by(n as u64);
+        self.metrics.batch_size.observe(n as f64);
+    }
+
+    /// One insert transaction committed after `elapsed`.
+    pub fn record_insert(&self, elapsed: Duration) {
+        self.metrics.insert_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// `envelopes` were committed at `stored_at`; `new_ids` are the ids that
+    /// made new rows (the rest were already stored). Each new row's
+    /// end-to-end latency is `stored_at - created_at`.
+    pub fn record_stored(
+        &self,
+        envelopes: &[Envelope],
+        new_ids: &[Uuid],
+        stored_at: DateTime<Utc>,
+    ) {
+        self.metrics.rows_stored.inc_by(new_ids.len() as u64);
+        self.metrics
+            .duplicates
+            .inc_by(envelopes.len().saturating_sub(new_ids.len()) as u64);
+        let mut new: HashSet<&Uuid> = new_ids.iter().collect();
+        for envelope in envelopes {
+            // `remove`, so an id delivered twice in one batch counts once.
+            if new.remove(&envelope.id) {
+                // A clock behind the producer's must not make a negative latency.
+                let latency = (stored_at - envelope.created_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                self.metrics
+                    .end_to_end_seconds
+                    .observe(latency.as_secs_f64());
+            }
+        }
     }
 
     /// One message dead-lettered.
-    pub fn record_dead_lettered(&self) {
-        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    pub fn record_dead_lettered(&self, reason: DeadLetterReason) {
+        self.metrics.dead_lettered(reason).inc();
     }
 
     /// One transient database failure.
     pub fn record_db_retry(&self) {
-        self.db_retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.db_retries.inc();
     }
 
     /// One message scheduled for another attempt.
     pub fn record_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retries.inc();
     }
 
-    /// One broker session started.
+    /// A broker session started consuming: the broker counts as connected
+    /// until [`Self::record_session_ended`].
     pub fn record_session(&self) {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
+        if self.sessions.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.metrics.broker.record_reconnect();
+        }
+        self.metrics.broker.set_connected(true);
+    }
+
+    /// The consuming session is over (failed, or shut down).
+    pub fn record_session_ended(&self) {
+        self.metrics.broker.set_connected(false);
     }
 
     /// Current totals.
     pub fn snapshot(&self) -> Snapshot {
+        let m = &self.metrics;
         Snapshot {
-            received: self.received.load(Ordering::Relaxed),
-            stored: self.stored.load(Ordering::Relaxed),
-            duplicates: self.duplicates.load(Ordering::Relaxed),
-            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            db_retries: self.db_retries.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
+            received: m.deliveries.get(),
+            stored: m.rows_stored.get(),
+            duplicates: m.duplicates.get(),
+            dead_lettered: m.dead_lettered_total(),
+            db_retries: m.db_retries.get(),
+            retries: m.retries.get(),
             sessions: self.sessions.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_metrics_keep_one_set_of_books() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let stats = Stats::new(metrics.clone());
+        stats.record_session();
+        stats.record_session();
+        stats.record_received(3);
+        let envelopes: Vec<Envelope> = (0..3).map(|i| Envelope::new(format!("m{i}"))).collect();
+        let stored_at = Utc::now();
+        stats.record_stored(&envelopes, &[envelopes[0].id, envelopes[2].id], stored_at);
+        stats.record_dead_lettered(DeadLetterReason::Rejected);
+
+        let s = stats.snapshot();
+        assert_eq!(
+            (
+                s.received,
+                s.stored,
+                s.duplicates,
+                s.dead_lettered,
+                s.sessions
+            ),
+            (3, 2, 1, 1, 2)
+        );
+        let text = metrics.render().unwrap();
+        for line in [
+            "pipeline_consumer_deliveries_total 3\n",
+            "pipeline_consumer_rows_stored_total 2\n",
+            "pipeline_consumer_duplicates_total 1\n",
+            "pipeline_consumer_dead_lettered_total{reason=\"rejected\"} 1\n",
+            "pipeline_consumer_dead_lettered_total{reason=\"invalid\"} 0\n",
+            "pipeline_consumer_batch_size_count 1\n",
+            "pipeline_end_to_end_seconds_count 2\n",
+            "pipeline_broker_connected 1\n",
+            "pipeline_broker_reconnects_total 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        stats.record_session_ended();
+        assert!(!metrics.broker.is_connected());
     }
 }

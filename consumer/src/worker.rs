@@ -13,17 +13,20 @@
 //!   reason and the attempt count.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
 use shared::db::{DbError, PgPool};
 use shared::models::NewMessage;
 use shared::{Backoff, Envelope, Topology};
+use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::dead_letter;
+use crate::metrics::DeadLetterReason;
 use crate::stats::Stats;
 
 /// Why a batch could not be settled. The session ends and the channel is
@@ -75,7 +78,8 @@ impl Worker {
                 }
                 Err(reason) => {
                     let attempt = dead_letter::previous_attempts(&delivery) + 1;
-                    self.dead_letter(&delivery, &format!("invalid message: {reason}"), attempt)
+                    let reason = format!("invalid message: {reason}");
+                    self.dead_letter(&delivery, &reason, DeadLetterReason::Invalid, attempt)
                         .await?
                 }
             }
@@ -84,10 +88,11 @@ impl Worker {
             return Ok(());
         }
         match self.insert_until_available(envelopes).await? {
-            (_, Ok(inserted)) => {
-                self.ack_through(&deliveries).await?;
-                self.stats.record_stored(inserted, deliveries.len());
-                Ok(())
+            (envelopes, Ok(new_ids)) => {
+                // Counted at commit: the rows are stored even if the ack
+                // below fails (the redelivery then counts as duplicates).
+                self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+                self.ack_through(&deliveries).await
             }
             (envelopes, Err(e)) => {
                 log::warn!(
@@ -106,16 +111,22 @@ impl Worker {
     /// a reason that is not an outage.
     async fn store_one(&self, delivery: &Delivery, envelope: Envelope) -> Result<(), WorkerError> {
         match self.insert_until_available(vec![envelope]).await? {
-            (_, Ok(inserted)) => {
-                ack(delivery, false).await?;
-                self.stats.record_stored(inserted, 1);
-                Ok(())
+            (envelopes, Ok(new_ids)) => {
+                self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+                ack(delivery, false).await
             }
             (_, Err(e)) => {
                 let attempt = dead_letter::previous_attempts(delivery) + 1;
                 let reason = format!("database rejected the message: {e}");
-                if e.is_rejection() || attempt >= self.settings.max_attempts {
-                    return self.dead_letter(delivery, &reason, attempt).await;
+                if e.is_rejection() {
+                    return self
+                        .dead_letter(delivery, &reason, DeadLetterReason::Rejected, attempt)
+                        .await;
+                }
+                if attempt >= self.settings.max_attempts {
+                    return self
+                        .dead_letter(delivery, &reason, DeadLetterReason::MaxAttempts, attempt)
+                        .await;
                 }
                 let delay = self.settings.retry_delay(attempt);
                 log::warn!(
@@ -141,11 +152,11 @@ impl Worker {
 
     /// Insert, retrying for as long as the failure is transient (the database
     /// is down or restarting). Returns the envelopes back with either the
-    /// number of new rows or a non-transient error.
+    /// ids of the new rows or a non-transient error.
     async fn insert_until_available(
         &self,
         mut envelopes: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Result<usize, DbError>), WorkerError> {
+    ) -> Result<(Vec<Envelope>, Result<Vec<Uuid>, DbError>), WorkerError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let pool = self.pool.clone();
@@ -155,6 +166,10 @@ impl Worker {
             })
             .await?;
             envelopes = back;
+            let result = result.map(|(ids, elapsed)| {
+                self.stats.record_insert(elapsed);
+                ids
+            });
             let result = match result {
                 // A non-transient error while the database does not even
                 // answer a ping is an outage in disguise: treat it as one.
@@ -163,11 +178,11 @@ impl Worker {
                 other => other,
             };
             match result {
-                Ok(n) => {
+                Ok(ids) => {
                     if backoff.attempts() > 0 {
                         log::info!("database is back; stored the waiting batch");
                     }
-                    return Ok((envelopes, Ok(n)));
+                    return Ok((envelopes, Ok(ids)));
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -214,6 +229,7 @@ impl Worker {
         &self,
         delivery: &Delivery,
         reason: &str,
+        kind: DeadLetterReason,
         attempts: u32,
     ) -> Result<(), WorkerError> {
         log::warn!(
@@ -230,7 +246,7 @@ impl Worker {
         )
         .await?;
         ack(delivery, false).await?;
-        self.stats.record_dead_lettered();
+        self.stats.record_dead_lettered(kind);
         Ok(())
     }
 }
@@ -244,10 +260,14 @@ fn envelope_id(delivery: &Delivery) -> String {
         .map_or_else(|| "<no id>".to_owned(), |id| id.to_string())
 }
 
-fn insert(pool: &PgPool, envelopes: &[Envelope]) -> Result<usize, DbError> {
+/// Insert in one transaction; the ids of the new rows, and how long the
+/// transaction took (not counting the wait for a pooled connection).
+fn insert(pool: &PgPool, envelopes: &[Envelope]) -> Result<(Vec<Uuid>, Duration), DbError> {
     let mut conn = pool.get()?;
     let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
-    Ok(shared::db::insert_messages(&mut conn, &rows)?)
+    let started = Instant::now();
+    let ids = shared::db::insert_new_messages(&mut conn, &rows)?;
+    Ok((ids, started.elapsed()))
 }
 
 async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {

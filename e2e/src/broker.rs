@@ -25,6 +25,8 @@ pub struct TestBroker {
     pub prefix: String,
     /// The names.
     pub topology: Topology,
+    /// Every delay queue a consumer of this test declared, for clean-up.
+    retry_delays: std::sync::Mutex<Vec<Duration>>,
     connection: Connection,
     channel: Channel,
 }
@@ -46,6 +48,7 @@ impl TestBroker {
         Self {
             prefix,
             topology,
+            retry_delays: std::sync::Mutex::default(),
             connection,
             channel,
         }
@@ -127,6 +130,11 @@ impl TestBroker {
         self.topology.declare(&self.channel).await.unwrap();
     }
 
+    /// Remember delay queues a consumer declares, so that drop deletes them.
+    pub fn track_retry_delays(&self, delays: &[Duration]) {
+        self.retry_delays.lock().unwrap().extend_from_slice(delays);
+    }
+
     /// A new channel on the test connection.
     pub async fn channel(&self) -> Channel {
         self.connection.create_channel().await.unwrap()
@@ -149,7 +157,14 @@ impl Drop for TestBroker {
     fn drop(&mut self) {
         // Async clean-up from a sync Drop: run it on a thread of its own,
         // which works whether or not we are inside a runtime.
-        let topology = self.topology.clone();
+        let mut delays = self.topology.retry_delays.clone();
+        delays.extend(
+            self.retry_delays
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
+        );
+        let topology = self.topology.clone().with_retry_delays(&delays);
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -11,11 +11,13 @@
 
 pub mod broker;
 pub mod database;
+pub mod exposition;
 pub mod proxy;
 pub mod services;
 
 pub use broker::TestBroker;
 pub use database::TestDb;
+pub use exposition::Exposition;
 pub use proxy::TcpProxy;
 pub use services::{spawn_consumer, spawn_producer, TestConsumer, TestProducer};
 

@@ -8,7 +8,7 @@ use shared::Env;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{broker::amqp_url, TestBroker, TestDb};
+use crate::{broker::amqp_url, Exposition, TestBroker, TestDb};
 
 fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
     let mut pairs: Vec<(String, String)> = vec![
@@ -16,6 +16,8 @@ fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
         ("DATABASE_URL".into(), db.url.clone()),
         ("TOPOLOGY_PREFIX".into(), broker.prefix.clone()),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        // A free port each, so consumers in parallel tests never collide.
+        ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("HTTP_WORKERS".into(), "1".into()),
         ("DB_POOL_SIZE".into(), "3".into()),
     ];
@@ -76,6 +78,11 @@ impl TestProducer {
             .unwrap()
     }
 
+    /// `GET /metrics`, checked and parsed.
+    pub async fn metrics(&self) -> Exposition {
+        scrape(self.get("/metrics").await).await
+    }
+
     /// Stop gracefully and wait.
     pub async fn stop(self) {
         self.handle.stop(true).await;
@@ -87,6 +94,10 @@ impl TestProducer {
 pub struct TestConsumer {
     /// Its counters.
     pub stats: Arc<Stats>,
+    /// `http://127.0.0.1:<port>` of its metrics and health listener.
+    pub metrics_base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -99,21 +110,57 @@ pub async fn spawn_consumer(
 ) -> TestConsumer {
     crate::init_logging();
     let settings = consumer::Settings::from_env(&env(db, broker, extra)).unwrap();
+    broker.track_retry_delays(&settings.topology().retry_delays);
     let app = consumer::Application::build(settings).await.unwrap();
     let stats = app.stats();
+    let metrics_base = format!("http://127.0.0.1:{}", app.metrics_port());
     let (shutdown, rx) = watch::channel(false);
     let task = tokio::spawn(app.run(rx));
     TestConsumer {
         stats,
+        metrics_base,
+        client: reqwest::Client::new(),
         shutdown,
         task,
     }
 }
 
 impl TestConsumer {
-    /// Request a graceful shutdown (as SIGTERM does) and wait for it to finish.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        self.task.await.unwrap();
+    /// `GET path` on the metrics and health listener.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.metrics_base))
+            .send()
+            .await
+            .unwrap()
     }
+
+    /// `GET /metrics`, checked and parsed.
+    pub async fn metrics(&self) -> Exposition {
+        scrape(self.get("/metrics").await).await
+    }
+
+    /// Request a graceful shutdown (as SIGTERM does) and wait for it to finish.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        (&mut self.task).await.unwrap();
+    }
+}
+
+impl Drop for TestConsumer {
+    /// A consumer a test did not stop must not outlive it: left running, it
+    /// would see its queues deleted by the broker clean-up and declare them
+    /// again.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+    }
+}
+
+/// Check a `/metrics` answer (200, Prometheus text format) and parse it.
+async fn scrape(res: reqwest::Response) -> Exposition {
+    assert_eq!(res.status(), 200);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "text/plain; version=0.0.4");
+    Exposition::parse(&res.text().await.unwrap())
 }

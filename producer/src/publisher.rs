@@ -9,10 +9,14 @@
 //! Handlers never hold a lock across an await: they clone the `Arc<Link>` under
 //! a read lock, release it, then publish and await their own confirm, so any
 //! number of requests pipeline their confirms on the same channels.
+//!
+//! The supervisor keeps `pipeline_broker_connected` and
+//! `pipeline_broker_reconnects_total` up to date; every confirmed publish
+//! records its publish→confirm latency.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -20,6 +24,8 @@ use lapin::Confirmation;
 use lapin::{Channel, Connection};
 use shared::{Backoff, Envelope, Topology};
 use tokio::sync::{watch, Notify};
+
+use crate::metrics::Metrics;
 
 /// Why a message was not confirmed. Every variant means "not accepted": the
 /// client gets a 503 and may retry (with the same Idempotency-Key).
@@ -66,6 +72,7 @@ struct Inner {
     broken: Notify,
     topology: Topology,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// A cloneable handle for publishing; see the module docs.
@@ -93,9 +100,11 @@ impl Publisher {
     /// Start the supervisor task. It runs until `shutdown` turns true, then
     /// closes the connection and ends (await the returned task for that).
     /// The handle publishes as soon as the first connection is up; before
-    /// that it answers `NotConnected`.
+    /// that it answers `NotConnected`. `metrics` gets the connection state
+    /// and every confirm's latency.
     pub fn start(
         config: PublisherConfig,
+        metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let inner = Arc::new(Inner {
@@ -103,6 +112,7 @@ impl Publisher {
             broken: Notify::new(),
             topology: config.topology.clone(),
             timeout: config.publish_timeout,
+            metrics,
         });
         let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
         (Self { inner }, task)
@@ -165,6 +175,7 @@ impl Publisher {
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
+            let started = Instant::now();
             let sent = tokio::time::timeout_at(
                 deadline,
                 channel.basic_publish(
@@ -177,17 +188,21 @@ impl Publisher {
             )
             .await;
             pending.push(match sent {
-                Ok(Ok(confirm)) => Ok(confirm),
+                Ok(Ok(confirm)) => Ok((confirm, started)),
                 Ok(Err(e)) => Err(PublishError::Broker(e)),
                 Err(_) => Err(PublishError::Timeout(self.inner.timeout)),
             });
         }
         let confirms = pending.into_iter().map(|sent| async move {
-            let confirm = sent?;
+            let (confirm, started) = sent?;
             match tokio::time::timeout_at(deadline, confirm).await {
                 Err(_) => Err(PublishError::Timeout(self.inner.timeout)),
                 Ok(Err(e)) => Err(PublishError::Broker(e)),
-                Ok(Ok(confirmation)) => check(confirmation),
+                Ok(Ok(confirmation)) => {
+                    check(confirmation)?;
+                    self.inner.metrics.record_confirm(started.elapsed());
+                    Ok(())
+                }
             }
         });
         let results = futures_util::future::join_all(confirms).await;
@@ -201,6 +216,7 @@ impl Publisher {
     }
 
     async fn publish_on(&self, link: &Link, envelope: &Envelope) -> Result<(), PublishError> {
+        let started = Instant::now();
         let confirm = link
             .channel()
             .basic_publish(
@@ -212,7 +228,9 @@ impl Publisher {
             )
             .await?
             .await?;
-        check(confirm)
+        check(confirm)?;
+        self.inner.metrics.record_confirm(started.elapsed());
+        Ok(())
     }
 }
 
@@ -261,6 +279,7 @@ async fn supervise(
         };
         if connected_once {
             log::info!("publisher: reconnected to RabbitMQ");
+            inner.metrics.broker.record_reconnect();
         } else {
             log::info!("publisher: connected to RabbitMQ");
             connected_once = true;
@@ -307,6 +326,7 @@ async fn supervise(
 }
 
 fn set_link(inner: &Inner, link: Option<Arc<Link>>) {
+    inner.metrics.broker.set_connected(link.is_some());
     match inner.link.write() {
         Ok(mut guard) => *guard = link,
         Err(poisoned) => *poisoned.into_inner() = link,

@@ -1,6 +1,7 @@
 //! Building and running the producer: migrations, pool, publisher, HTTP server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::extract::{json_config, path_config, query_config};
+use crate::metrics::Metrics;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::routes;
 use crate::state::AppState;
@@ -40,6 +42,9 @@ impl Application {
 
         let pool =
             shared::db::build_pool(&common.database_url, common.db_pool_size, common.db_timeout);
+        // One registry per application, not the global one: tests run
+        // several producers in one process.
+        let metrics = Arc::new(Metrics::new()?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (publisher, publisher_task) = Publisher::start(
             PublisherConfig {
@@ -49,6 +54,7 @@ impl Application {
                 publish_timeout: settings.publish_timeout,
                 connect_timeout: common.amqp_timeout,
             },
+            metrics.clone(),
             shutdown_rx,
         );
         if !publisher.wait_connected(common.amqp_timeout).await {
@@ -65,6 +71,7 @@ impl Application {
             publisher: publisher.clone(),
             pool,
             retry_after_secs: settings.retry_after_secs,
+            metrics,
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;

@@ -1,10 +1,13 @@
 //! State shared by every request handler.
 
+use std::sync::Arc;
+
 use actix_web::web;
 use shared::db::{DbError, PgPool, PgPooled};
 use shared::Envelope;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 
 /// Handles to the broker and the database, cloned into each worker.
@@ -16,6 +19,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// `Retry-After` seconds for 503s.
     pub retry_after_secs: u32,
+    /// This process's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {

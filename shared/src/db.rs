@@ -127,14 +127,29 @@ pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usiz
 /// Insert `rows` in one transaction, skipping ids already stored. Returns
 /// how many rows were new.
 pub fn insert_messages(conn: &mut PgConnection, rows: &[NewMessage<'_>]) -> QueryResult<usize> {
+    insert_new_messages(conn, rows).map(|ids| ids.len())
+}
+
+/// Insert `rows` in one transaction, skipping ids already stored. Returns
+/// the ids that were new (a redelivered message is not among them), so the
+/// caller can tell stored rows from duplicates.
+pub fn insert_new_messages(
+    conn: &mut PgConnection,
+    rows: &[NewMessage<'_>],
+) -> QueryResult<Vec<Uuid>> {
     conn.transaction(|conn| {
-        let mut inserted = 0;
+        let mut inserted = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            inserted += diesel::insert_into(messages::table)
-                .values(chunk)
-                .on_conflict(messages::id)
-                .do_nothing()
-                .execute(conn)?;
+            // RETURNING under ON CONFLICT DO NOTHING yields only the rows
+            // actually inserted.
+            inserted.extend(
+                diesel::insert_into(messages::table)
+                    .values(chunk)
+                    .on_conflict(messages::id)
+                    .do_nothing()
+                    .returning(messages::id)
+                    .get_results::<Uuid>(conn)?,
+            );
         }
         Ok(inserted)
     })

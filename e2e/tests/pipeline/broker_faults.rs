@@ -108,6 +108,24 @@ async fn producer_answers_503_while_disconnected_and_recovers() {
     assert_eq!(producer.get("/readyz").await.status(), 200);
     // One before the cut, one after: exactly the 202s are in the queue.
     assert_eq!(broker.depth(&broker.topology.store_queue).await, 2);
+    // The metrics tell the same story: one reconnect, connected again, the
+    // two 202s accepted and at least the two 503s above rejected.
+    let m = producer.metrics().await;
+    assert_eq!(m.value("pipeline_broker_reconnects_total", &[]), 1.0);
+    assert_eq!(m.value("pipeline_broker_connected", &[]), 1.0);
+    assert_eq!(
+        m.value(
+            "pipeline_producer_messages_accepted_total",
+            &[("endpoint", "single")]
+        ),
+        2.0
+    );
+    assert!(
+        m.value(
+            "pipeline_producer_messages_rejected_total",
+            &[("reason", "broker_unavailable")]
+        ) >= 2.0
+    );
     producer.stop().await;
 }
 

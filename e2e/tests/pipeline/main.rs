@@ -6,6 +6,7 @@
 mod bad_input;
 mod broker_faults;
 mod flow;
+mod metrics;
 mod poison;
 mod retries;
 mod shutdown;

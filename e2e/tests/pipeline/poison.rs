@@ -134,5 +134,20 @@ async fn a_row_the_database_rejects_is_isolated_from_its_batch() {
             .as_str(),
         batch[1].id.to_string()
     );
+    let m = consumer.metrics().await;
+    let dead_lettered = |reason| {
+        m.value(
+            "pipeline_consumer_dead_lettered_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (
+            dead_lettered("rejected"),
+            dead_lettered("invalid"),
+            dead_lettered("max_attempts")
+        ),
+        (1.0, 0.0, 0.0)
+    );
     consumer.stop().await;
 }

@@ -74,6 +74,18 @@ async fn unknown_errors_are_retried_with_delays_then_dead_lettered() {
     let s = consumer.stats.snapshot();
     // Two waits for the doomed one, at least one for the flaky one.
     assert!(s.retries >= 3, "{s:?}");
+    let m = consumer.metrics().await;
+    assert_eq!(
+        m.value("pipeline_consumer_retries_total", &[]),
+        s.retries as f64
+    );
+    assert_eq!(
+        m.value(
+            "pipeline_consumer_dead_lettered_total",
+            &[("reason", "max_attempts")]
+        ),
+        1.0
+    );
     for delay in broker.topology.retry_delays.clone() {
         assert_eq!(broker.depth(&broker.topology.retry_queue(delay)).await, 0);
     }

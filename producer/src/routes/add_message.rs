@@ -7,6 +7,7 @@ use shared::envelope::{content_from_json, ContentError};
 use shared::Envelope;
 
 use crate::error::ApiError;
+use crate::metrics::Endpoint;
 use crate::state::AppState;
 
 /// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
@@ -22,6 +23,7 @@ pub async fn add_message(
     })?;
     let envelope = Envelope::new(content);
     state.publish(&envelope).await?;
+    state.metrics.record_accepted(Endpoint::AddMessage, 1);
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/messages/{}", envelope.id)))
         .json(json!({ "message": "Message enqueued", "job_id": envelope.id })))

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::idempotency;
+use crate::metrics::Endpoint;
 use crate::state::AppState;
 
 /// Most messages in one batch.
@@ -65,6 +66,11 @@ pub async fn post_batch(
         .enumerate()
         .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
         .collect();
+    // Confirmed messages are accepted even when others of the batch were not:
+    // the broker has them, and the 503 below lists them as queued.
+    state
+        .metrics
+        .record_accepted(Endpoint::Batch, ids.len() - failed.len());
     if failed.is_empty() {
         return Ok(HttpResponse::Accepted().json(json!({ "status": "queued", "ids": ids })));
     }

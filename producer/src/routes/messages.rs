@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::idempotency::message_id;
+use crate::metrics::Endpoint;
 use crate::state::AppState;
 
 /// Default and maximum page sizes of `GET /messages`.
@@ -33,6 +34,7 @@ pub async fn post_message(
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let envelope = Envelope::with_id(message_id(&req)?, content);
     state.publish(&envelope).await?;
+    state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/messages/{}", envelope.id)))
         .json(json!({ "id": envelope.id, "status": "queued" })))

@@ -4,7 +4,10 @@ mod add_message;
 mod batch;
 mod health;
 mod messages;
+mod metrics;
+mod rejections;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
 
 use crate::error::ApiError;
@@ -13,18 +16,23 @@ pub use add_message::add_message;
 pub use batch::{post_batch, MAX_BATCH};
 pub use health::{healthz, readyz};
 pub use messages::{get_message, list_messages, post_message};
+pub use metrics::metrics;
+pub use rejections::count_rejections;
 
 /// Register every route on `cfg`. `batch_body_limit` is the body limit of
-/// `POST /messages/batch` (the others use the app-wide one).
+/// `POST /messages/batch` (the others use the app-wide one). The three
+/// message-submitting resources count their refusals (see [`count_rejections`]).
 pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     cfg.service(
         web::resource("/messages/batch")
             .app_data(crate::extract::json_config(batch_body_limit))
+            .wrap(from_fn(count_rejections))
             .route(web::post().to(post_batch))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
         web::resource("/messages")
+            .wrap(from_fn(count_rejections))
             .route(web::post().to(post_message))
             .route(web::get().to(list_messages))
             .default_service(web::to(method_not_allowed)),
@@ -36,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     )
     .service(
         web::resource("/add_message")
+            .wrap(from_fn(count_rejections))
             .route(web::post().to(add_message))
             .default_service(web::to(method_not_allowed)),
     )
@@ -47,6 +56,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     .service(
         web::resource("/readyz")
             .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
             .default_service(web::to(method_not_allowed)),
     );
 }

@@ -1,0 +1,160 @@
+//! The consumer's Prometheus metrics, served on `METRICS_ADDR` (see `health`).
+//!
+//! One registry per [`Metrics`] (built in `Application::build`), never the
+//! process-global default, so several consumers in one test process each
+//! count only their own work. Recording goes through [`crate::stats::Stats`].
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
+
+/// Why a message was dead-lettered: the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Undecodable or invalid (no id, bad content, ...).
+    Invalid,
+    /// The database rejected the row by a constraint.
+    Rejected,
+    /// Failed unexpectedly `MAX_ATTEMPTS` times.
+    MaxAttempts,
+}
+
+impl DeadLetterReason {
+    const ALL: [DeadLetterReason; 3] = [
+        DeadLetterReason::Invalid,
+        DeadLetterReason::Rejected,
+        DeadLetterReason::MaxAttempts,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            DeadLetterReason::Invalid => "invalid",
+            DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::MaxAttempts => "max_attempts",
+        }
+    }
+}
+
+/// Buckets of `pipeline_consumer_batch_size`: up to the largest `BATCH_SIZE`.
+const BATCH_SIZE_BUCKETS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// Buckets (seconds) of `pipeline_end_to_end_seconds`: 1 ms to a minute, as a
+/// backlog or a database outage can hold messages that long.
+const END_TO_END_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The registry and every metric handle; shared behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) deliveries: IntCounter,
+    pub(crate) rows_stored: IntCounter,
+    pub(crate) duplicates: IntCounter,
+    dead_lettered: IntCounterVec,
+    pub(crate) retries: IntCounter,
+    pub(crate) db_retries: IntCounter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) insert_seconds: Histogram,
+    pub(crate) end_to_end_seconds: Histogram,
+    /// Connection state: connected while a session is consuming.
+    pub broker: BrokerMetrics,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (every `reason` series
+    /// created at 0, so `rate()` sees the first dead letter).
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, MetricsError> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram =
+            |name: &str, help: &str, buckets: &[f64]| -> Result<Histogram, MetricsError> {
+                let h =
+                    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let deliveries = counter(
+            "pipeline_consumer_deliveries_total",
+            "Deliveries taken from the broker and handed to the worker.",
+        )?;
+        let rows_stored = counter(
+            "pipeline_consumer_rows_stored_total",
+            "Rows newly inserted (committed) into PostgreSQL.",
+        )?;
+        let duplicates = counter(
+            "pipeline_consumer_duplicates_total",
+            "Deliveries whose id was already stored (redeliveries); acked without a new row.",
+        )?;
+        let retries = counter(
+            "pipeline_consumer_retries_total",
+            "Messages sent to a delay queue for another attempt.",
+        )?;
+        let db_retries = counter(
+            "pipeline_consumer_db_retries_total",
+            "Inserts retried because the database was unavailable.",
+        )?;
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                "pipeline_consumer_dead_lettered_total",
+                "Messages sent to the dead-letter queue, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        for reason in DeadLetterReason::ALL {
+            dead_lettered.with_label_values(&[reason.label()]);
+        }
+        let batch_size = histogram(
+            "pipeline_consumer_batch_size",
+            "Deliveries per batch handed to the worker.",
+            &BATCH_SIZE_BUCKETS,
+        )?;
+        let insert_seconds = histogram(
+            "pipeline_consumer_insert_seconds",
+            "Time to insert and commit one batch (successful inserts).",
+            &FAST_BUCKETS,
+        )?;
+        let end_to_end_seconds = histogram(
+            "pipeline_end_to_end_seconds",
+            "Time from the producer accepting a message (created_at) to its row being committed.",
+            &END_TO_END_BUCKETS,
+        )?;
+        let broker = BrokerMetrics::register(&registry)?;
+        Ok(Self {
+            registry,
+            deliveries,
+            rows_stored,
+            duplicates,
+            dead_lettered,
+            retries,
+            db_retries,
+            batch_size,
+            insert_seconds,
+            end_to_end_seconds,
+            broker,
+        })
+    }
+
+    /// The dead-letter counter for `reason`.
+    pub(crate) fn dead_lettered(&self, reason: DeadLetterReason) -> IntCounter {
+        self.dead_lettered.with_label_values(&[reason.label()])
+    }
+
+    /// Dead letters for every reason together.
+    pub(crate) fn dead_lettered_total(&self) -> u64 {
+        DeadLetterReason::ALL
+            .iter()
+            .map(|r| self.dead_lettered(*r).get())
+            .sum()
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        shared::metrics::render(&self.registry)
+    }
+}

@@ -1,0 +1,199 @@
+//! The producer's Prometheus metrics, served by `GET /metrics`.
+//!
+//! One registry per [`Metrics`] (built in `Application::build`), never the
+//! process-global default, so several producers in one test process each
+//! count only their own requests.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
+
+/// The endpoint that accepted a message: the `endpoint` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /messages`.
+    Single,
+    /// `POST /messages/batch`.
+    Batch,
+    /// `POST /add_message`.
+    AddMessage,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 3] = [Endpoint::Single, Endpoint::Batch, Endpoint::AddMessage];
+
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Single => "single",
+            Endpoint::Batch => "batch",
+            Endpoint::AddMessage => "add_message",
+        }
+    }
+}
+
+/// Why a submission was refused: the `reason` label. A fixed set, so the
+/// label's cardinality stays small whatever clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// 400: malformed or invalid body, bad header.
+    BadRequest,
+    /// 413: body over the limit.
+    PayloadTooLarge,
+    /// 415: not `application/json`.
+    UnsupportedMediaType,
+    /// 503: the broker did not confirm (all or part of a batch).
+    BrokerUnavailable,
+    /// Any other error status (a bug, most likely).
+    Other,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 5] = [
+        Rejection::BadRequest,
+        Rejection::PayloadTooLarge,
+        Rejection::UnsupportedMediaType,
+        Rejection::BrokerUnavailable,
+        Rejection::Other,
+    ];
+
+    /// The rejection an answer with `status` stands for; `None` for a success.
+    pub fn from_status(status: StatusCode) -> Option<Self> {
+        match status {
+            StatusCode::BAD_REQUEST => Some(Rejection::BadRequest),
+            StatusCode::PAYLOAD_TOO_LARGE => Some(Rejection::PayloadTooLarge),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(Rejection::UnsupportedMediaType),
+            StatusCode::SERVICE_UNAVAILABLE => Some(Rejection::BrokerUnavailable),
+            s if s.is_client_error() || s.is_server_error() => Some(Rejection::Other),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::BadRequest => "bad_request",
+            Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::BrokerUnavailable => "broker_unavailable",
+            Rejection::Other => "other",
+        }
+    }
+}
+
+/// The registry and every metric handle; cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    accepted: IntCounterVec,
+    rejected: IntCounterVec,
+    confirm_seconds: Histogram,
+    /// Connection state, kept by the publisher's supervisor.
+    pub broker: BrokerMetrics,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered. Every label value is
+    /// created up front, so each series exists (at 0) from the first scrape
+    /// and `rate()` sees its first increment.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let accepted = IntCounterVec::new(
+            Opts::new(
+                "pipeline_producer_messages_accepted_total",
+                "Messages confirmed by the broker and answered 202, by endpoint \
+                 (a batch adds each of its confirmed messages).",
+            ),
+            &["endpoint"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "pipeline_producer_messages_rejected_total",
+                "Message submissions answered with a 4xx or 503, by reason \
+                 (a batch counts once).",
+            ),
+            &["reason"],
+        )?;
+        let confirm_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "pipeline_producer_publish_confirm_seconds",
+                "Time from publishing a message to the broker's confirm (confirmed messages).",
+            )
+            .buckets(FAST_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(accepted.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(confirm_seconds.clone()))?;
+        let broker = BrokerMetrics::register(&registry)?;
+        for endpoint in Endpoint::ALL {
+            accepted.with_label_values(&[endpoint.label()]);
+        }
+        for reason in Rejection::ALL {
+            rejected.with_label_values(&[reason.label()]);
+        }
+        Ok(Self {
+            registry,
+            accepted,
+            rejected,
+            confirm_seconds,
+            broker,
+        })
+    }
+
+    /// `n` messages accepted through `endpoint`.
+    pub fn record_accepted(&self, endpoint: Endpoint, n: usize) {
+        self.accepted
+            .with_label_values(&[endpoint.label()])
+            .inc_by(n as u64);
+    }
+
+    /// One submission refused.
+    pub fn record_rejected(&self, reason: Rejection) {
+        self.rejected.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// One message confirmed `elapsed` after it was published.
+    pub fn record_confirm(&self, elapsed: Duration) {
+        self.confirm_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        shared::metrics::render(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_fixed_reasons() {
+        assert_eq!(Rejection::from_status(StatusCode::ACCEPTED), None);
+        assert_eq!(
+            Rejection::from_status(StatusCode::BAD_REQUEST),
+            Some(Rejection::BadRequest)
+        );
+        assert_eq!(
+            Rejection::from_status(StatusCode::SERVICE_UNAVAILABLE),
+            Some(Rejection::BrokerUnavailable)
+        );
+        assert_eq!(
+            Rejection::from_status(StatusCode::INTERNAL_SERVER_ERROR),
+            Some(Rejection::Other)
+        );
+    }
+
+    #[test]
+    fn every_series_exists_from_the_start() {
+        let metrics = Metrics::new().unwrap();
+        metrics.record_accepted(Endpoint::Batch, 3);
+        let text = metrics.render().unwrap();
+        assert!(text.contains("pipeline_producer_messages_accepted_total{endpoint=\"batch\"} 3\n"));
+        assert!(text.contains("pipeline_producer_messages_accepted_total{endpoint=\"single\"} 0\n"));
+        assert!(text.contains(
+            "pipeline_producer_messages_rejected_total{reason=\"payload_too_large\"} 0\n"
+        ));
+        assert!(text.contains("pipeline_producer_publish_confirm_seconds_count 0\n"));
+        assert!(text.contains("pipeline_broker_connected 0\n"));
+    }
+}

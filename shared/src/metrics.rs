@@ -1,0 +1,95 @@
+//! What both binaries export to Prometheus under the same names: the state
+//! of their broker connection, and the text exposition of a registry.
+//!
+//! Each process builds its own [`prometheus::Registry`] (never the global
+//! default one), so several producers and consumers can live in one test
+//! process without their metrics colliding.
+
+use prometheus::{IntCounter, IntGauge, Registry, TextEncoder};
+
+/// The `Content-Type` of a `/metrics` answer.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Why metrics could not be registered or rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// `pipeline_broker_connected` and `pipeline_broker_reconnects_total`.
+#[derive(Clone)]
+pub struct BrokerMetrics {
+    connected: IntGauge,
+    reconnects: IntCounter,
+}
+
+impl BrokerMetrics {
+    /// Create both metrics and register them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let connected = IntGauge::new(
+            "pipeline_broker_connected",
+            "1 while this process has a working connection to RabbitMQ, else 0.",
+        )?;
+        let reconnects = IntCounter::new(
+            "pipeline_broker_reconnects_total",
+            "Connections to RabbitMQ established after the first one.",
+        )?;
+        registry.register(Box::new(connected.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        Ok(Self {
+            connected,
+            reconnects,
+        })
+    }
+
+    /// Record whether the broker connection is usable now.
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.set(i64::from(connected));
+    }
+
+    /// What [`Self::set_connected`] last recorded.
+    pub fn is_connected(&self) -> bool {
+        self.connected.get() == 1
+    }
+
+    /// A connection after the first one was established.
+    pub fn record_reconnect(&self) {
+        self.reconnects.inc();
+    }
+}
+
+/// Every metric of `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> Result<String, MetricsError> {
+    Ok(TextEncoder::new().encode_to_string(&registry.gather())?)
+}
+
+/// Histogram buckets (seconds) for a latency between 0.5 ms and 5 s, such
+/// as a publisher confirm or a batch insert.
+pub const FAST_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_metrics_render() {
+        let registry = Registry::new();
+        let broker = BrokerMetrics::register(&registry).unwrap();
+        broker.set_connected(true);
+        broker.record_reconnect();
+        assert!(broker.is_connected());
+        let text = render(&registry).unwrap();
+        assert!(text.contains("pipeline_broker_connected 1\n"), "{text}");
+        assert!(
+            text.contains("pipeline_broker_reconnects_total 1\n"),
+            "{text}"
+        );
+        // A second registry is independent: no global state.
+        let other = Registry::new();
+        BrokerMetrics::register(&other).unwrap();
+        assert!(render(&other)
+            .unwrap()
+            .contains("pipeline_broker_connected 0\n"));
+    }
+}
