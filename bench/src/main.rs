@@ -7,15 +7,12 @@
 
 #![allow(clippy::print_stdout)]
 
-mod http;
-mod rows;
-mod stages;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bench::{http, rows, stages};
 use chrono::Utc;
 
 struct Args {

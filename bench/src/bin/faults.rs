@@ -1,0 +1,790 @@
+//! `faults`: the fault-injection test. It drives the real producer and
+//! consumer binaries against the local RabbitMQ and PostgreSQL while
+//! breaking things, then proves the promise: every message that got a 202 is
+//! stored exactly once with the payload that was sent, and only the poison
+//! ends in `messages.dead`.
+//!
+//! While N messages are sent over HTTP (a client that retries 503s and
+//! connection errors with the same Idempotency-Key), plus a stream of
+//! malformed requests and a few poison messages published straight to the
+//! exchange, it:
+//! * SIGKILLs a random consumer every few seconds and restarts it;
+//! * stops and starts the RabbitMQ app (`rabbitmqctl stop_app/start_app`);
+//! * kills the RabbitMQ VM hard (SIGKILL) and starts it again;
+//! * stops PostgreSQL (`pg_ctlcluster … stop -m fast`) for a while;
+//! * at the end stops every consumer with SIGTERM.
+//!
+//! It restarts the machine's shared services: run it alone (see
+//! `scripts/faults.sh`), never next to other tests.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, Connection as Amqp, ConnectionProperties};
+use shared::Topology;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+/// Settings of one run (flags `--name value`).
+#[derive(Clone)]
+struct Args {
+    n: usize,
+    duration: Duration,
+    consumers: usize,
+    poison: usize,
+    pg_down: Duration,
+    producer_bin: PathBuf,
+    consumer_bin: PathBuf,
+    server_url: String,
+    amqp_url: String,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let name = flag
+            .strip_prefix("--")
+            .with_context(|| format!("unexpected {flag:?}"))?;
+        map.insert(
+            name.into(),
+            it.next()
+                .with_context(|| format!("--{name} needs a value"))?,
+        );
+    }
+    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_owned());
+    let num = |k: &str, d: u64| -> anyhow::Result<u64> {
+        get(k, &d.to_string())
+            .parse()
+            .with_context(|| format!("--{k} must be a number"))
+    };
+    Ok(Args {
+        n: num("n", 100_000)? as usize,
+        duration: Duration::from_secs(num("duration-secs", 60)?),
+        consumers: num("consumers", 3)? as usize,
+        poison: num("poison", 5)? as usize,
+        pg_down: Duration::from_secs(num("pg-down-secs", 20)?),
+        producer_bin: get("producer-bin", "target/release/producer").into(),
+        consumer_bin: get("consumer-bin", "target/release/consumer").into(),
+        server_url: get("server-url", "postgres://root@127.0.0.1:5432"),
+        amqp_url: get("amqp-url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+    })
+}
+
+/// Counters printed in the final table.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicUsize,
+    accepted: AtomicUsize,
+    retried: AtomicUsize,
+    client_errors: AtomicUsize,
+    unexpected: AtomicUsize,
+    consumer_kills: AtomicUsize,
+    rabbit_app_restarts: AtomicUsize,
+    rabbit_hard_kills: AtomicUsize,
+    pg_restarts: AtomicUsize,
+}
+
+/// The services under test.
+struct System {
+    args: Args,
+    env: Vec<(String, String)>,
+    logs: PathBuf,
+    producer: Mutex<Option<Child>>,
+    consumers: Mutex<Vec<Child>>,
+    spawned: AtomicUsize,
+}
+
+impl System {
+    fn command(&self, bin: &PathBuf, log: &str) -> anyhow::Result<Command> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(log))?;
+        let mut cmd = Command::new(bin);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+
+    fn spawn_consumer(&self) -> anyhow::Result<Child> {
+        let i = self.spawned.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .command(&self.args.consumer_bin, &format!("consumer{i}.log"))?
+            .spawn()?)
+    }
+}
+
+fn sql_ok(conn: &mut PgConnection, sql: &str) -> anyhow::Result<()> {
+    diesel::sql_query(sql).execute(conn)?;
+    Ok(())
+}
+
+async fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("{program} {args:?} failed: {status}");
+    }
+    Ok(())
+}
+
+async fn wait_rabbit() -> anyhow::Result<()> {
+    for _ in 0..120 {
+        if sh("rabbitmqctl", &["-q", "await_startup"]).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("RabbitMQ did not come back")
+}
+
+fn pg_version() -> anyhow::Result<String> {
+    let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    versions.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
+    versions.pop().context("no PostgreSQL cluster")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let run = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let db = format!("faults_{run}");
+    let prefix = format!("faults.{run}.");
+    // MAX_ATTEMPTS=3 with a 200 ms base: delay queues of 200 ms and 800 ms.
+    let topology = Topology::with_prefix(&prefix)
+        .with_retry_delays(&[Duration::from_millis(200), Duration::from_millis(800)]);
+    let mut admin = PgConnection::establish(&format!("{}/postgres", args.server_url))?;
+    sql_ok(&mut admin, &format!("CREATE DATABASE \"{db}\""))?;
+    let database_url = format!("{}/{db}", args.server_url);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let logs = std::env::temp_dir().join(format!("faults-{run}"));
+    std::fs::create_dir_all(&logs)?;
+    eprintln!("run {run}: logs in {}", logs.display());
+
+    let env: Vec<(String, String)> = [
+        ("AMQP_URL", args.amqp_url.as_str()),
+        ("DATABASE_URL", database_url.as_str()),
+        ("TOPOLOGY_PREFIX", prefix.as_str()),
+        ("BIND_ADDR", &format!("127.0.0.1:{port}")),
+        ("RUST_LOG", "warn,consumer=info,producer=info"),
+        ("PUBLISH_TIMEOUT_MS", "3000"),
+        ("AMQP_TIMEOUT_MS", "3000"),
+        ("DB_TIMEOUT_MS", "1000"),
+        ("MAX_ATTEMPTS", "3"),
+        ("RETRY_BASE_MS", "200"),
+        ("SHUTDOWN_TIMEOUT_MS", "15000"),
+        ("STARTUP_TIMEOUT_MS", "120000"),
+        ("HTTP_WORKERS", "2"),
+        // Several consumers on one host: let each pick a free metrics port.
+        ("METRICS_ADDR", "127.0.0.1:0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let system = Arc::new(System {
+        args: args.clone(),
+        env,
+        logs: logs.clone(),
+        producer: Mutex::new(None),
+        consumers: Mutex::new(Vec::new()),
+        spawned: AtomicUsize::new(0),
+    });
+    let producer = system
+        .command(&args.producer_bin, "producer.log")?
+        .spawn()?;
+    *system
+        .producer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))? = Some(producer);
+    for _ in 0..args.consumers {
+        let child = system.spawn_consumer()?;
+        system
+            .consumers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .push(child);
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let ready = async {
+        loop {
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .context("producer never became ready")?;
+
+    let tally = Arc::new(Tally::default());
+    let sending = Arc::new(AtomicBool::new(true));
+    let start = Instant::now();
+
+    // Poison, straight to the exchange, before any fault.
+    let poison_ids = publish_poison(&args.amqp_url, &topology, args.poison).await?;
+
+    // The faults, on their own schedule.
+    let injector = tokio::spawn(inject(
+        system.clone(),
+        tally.clone(),
+        sending.clone(),
+        args.clone(),
+    ));
+    // Malformed requests, all the way through.
+    let malformed = tokio::spawn(malformed_stream(
+        client.clone(),
+        base.clone(),
+        tally.clone(),
+        sending.clone(),
+    ));
+
+    // The real load: N messages paced over the run, retried until accepted.
+    let accepted: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let rate = args.n as f64 / args.duration.as_secs_f64();
+    let mut senders = Vec::new();
+    for _ in 0..32 {
+        let (client, base, tally, accepted, next, run) = (
+            client.clone(),
+            base.clone(),
+            tally.clone(),
+            accepted.clone(),
+            next.clone(),
+            run.clone(),
+        );
+        let n = args.n;
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
+                    .await;
+                let content = format!("faults {run} message {i}");
+                if let Some(id) =
+                    send_until_accepted(&client, &base, &format!("{run}-{i}"), &content, &tally)
+                        .await
+                {
+                    if let Ok(mut map) = accepted.lock() {
+                        map.insert(id, content);
+                    }
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    eprintln!("sent {} messages in {:?}", args.n, start.elapsed());
+    sending.store(false, Ordering::SeqCst);
+    injector.await??;
+    malformed.await?;
+    let accepted = Arc::try_unwrap(accepted)
+        .map_err(|_| anyhow::anyhow!("senders still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+
+    // Let the consumers finish, then stop them gracefully.
+    eprintln!("waiting for the queue to drain…");
+    let amqp = Amqp::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+    let channel = amqp.create_channel().await?;
+    let drained = wait_drained(&database_url, accepted.len(), &channel, &topology).await;
+    let mut graceful = 0;
+    let children: Vec<Child> = std::mem::take(
+        &mut *system
+            .consumers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?,
+    );
+    for mut child in children {
+        if let Some(pid) = child.id() {
+            sh("kill", &["-TERM", &pid.to_string()]).await?;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        if status.success() {
+            graceful += 1;
+        }
+    }
+    let producer = system
+        .producer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .take();
+    if let Some(mut producer) = producer {
+        if let Some(pid) = producer.id() {
+            sh("kill", &["-TERM", &pid.to_string()]).await?;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), producer.wait()).await;
+    }
+
+    // The verdict.
+    let mut conn = PgConnection::establish(&database_url)?;
+    let rows: Vec<Row> = diesel::sql_query("SELECT id, content FROM messages").load(&mut conn)?;
+    let total: i64 = diesel::sql_query("SELECT count(*) AS n FROM messages")
+        .get_result::<N>(&mut conn)?
+        .n;
+    let distinct: i64 = diesel::sql_query("SELECT count(DISTINCT id) AS n FROM messages")
+        .get_result::<N>(&mut conn)?
+        .n;
+    let stored: HashMap<Uuid, String> = rows.into_iter().map(|r| (r.id, r.content)).collect();
+    let lost = accepted
+        .keys()
+        .filter(|id| !stored.contains_key(id))
+        .count();
+    let unannounced = stored
+        .keys()
+        .filter(|id| !accepted.contains_key(id))
+        .count();
+    let wrong_payload = accepted
+        .iter()
+        .filter(|(id, content)| stored.get(id).is_some_and(|s| s != *content))
+        .count();
+    let dead = take_all(&channel, &topology.dead_queue).await?;
+    let dead_ids: Vec<String> = dead
+        .iter()
+        .map(|p| {
+            p.message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let dead_set: HashSet<&String> = dead_ids.iter().collect();
+    let poison_set: HashSet<&String> = poison_ids.iter().collect();
+    let store_depth = depth(&channel, &topology.store_queue).await?;
+    let _ = topology.delete(&channel).await;
+    let _ = amqp.close(200, "".into()).await;
+    drop(conn);
+    // A fresh admin connection: PostgreSQL was restarted since the first one.
+    drop(admin);
+    let mut admin = PgConnection::establish(&format!("{}/postgres", args.server_url))?;
+    sql_ok(
+        &mut admin,
+        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+    )?;
+
+    let t = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+    let faults = t(&tally.consumer_kills)
+        + t(&tally.rabbit_app_restarts)
+        + t(&tally.rabbit_hard_kills)
+        + t(&tally.pg_restarts);
+    let checks = [
+        (
+            "every 202 id has exactly one row (lost)",
+            lost == 0 && total == distinct,
+            format!("{lost} lost, {} duplicate rows", total - distinct),
+        ),
+        (
+            "no row without a 202",
+            unannounced == 0,
+            unannounced.to_string(),
+        ),
+        (
+            "payloads match what was sent",
+            wrong_payload == 0,
+            format!("{wrong_payload} differ"),
+        ),
+        (
+            "messages.dead holds exactly the poison",
+            dead_set == poison_set,
+            format!(
+                "{} dead letters ({} distinct) for {} poison",
+                dead.len(),
+                dead_set.len(),
+                poison_set.len()
+            ),
+        ),
+        (
+            "messages.store drained",
+            store_depth == 0 && drained,
+            format!("{store_depth} left"),
+        ),
+        (
+            "malformed requests got 4xx, never 202",
+            t(&tally.unexpected) == 0,
+            format!("{} unexpected answers", t(&tally.unexpected)),
+        ),
+        (
+            "consumers stopped gracefully (SIGTERM, exit 0)",
+            graceful == args.consumers,
+            format!("{graceful} of {}", args.consumers),
+        ),
+        (
+            "every fault was injected",
+            t(&tally.consumer_kills) > 0
+                && t(&tally.rabbit_app_restarts) == 1
+                && t(&tally.rabbit_hard_kills) == 1
+                && t(&tally.pg_restarts) == 1,
+            format!("{faults} faults"),
+        ),
+    ];
+    println!("\n| Measure | Value |\n| --- | --- |");
+    for (name, value) in [
+        ("messages sent", args.n.to_string()),
+        ("HTTP attempts", t(&tally.sent).to_string()),
+        (
+            "202 (distinct ids)",
+            format!("{} ({})", t(&tally.accepted), accepted.len()),
+        ),
+        (
+            "retried (503 / connection errors)",
+            t(&tally.retried).to_string(),
+        ),
+        (
+            "malformed requests → 4xx",
+            t(&tally.client_errors).to_string(),
+        ),
+        ("rows", total.to_string()),
+        ("duplicates", (total - distinct).to_string()),
+        ("lost", lost.to_string()),
+        (
+            "dead-lettered (poison sent)",
+            format!("{} ({})", dead.len(), poison_ids.len()),
+        ),
+        ("consumer SIGKILLs", t(&tally.consumer_kills).to_string()),
+        (
+            "RabbitMQ stop_app/start_app",
+            t(&tally.rabbit_app_restarts).to_string(),
+        ),
+        (
+            "RabbitMQ SIGKILL + restart",
+            t(&tally.rabbit_hard_kills).to_string(),
+        ),
+        (
+            &format!("PostgreSQL stopped for {:?}", args.pg_down),
+            t(&tally.pg_restarts).to_string(),
+        ),
+        ("wall time", format!("{:.0?}", start.elapsed())),
+    ] {
+        println!("| {name} | {value} |");
+    }
+    println!("\n| Check | Result | Detail |\n| --- | --- | --- |");
+    let mut failed = false;
+    for (name, ok, detail) in &checks {
+        failed |= !ok;
+        println!(
+            "| {name} | {} | {detail} |",
+            if *ok { "pass" } else { "FAIL" }
+        );
+    }
+    if failed {
+        eprintln!("FAILED (logs: {})", logs.display());
+        std::process::exit(1);
+    }
+    println!("\nfaults: all checks passed");
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// POST until a 202, retrying 503s and transport errors with the same key.
+async fn send_until_accepted(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    content: &str,
+    tally: &Tally,
+) -> Option<Uuid> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..10_000 {
+        tally.sent.fetch_add(1, Ordering::Relaxed);
+        let response = client
+            .post(format!("{base}/messages"))
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "content": content }))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == 202 => {
+                let body: serde_json::Value = r.json().await.ok()?;
+                tally.accepted.fetch_add(1, Ordering::Relaxed);
+                return body["id"].as_str()?.parse().ok();
+            }
+            Ok(r) if r.status() == 503 => {}
+            Ok(r) => {
+                eprintln!("unexpected {} for a valid message", r.status());
+                tally.unexpected.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Err(_) => {} // connection refused/reset/timeout: retry
+        }
+        tally.retried.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+    None
+}
+
+/// Bad requests, about 20 a second, while the load runs.
+async fn malformed_stream(
+    client: reqwest::Client,
+    base: String,
+    tally: Arc<Tally>,
+    sending: Arc<AtomicBool>,
+) {
+    let bodies: [(&str, &str); 4] = [
+        ("application/json", "{\"content\": "),
+        ("application/json", "{\"content\": \"\"}"),
+        ("application/json", "{\"content\": \"a\\u0000b\"}"),
+        ("text/plain", "{\"content\": \"x\"}"),
+    ];
+    let mut i = 0usize;
+    while sending.load(Ordering::SeqCst) {
+        let (ctype, body) = bodies[i % bodies.len()];
+        i += 1;
+        if let Ok(r) = client
+            .post(format!("{base}/messages"))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+        {
+            if r.status().is_client_error() {
+                tally.client_errors.fetch_add(1, Ordering::Relaxed);
+            } else {
+                eprintln!("malformed request answered {}", r.status());
+                tally.unexpected.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn publish_poison(
+    amqp_url: &str,
+    topology: &Topology,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let conn = Amqp::connect(amqp_url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = Uuid::new_v4().to_string();
+        let body: &[u8] = if i % 2 == 0 {
+            b"\xff not json"
+        } else {
+            br#"{"content": "nul \u0000"}"#
+        };
+        let confirm = channel
+            .basic_publish(
+                topology.exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                body,
+                BasicProperties::default()
+                    .with_message_id(id.as_str().into())
+                    .with_delivery_mode(2),
+            )
+            .await?
+            .await?;
+        if confirm != Confirmation::Ack(None) {
+            bail!("poison publish not confirmed");
+        }
+        ids.push(id);
+    }
+    let _ = conn.close(200, "".into()).await;
+    Ok(ids)
+}
+
+/// The fault schedule, scaled to the run's duration.
+async fn inject(
+    system: Arc<System>,
+    tally: Arc<Tally>,
+    sending: Arc<AtomicBool>,
+    args: Args,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let at = |fraction: f64| start + args.duration.mul_f64(fraction);
+    let killer = {
+        let (system, tally, sending) = (system.clone(), tally.clone(), sending.clone());
+        tokio::spawn(async move {
+            let mut round = 0usize;
+            while sending.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if !sending.load(Ordering::SeqCst) {
+                    break;
+                }
+                round += 1;
+                let victim = {
+                    let Ok(mut consumers) = system.consumers.lock() else {
+                        break;
+                    };
+                    let i = round % consumers.len().max(1);
+                    if consumers.is_empty() {
+                        break;
+                    }
+                    consumers.remove(i)
+                };
+                let mut victim = victim;
+                let _ = victim.start_kill(); // SIGKILL
+                let _ = victim.wait().await;
+                tally.consumer_kills.fetch_add(1, Ordering::Relaxed);
+                match system.spawn_consumer() {
+                    Ok(child) => {
+                        if let Ok(mut consumers) = system.consumers.lock() {
+                            consumers.push(child);
+                        }
+                    }
+                    Err(e) => eprintln!("cannot restart a consumer: {e}"),
+                }
+            }
+        })
+    };
+
+    tokio::time::sleep_until(at(0.15).into()).await;
+    eprintln!("fault: rabbitmqctl stop_app");
+    sh("rabbitmqctl", &["-q", "stop_app"]).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sh("rabbitmqctl", &["-q", "start_app"]).await?;
+    wait_rabbit().await?;
+    tally.rabbit_app_restarts.fetch_add(1, Ordering::Relaxed);
+
+    tokio::time::sleep_until(at(0.35).into()).await;
+    eprintln!("fault: SIGKILL RabbitMQ");
+    sh("pkill", &["-KILL", "-f", "beam.smp"]).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sh("rabbitmq-server", &["-detached"]).await?;
+    wait_rabbit().await?;
+    tally.rabbit_hard_kills.fetch_add(1, Ordering::Relaxed);
+
+    tokio::time::sleep_until(at(0.55).into()).await;
+    let version = pg_version()?;
+    eprintln!("fault: PostgreSQL down for {:?}", args.pg_down);
+    sh(
+        "pg_ctlcluster",
+        &[
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            "stop",
+            "-m",
+            "fast",
+        ],
+    )
+    .await?;
+    tokio::time::sleep(args.pg_down).await;
+    sh(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &version, "main", "start"],
+    )
+    .await?;
+    tally.pg_restarts.fetch_add(1, Ordering::Relaxed);
+
+    // Keep killing consumers until the load is done.
+    while sending.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    killer.await?;
+    Ok(())
+}
+
+async fn depth(channel: &lapin::Channel, queue: &str) -> anyhow::Result<u32> {
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
+/// Wait until every accepted id is stored and the queues are empty.
+async fn wait_drained(
+    database_url: &str,
+    expected: usize,
+    channel: &lapin::Channel,
+    topology: &Topology,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let url = database_url.to_owned();
+        let count = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let mut conn = PgConnection::establish(&url)?;
+            Ok(diesel::sql_query("SELECT count(*) AS n FROM messages")
+                .get_result::<N>(&mut conn)?
+                .n)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+        let mut queued = 0;
+        let mut queues = vec![topology.store_queue.clone()];
+        queues.extend(
+            topology
+                .retry_delays
+                .iter()
+                .map(|d| topology.retry_queue(*d)),
+        );
+        for q in &queues {
+            queued += depth(channel, q).await.unwrap_or(1);
+        }
+        if count >= expected as i64 && queued == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+async fn take_all(channel: &lapin::Channel, queue: &str) -> anyhow::Result<Vec<BasicProperties>> {
+    let mut out = Vec::new();
+    while let Some(msg) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await?
+    {
+        msg.delivery.acker.ack(BasicAckOptions::default()).await?;
+        out.push(msg.delivery.properties);
+    }
+    Ok(out)
+}

@@ -1,0 +1,6 @@
+//! Measuring tools for the pipeline: the HTTP load generator, row checks and
+//! stage limits behind the `bench` binary, shared with the `faults` binary.
+
+pub mod http;
+pub mod rows;
+pub mod stages;
