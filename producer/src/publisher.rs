@@ -160,7 +160,7 @@ impl Publisher {
         result
     }
 
-    /// Publish many envelopes on one channel, pipelined: every message is
+    /// Publish many envelopes, pipelined: every message is
     /// sent before any confirm is awaited, then each confirm is awaited.
     /// The whole batch shares one publish timeout. The result for item `i`
     /// says whether envelope `i` was confirmed.
@@ -171,14 +171,15 @@ impl Publisher {
                 .map(|_| Err(PublishError::NotConnected))
                 .collect();
         };
-        let channel = link.channel();
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let started = Instant::now();
             let sent = tokio::time::timeout_at(
                 deadline,
-                channel.basic_publish(
+                // Round-robin over the channels: each channel is one process
+                // on the broker, so spreading a batch lets it work in parallel.
+                link.channel().basic_publish(
                     self.inner.topology.exchange.as_str().into(),
                     "".into(),
                     PUBLISH_OPTIONS,

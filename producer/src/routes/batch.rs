@@ -1,5 +1,5 @@
 //! `POST /messages/batch`: up to 1000 messages in one request, published
-//! pipelined on one channel and answered once every one is confirmed.
+//! pipelined over the publisher channels and answered once every one is confirmed.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
