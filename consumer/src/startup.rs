@@ -33,19 +33,9 @@ impl Application {
     /// pool and bind `METRICS_ADDR`. The broker is connected to, and the
     /// listener served, in [`Self::run`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let url = settings.common.database_url.clone();
-        let deadline = settings.common.startup_timeout;
-        let applied =
-            tokio::task::spawn_blocking(move || shared::db::migrate_with_retry(&url, deadline))
-                .await
-                .context("migration task panicked")?
-                .map_err(|e| anyhow::anyhow!(e))?;
-        log::info!("database ready ({applied} migrations applied)");
-        let pool = shared::db::build_pool(
-            &settings.common.database_url,
-            settings.common.db_pool_size,
-            settings.common.db_timeout,
-        );
+        let pool = shared::db::migrate_and_pool(&settings.common)
+            .await
+            .map_err(anyhow::Error::msg)?;
         // One registry per application, not the global one: tests run
         // several consumers in one process.
         let metrics = Arc::new(Metrics::new()?);

@@ -31,17 +31,9 @@ impl Application {
     /// fatal: the producer starts, answers 503 and connects when it can.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let common = &settings.common;
-        let url = common.database_url.clone();
-        let deadline = common.startup_timeout;
-        let applied =
-            tokio::task::spawn_blocking(move || shared::db::migrate_with_retry(&url, deadline))
-                .await
-                .context("migration task panicked")?
-                .map_err(|e| anyhow::anyhow!(e))?;
-        log::info!("database ready ({applied} migrations applied)");
-
-        let pool =
-            shared::db::build_pool(&common.database_url, common.db_pool_size, common.db_timeout);
+        let pool = shared::db::migrate_and_pool(common)
+            .await
+            .map_err(anyhow::Error::msg)?;
         // One registry per application, not the global one: tests run
         // several producers in one process.
         let metrics = Arc::new(Metrics::new()?);

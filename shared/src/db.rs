@@ -124,6 +124,22 @@ pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usiz
     }
 }
 
+/// Startup for either binary: migrate (off the async threads, retrying
+/// until `startup_timeout`), then build the lazily connecting pool.
+pub async fn migrate_and_pool(common: &crate::CommonSettings) -> Result<PgPool, String> {
+    let url = common.database_url.clone();
+    let deadline = common.startup_timeout;
+    let applied = tokio::task::spawn_blocking(move || migrate_with_retry(&url, deadline))
+        .await
+        .map_err(|e| format!("migration task failed: {e}"))??;
+    log::info!("database ready ({applied} migrations applied)");
+    Ok(build_pool(
+        &common.database_url,
+        common.db_pool_size,
+        common.db_timeout,
+    ))
+}
+
 /// Insert `rows` in one transaction, skipping ids already stored. Returns
 /// how many rows were new.
 pub fn insert_messages(conn: &mut PgConnection, rows: &[NewMessage<'_>]) -> QueryResult<usize> {
