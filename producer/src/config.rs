@@ -23,6 +23,9 @@ pub struct Settings {
     pub publish_channels: usize,
     /// `RETRY_AFTER_SECS` (default 1): the `Retry-After` of a 503.
     pub retry_after_secs: u32,
+    /// `API_TOKEN` (default unset): when set, every endpoint but the probes
+    /// and `/metrics` requires `Authorization: Bearer <token>`.
+    pub api_token: crate::auth::ApiToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
 }
@@ -43,6 +46,7 @@ impl Settings {
             publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,
+            api_token: crate::auth::ApiToken(env.raw("API_TOKEN")?.map(crate::auth::Secret::new)),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
         })
     }

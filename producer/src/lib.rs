@@ -2,6 +2,7 @@
 //! publishes them, with confirms, to RabbitMQ; and serves the stored ones
 //! back from PostgreSQL.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
