@@ -20,7 +20,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
 use shared::db::{DbError, PgPool};
-use shared::models::NewMessage;
+use shared::models::{DeadLetter, NewMessage};
 use shared::{Backoff, Envelope, Topology};
 use uuid::Uuid;
 
@@ -236,6 +236,17 @@ impl Worker {
             "dead-lettering message {} after {attempts} attempt(s): {reason}",
             envelope_id(delivery)
         );
+        // Recorded first, so that once the original is acked its status can
+        // always be looked up; redone harmlessly if we crash before the ack.
+        if let Some(id) = message_uuid(delivery) {
+            self.record_dead_letter(DeadLetter {
+                id,
+                reason: reason.to_owned(),
+                attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                dead_lettered_at: Utc::now(),
+            })
+            .await?;
+        }
         dead_letter::publish(
             &self.channel,
             &self.topology.dead_letter_exchange,
@@ -249,6 +260,54 @@ impl Worker {
         self.stats.record_dead_lettered(kind);
         Ok(())
     }
+}
+
+impl Worker {
+    /// Upsert the dead-letter record, waiting out database outages like an
+    /// insert does. Any other failure is logged and skipped: the message
+    /// itself is safe in `messages.dead` either way.
+    async fn record_dead_letter(&self, record: DeadLetter) -> Result<(), WorkerError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let (pool, rec) = (self.pool.clone(), record.clone());
+            let result = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
+                let mut conn = pool.get()?;
+                Ok(shared::db::record_dead_letter(&mut conn, &rec)?)
+            })
+            .await?;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    let delay = backoff.next_delay();
+                    log::warn!(
+                        "cannot record dead letter {} ({e}); retrying in {delay:?}",
+                        record.id
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    log::error!("cannot record dead letter {}: {e}", record.id);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The message id as a UUID: the body's `"id"`, else the `message_id`
+/// property (the same precedence as [`Envelope::decode`]).
+fn message_uuid(delivery: &Delivery) -> Option<Uuid> {
+    let from_body = serde_json::from_slice::<serde_json::Value>(&delivery.data)
+        .ok()
+        .and_then(|v| {
+            v.get("id")?
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s.trim()).ok())
+        });
+    from_body.or_else(|| {
+        let id = delivery.properties.message_id().as_ref()?;
+        Uuid::parse_str(id.as_str().trim()).ok()
+    })
 }
 
 /// The message id for logs, from the AMQP property.

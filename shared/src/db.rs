@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use uuid::Uuid;
 
-use crate::models::{Message, NewMessage};
+use crate::models::{DeadLetter, Message, NewMessage};
 use crate::schema::messages;
 
 /// The pool type both binaries use.
@@ -200,6 +200,31 @@ pub fn find_message(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Mes
     messages::table
         .find(id)
         .select(Message::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Record that message `id` was dead-lettered (the latest reason wins).
+pub fn record_dead_letter(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> {
+    use crate::schema::dead_letters::dsl;
+    diesel::insert_into(dsl::dead_letters)
+        .values(record)
+        .on_conflict(dsl::id)
+        .do_update()
+        .set((
+            dsl::reason.eq(&record.reason),
+            dsl::attempts.eq(record.attempts),
+            dsl::dead_lettered_at.eq(record.dead_lettered_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The dead-letter record of message `id`, if it was dead-lettered.
+pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<DeadLetter>> {
+    crate::schema::dead_letters::table
+        .find(id)
+        .select(DeadLetter::as_select())
         .first(conn)
         .optional()
 }

@@ -45,3 +45,18 @@ pub struct Message {
     /// When the consumer's transaction stored it.
     pub stored_at: DateTime<Utc>,
 }
+
+/// A dead-lettered message id and why (the message is in `messages.dead`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = crate::schema::dead_letters)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct DeadLetter {
+    /// The message id.
+    pub id: Uuid,
+    /// The reason (the `x-error` header of the dead letter).
+    pub reason: String,
+    /// Attempts made before giving up.
+    pub attempts: i32,
+    /// When it was dead-lettered (the latest time, if more than once).
+    pub dead_lettered_at: DateTime<Utc>,
+}

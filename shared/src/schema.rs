@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    dead_letters (id) {
+        id -> Uuid,
+        reason -> Text,
+        attempts -> Int4,
+        dead_lettered_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Uuid,
         content -> Text,
@@ -8,3 +17,5 @@ diesel::table! {
         stored_at -> Timestamptz,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(dead_letters, messages,);

@@ -79,6 +79,9 @@ async fn poison_is_dead_lettered_with_a_reason_and_good_messages_flow() {
         dead[0].delivery.data, b"\x00\x01 not json",
         "payload kept as sent"
     );
+    // The two with a UUID id are recorded for status look-ups; the one
+    // without an id cannot be.
+    assert_eq!(db.scalar("SELECT count(*) AS n FROM dead_letters"), 2);
     assert_eq!(broker.depth(&broker.topology.store_queue).await, 0);
 
     // And the consumer is still running: a later message is stored.
@@ -134,6 +137,35 @@ async fn a_row_the_database_rejects_is_isolated_from_its_batch() {
             .as_str(),
         batch[1].id.to_string()
     );
+
+    // The job status tells the truth about each id.
+    let producer = e2e::spawn_producer(&db, &broker, &[]).await;
+    let status = |id: uuid::Uuid| {
+        let producer = &producer;
+        async move {
+            let res = producer.get(&format!("/messages/{id}")).await;
+            let code = res.status().as_u16();
+            (code, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, body) = status(batch[1].id).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "dead_lettered");
+    assert_eq!(body["attempts"], 1);
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("database rejected"),
+        "{body}"
+    );
+    let (code, body) = status(batch[0].id).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("stored")));
+    let (code, body) = status(uuid::Uuid::new_v4()).await;
+    assert_eq!((code, body["status"].as_str()), (404, Some("not_found")));
+    assert_eq!(db.scalar("SELECT count(*) AS n FROM dead_letters"), 1);
+    producer.stop().await;
+
     let m = consumer.metrics().await;
     let dead_lettered = |reason| {
         m.value(

@@ -94,25 +94,43 @@ pub async fn list_messages(
     Ok(response.json(body))
 }
 
-/// `GET /messages/{id}`: 200 with the stored row, 404 while it is not stored.
+/// `GET /messages/{id}`: 200 `stored` with the row, 200 `dead_lettered` with
+/// the reason, or 404 `not_found` (still queued, or never accepted).
 pub async fn get_message(
     path: web::Path<Uuid>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let row = state
-        .with_db(move |conn| Ok(shared::db::find_message(conn, id)?))
+    // Stored wins over dead-lettered: a redriven message may be both.
+    let (row, dead) = state
+        .with_db(move |conn| {
+            let row = shared::db::find_message(conn, id)?;
+            let dead = match row {
+                Some(_) => None,
+                None => shared::db::find_dead_letter(conn, id)?,
+            };
+            Ok((row, dead))
+        })
         .await?;
-    match row {
-        Some(m) => Ok(HttpResponse::Ok().json(json!({
+    match (row, dead) {
+        (Some(m), _) => Ok(HttpResponse::Ok().json(json!({
             "id": m.id,
             "status": "stored",
             "content": m.content,
             "timestamp": m.created_at,
             "stored_at": m.stored_at,
         }))),
-        None => Ok(HttpResponse::NotFound().json(json!({
-            "error": format!("message {id} is not stored"),
+        (None, Some(d)) => Ok(HttpResponse::Ok().json(json!({
+            "id": d.id,
+            "status": "dead_lettered",
+            "reason": d.reason,
+            "attempts": d.attempts,
+            "dead_lettered_at": d.dead_lettered_at,
+        }))),
+        // Still queued, or never accepted: we cannot tell which, so we
+        // do not make up a "pending".
+        (None, None) => Ok(HttpResponse::NotFound().json(json!({
+            "error": format!("message {id} is neither stored nor dead-lettered"),
             "status": "not_found",
         }))),
     }
