@@ -45,6 +45,13 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Default)]
 pub struct ApiToken(pub Option<Secret>);
 
+/// The configured admin token for the dead-letter tools (unset: disabled).
+#[derive(Debug, Clone, Default)]
+pub struct AdminToken(pub Option<Secret>);
+
+/// Paths guarded by [`AdminToken`] instead of the API token.
+pub const ADMIN_PREFIX: &str = "/dead-letters";
+
 /// Middleware: refuse requests without the right bearer token (when one is
 /// configured) with a JSON 401.
 pub async fn require_api_token(
@@ -57,7 +64,9 @@ pub async fn require_api_token(
     let allowed = match expected {
         None => true,
         Some(_) if PUBLIC_PATHS.contains(&req.path()) => true,
-        Some(secret) => bearer(&req).is_some_and(|token| secret.matches(token)),
+        // The dead-letter tools check the admin token themselves.
+        Some(_) if req.path().starts_with(ADMIN_PREFIX) => true,
+        Some(secret) => bearer_of(req.headers()).is_some_and(|token| secret.matches(token)),
     };
     if allowed {
         return next
@@ -71,8 +80,9 @@ pub async fn require_api_token(
     Ok(req.into_response(response).map_into_right_body())
 }
 
-fn bearer(req: &ServiceRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_of(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

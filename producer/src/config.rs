@@ -26,6 +26,9 @@ pub struct Settings {
     /// `API_TOKEN` (default unset): when set, every endpoint but the probes
     /// and `/metrics` requires `Authorization: Bearer <token>`.
     pub api_token: crate::auth::ApiToken,
+    /// `ADMIN_TOKEN` (default unset): enables the dead-letter endpoints,
+    /// which then require `Authorization: Bearer <ADMIN_TOKEN>`.
+    pub admin_token: crate::auth::AdminToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
 }
@@ -47,6 +50,9 @@ impl Settings {
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,
             api_token: crate::auth::ApiToken(env.raw("API_TOKEN")?.map(crate::auth::Secret::new)),
+            admin_token: crate::auth::AdminToken(
+                env.raw("ADMIN_TOKEN")?.map(crate::auth::Secret::new),
+            ),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
         })
     }

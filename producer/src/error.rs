@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Unknown route or id.
     #[error("{0}")]
     NotFound(String),
@@ -49,6 +52,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
@@ -70,6 +74,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::BrokerUnavailable { retry_after, .. } = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         if let ApiError::DatabaseUnavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(1u32)));

@@ -118,6 +118,23 @@ impl Publisher {
         (Self { inner }, task)
     }
 
+    /// A fresh channel on the current connection, for work that needs its
+    /// own channel (browsing or moving dead letters). Closing it returns
+    /// anything it got and did not ack to its queue.
+    pub async fn open_channel(&self) -> Result<Channel, PublishError> {
+        let link = self.current().ok_or(PublishError::NotConnected)?;
+        let open = link.connection.create_channel();
+        tokio::time::timeout(self.inner.timeout, open)
+            .await
+            .map_err(|_| PublishError::Timeout(self.inner.timeout))?
+            .map_err(PublishError::Broker)
+    }
+
+    /// The names this publisher declared.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
     /// True while a connection with open channels is available.
     pub fn is_connected(&self) -> bool {
         self.current().is_some_and(|l| l.is_open())

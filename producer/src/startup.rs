@@ -68,6 +68,7 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;
         let api_token = web::Data::new(settings.api_token.clone());
+        let admin_token = web::Data::new(settings.admin_token.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
@@ -77,6 +78,7 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, max_batch_body))
                 .default_service(web::to(routes::not_found))
                 .app_data(api_token.clone())
+                .app_data(admin_token.clone())
                 // Outermost: refuse before any body is read.
                 .wrap(actix_web::middleware::from_fn(
                     crate::auth::require_api_token,

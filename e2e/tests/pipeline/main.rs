@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod broker_faults;
+mod dead_letters;
 mod flow;
 mod metrics;
 mod poison;

@@ -2,6 +2,7 @@
 
 mod add_message;
 mod batch;
+mod dead_letters;
 mod health;
 mod messages;
 mod metrics;
@@ -24,6 +25,17 @@ pub use rejections::count_rejections;
 /// message-submitting resources count their refusals (see [`count_rejections`]).
 pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     cfg.service(
+        web::resource("/dead-letters")
+            .route(web::get().to(dead_letters::list))
+            .route(web::delete().to(dead_letters::purge))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/dead-letters/redrive")
+            .route(web::post().to(dead_letters::redrive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/messages/batch")
             .app_data(crate::extract::json_config(batch_body_limit))
             .wrap(from_fn(count_rejections))

@@ -1,0 +1,275 @@
+//! The dead-letter tools: `GET /dead-letters` (browse), `POST
+//! /dead-letters/redrive` (move back for another try) and `DELETE
+//! /dead-letters?confirm=true` (purge). Only with `ADMIN_TOKEN` set (404
+//! otherwise) and presented as `Authorization: Bearer <ADMIN_TOKEN>`.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Confirmation};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::AdminToken;
+use crate::error::ApiError;
+use crate::publisher::PublishError;
+use crate::state::AppState;
+
+/// Default and maximum messages per call.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Headers the consumer adds when it dead-letters or retries a message;
+/// removed on redrive so the message starts afresh.
+const OUR_HEADERS: [&str; 7] = [
+    "x-error",
+    "x-attempts",
+    "x-last-error",
+    "x-dead-lettered-at",
+    "x-original-exchange",
+    "x-original-routing-key",
+    "x-death",
+];
+
+/// `limit` and `confirm` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    limit: Option<String>,
+    confirm: Option<String>,
+}
+
+fn limit(params: &Params) -> Result<u32, ApiError> {
+    match params.limit.as_deref() {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number between 1 and {MAX_LIMIT}"
+                ))
+            }),
+    }
+}
+
+fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
+    ApiError::BrokerUnavailable {
+        source: source.into(),
+        retry_after: state.retry_after_secs,
+    }
+}
+
+/// Disabled without `ADMIN_TOKEN` (404, as if the route did not exist);
+/// otherwise the admin bearer token is required.
+fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
+    let admin = req
+        .app_data::<web::Data<AdminToken>>()
+        .and_then(|t| t.0.clone());
+    let Some(secret) = admin else {
+        return Err(ApiError::NotFound(format!(
+            "no route for {} {}",
+            req.method(),
+            req.path()
+        )));
+    };
+    let presented = crate::auth::bearer_of(req.headers());
+    if presented.is_some_and(|t| secret.matches(t)) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "missing or invalid admin bearer token (Authorization: Bearer <ADMIN_TOKEN>)".into(),
+        ))
+    }
+}
+
+fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
+    match props.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(json!(String::from_utf8_lossy(s.as_bytes()))),
+        AMQPValue::ShortString(s) => Some(json!(s.as_str())),
+        AMQPValue::LongInt(n) => Some(json!(n)),
+        AMQPValue::LongLongInt(n) => Some(json!(n)),
+        AMQPValue::ShortInt(n) => Some(json!(n)),
+        AMQPValue::LongUInt(n) => Some(json!(n)),
+        _ => None,
+    }
+}
+
+/// `GET /dead-letters?limit=N`: the first N dead letters, oldest first,
+/// with id, content (when decodable), reason, attempts and when. Read with
+/// unacknowledged gets on a channel of its own, then handed back by closing
+/// it: nothing is lost and the queue keeps its order.
+pub async fn list(
+    req: HttpRequest,
+    params: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req)?;
+    let limit = limit(&params)?;
+    let channel = state
+        .publisher
+        .open_channel()
+        .await
+        .map_err(|e| broker_error(&state, e))?;
+    let queue = state.publisher.topology().dead_queue.clone();
+    let result = browse(&channel, &queue, limit).await;
+    // Hands every unacked get back to its place in the queue.
+    let _ = channel.close(200, "browsed".into()).await;
+    let (items, remaining) = result.map_err(|e| broker_error(&state, e))?;
+    Ok(HttpResponse::Ok().json(json!({ "dead_letters": items, "total": remaining })))
+}
+
+async fn browse(
+    channel: &Channel,
+    queue: &str,
+    limit: u32,
+) -> Result<(Vec<Value>, u32), lapin::Error> {
+    let mut items = Vec::new();
+    let mut total = 0;
+    while items.len() < limit as usize {
+        let got = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await?;
+        let Some(msg) = got else { break };
+        if items.is_empty() {
+            total = msg.message_count + 1;
+        }
+        let props = &msg.delivery.properties;
+        let body: Option<Value> = serde_json::from_slice(&msg.delivery.data).ok();
+        let content = body
+            .as_ref()
+            .and_then(|b| b.get("content"))
+            .and_then(Value::as_str);
+        let id = body
+            .as_ref()
+            .and_then(|b| b.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| props.message_id().as_ref().map(|s| s.to_string()));
+        let reason =
+            header_text(props, "x-error").or_else(|| header_text(props, "x-first-death-reason"));
+        items.push(json!({
+            "id": id,
+            "content": content,
+            "reason": reason,
+            "attempts": header_text(props, "x-attempts"),
+            "dead_lettered_at": header_text(props, "x-dead-lettered-at"),
+        }));
+    }
+    Ok((items, total))
+}
+
+/// `POST /dead-letters/redrive?limit=N`: move up to N (default all, in
+/// pages of 1000) back to the `messages` exchange. Each is republished and
+/// confirmed before it is acked off the dead-letter queue, so a crash midway
+/// loses nothing (a duplicate is harmless: storing is idempotent).
+pub async fn redrive(
+    req: HttpRequest,
+    params: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req)?;
+    let limit = match params.limit {
+        Some(_) => limit(&params)? as usize,
+        None => usize::MAX,
+    };
+    let channel = state
+        .publisher
+        .open_channel()
+        .await
+        .map_err(|e| broker_error(&state, e))?;
+    let result = move_back(&channel, &state, limit).await;
+    let _ = channel.close(200, "redriven".into()).await;
+    let moved = result?;
+    Ok(HttpResponse::Ok().json(json!({ "redriven": moved })))
+}
+
+async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<usize, ApiError> {
+    let topology = state.publisher.topology();
+    channel
+        .confirm_select(ConfirmSelectOptions { nowait: false })
+        .await
+        .map_err(|e| broker_error(state, e))?;
+    let mut moved = 0;
+    while moved < limit {
+        let got = channel
+            .basic_get(
+                topology.dead_queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await
+            .map_err(|e| broker_error(state, e))?;
+        let Some(msg) = got else { break };
+        let mut props = msg.delivery.properties.clone();
+        if let Some(headers) = props.headers().clone() {
+            let mut kept = FieldTable::default();
+            for (name, value) in headers.inner() {
+                if !OUR_HEADERS.contains(&name.as_str()) {
+                    kept.insert(name.clone(), value.clone());
+                }
+            }
+            props = props.with_headers(kept);
+        }
+        let publish = async {
+            channel
+                .basic_publish(
+                    topology.exchange.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions {
+                        mandatory: true,  // nowhere to go must fail, not drop it
+                        immediate: false, // not supported by RabbitMQ
+                    },
+                    &msg.delivery.data,
+                    props,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), publish).await {
+            Ok(Ok(Confirmation::Ack(None))) => {}
+            other => {
+                log::warn!("redrive stopped: republish not confirmed: {other:?}");
+                return Err(broker_error(state, PublishError::Nacked));
+            }
+        }
+        msg.delivery
+            .acker
+            .ack(BasicAckOptions { multiple: false })
+            .await
+            .map_err(|e| broker_error(state, e))?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+/// `DELETE /dead-letters?confirm=true`: purge the dead-letter queue.
+/// Without `confirm=true` it only says how many would go.
+pub async fn purge(
+    req: HttpRequest,
+    params: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req)?;
+    if params.confirm.as_deref() != Some("true") {
+        return Err(ApiError::BadRequest(
+            "purging deletes every dead letter for good: repeat with ?confirm=true".into(),
+        ));
+    }
+    let channel = state
+        .publisher
+        .open_channel()
+        .await
+        .map_err(|e| broker_error(&state, e))?;
+    let queue = state.publisher.topology().dead_queue.clone();
+    let result = channel
+        .queue_purge(queue.as_str().into(), QueuePurgeOptions { nowait: false })
+        .await;
+    let _ = channel.close(200, "purged".into()).await;
+    let purged = result.map_err(|e| broker_error(&state, e))?;
+    Ok(HttpResponse::Ok().json(json!({ "purged": purged })))
+}
