@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
+use lapin::options::{BasicAckOptions, BasicPublishOptions};
+use lapin::BasicProperties;
 use lapin::Channel;
 use shared::db::{DbError, PgPool};
+use shared::events::Event;
 use shared::models::{DeadLetter, NewMessage};
 use shared::{Backoff, Envelope, Topology};
 use uuid::Uuid;
@@ -92,6 +94,7 @@ impl Worker {
                 // Counted at commit: the rows are stored even if the ack
                 // below fails (the redelivery then counts as duplicates).
                 self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+                self.announce(Event::Stored { ids: new_ids }).await;
                 self.ack_through(&deliveries).await
             }
             (envelopes, Err(e)) => {
@@ -113,6 +116,7 @@ impl Worker {
         match self.insert_until_available(vec![envelope]).await? {
             (envelopes, Ok(new_ids)) => {
                 self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+                self.announce(Event::Stored { ids: new_ids }).await;
                 ack(delivery, false).await
             }
             (_, Err(e)) => {
@@ -258,11 +262,45 @@ impl Worker {
         .await?;
         ack(delivery, false).await?;
         self.stats.record_dead_lettered(kind);
+        if let Some(id) = message_uuid(delivery) {
+            let reason = reason.to_owned();
+            self.announce(Event::DeadLettered { id, reason }).await;
+        }
         Ok(())
     }
 }
 
 impl Worker {
+    /// Publish a completion event, best effort: not persistent, not
+    /// confirmed, errors only logged. Clients use it as a hint and read the
+    /// database for the truth.
+    async fn announce(&self, event: Event) {
+        if matches!(&event, Event::Stored { ids } if ids.is_empty()) {
+            return;
+        }
+        let Ok(body) = serde_json::to_vec(&event) else {
+            return;
+        };
+        let sent = self
+            .channel
+            .basic_publish(
+                self.topology.events_exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions {
+                    mandatory: false, // no listening producer is fine
+                    immediate: false,
+                },
+                &body,
+                BasicProperties::default()
+                    .with_delivery_mode(1) // transient: a notification, not data
+                    .with_content_type("application/json".into()),
+            )
+            .await;
+        if let Err(e) = sent {
+            log::debug!("completion event not sent: {e}");
+        }
+    }
+
     /// Upsert the dead-letter record, waiting out database outages like an
     /// insert does. Any other failure is logged and skipped: the message
     /// itself is safe in `messages.dead` either way.

@@ -19,10 +19,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::Confirmation;
 use lapin::{Channel, Connection};
+use shared::events::Event;
 use shared::{Backoff, Envelope, Topology};
+use tokio::sync::broadcast;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
@@ -53,6 +59,8 @@ struct Link {
     connection: Connection,
     channels: Vec<Channel>,
     next: AtomicUsize,
+    /// Kept open for as long as the link: it carries the events consumer.
+    _events: Channel,
 }
 
 impl Link {
@@ -73,6 +81,8 @@ struct Inner {
     topology: Topology,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Completion events from the consumers, relayed to SSE and `?wait`.
+    events: broadcast::Sender<Event>,
 }
 
 /// A cloneable handle for publishing; see the module docs.
@@ -113,9 +123,15 @@ impl Publisher {
             topology: config.topology.clone(),
             timeout: config.publish_timeout,
             metrics,
+            events: broadcast::channel(4096).0,
         });
         let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
         (Self { inner }, task)
+    }
+
+    /// Completion events from now on (best effort; see `shared::events`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
     }
 
     /// A fresh channel on the current connection, for work that needs its
@@ -281,7 +297,7 @@ async fn supervise(
     let mut connected_once = false;
     while !*shutdown.borrow() {
         let link = tokio::select! {
-            link = connect(&config) => link,
+            link = connect(&config, inner.events.clone()) => link,
             _ = shutdown.changed() => break,
         };
         let link = match link {
@@ -351,7 +367,10 @@ fn set_link(inner: &Inner, link: Option<Arc<Link>>) {
     }
 }
 
-async fn connect(config: &PublisherConfig) -> Result<Link, String> {
+async fn connect(
+    config: &PublisherConfig,
+    events: broadcast::Sender<Event>,
+) -> Result<Link, String> {
     let setup = async {
         let connection = shared::amqp::connect(&config.uri, "producer", config.connect_timeout)
             .await
@@ -378,13 +397,77 @@ async fn connect(config: &PublisherConfig) -> Result<Link, String> {
                 .map_err(|e| e.to_string())?;
             channels.push(channel);
         }
+        let events_channel = listen_for_events(&connection, &config.topology, events)
+            .await
+            .map_err(|e| format!("cannot listen for completion events: {e}"))?;
         Ok(Link {
             connection,
             channels,
             next: AtomicUsize::new(0),
+            _events: events_channel,
         })
     };
     tokio::time::timeout(config.connect_timeout.saturating_mul(2), setup)
         .await
         .unwrap_or_else(|_| Err("timed out setting up the broker connection".into()))
+}
+
+/// Bind a queue of this replica's own (server-named, exclusive, gone with
+/// the connection) to the events exchange, so every replica sees every
+/// event, and forward what arrives to `events`.
+async fn listen_for_events(
+    connection: &Connection,
+    topology: &Topology,
+    events: broadcast::Sender<Event>,
+) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    let queue = channel
+        .queue_declare(
+            "".into(), // server-named
+            QueueDeclareOptions {
+                passive: false,
+                durable: false,    // notifications only
+                exclusive: true,   // this replica's own
+                auto_delete: true, // gone with the connection
+                nowait: false,
+            },
+            args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            topology.events_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "producer-events".into(),
+            BasicConsumeOptions {
+                no_local: false,
+                no_ack: true, // best effort: a lost event costs nothing
+                exclusive: true,
+                nowait: false,
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            if let Ok(event) = serde_json::from_slice::<Event>(&delivery.data) {
+                // No subscriber is fine.
+                let _ = events.send(event);
+            }
+        }
+    });
+    Ok(channel)
 }

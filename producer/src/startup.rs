@@ -85,6 +85,9 @@ impl Application {
                 ))
         })
         .workers(settings.http_workers)
+        // On SIGTERM, in-flight requests get as long as a publish may take;
+        // then long-lived SSE streams are cut instead of holding the stop.
+        .shutdown_timeout(settings.publish_timeout.as_secs() + 1)
         .listen(listener)?
         .run();
         log::info!("producer listening on port {port}");

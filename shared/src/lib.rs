@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod envelope;
+pub mod events;
 pub mod metrics;
 pub mod models;
 pub mod schema;

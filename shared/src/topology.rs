@@ -37,6 +37,9 @@ pub struct Topology {
     pub store_queue: String,
     /// Where messages that cannot be stored wait for inspection.
     pub dead_queue: String,
+    /// Completion events (fanout): the consumer announces what it stored or
+    /// dead-lettered; every producer replica listens with a queue of its own.
+    pub events_exchange: String,
     /// The prefix every name starts with.
     pub prefix: String,
     /// One delay queue per delay: a message waits there for the delay, then
@@ -60,6 +63,7 @@ impl Topology {
             dead_letter_exchange: format!("{prefix}messages.dlx"),
             store_queue: format!("{prefix}messages.store"),
             dead_queue: format!("{prefix}messages.dead"),
+            events_exchange: format!("{prefix}messages.events"),
             prefix: prefix.to_owned(),
             retry_delays: Vec::new(),
         }
@@ -166,6 +170,14 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        channel
+            .exchange_declare(
+                self.events_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await?;
 
         let durable_queue = QueueDeclareOptions {
             passive: false,
@@ -230,7 +242,11 @@ impl Topology {
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
-        for exchange in [&self.exchange, &self.dead_letter_exchange] {
+        for exchange in [
+            &self.exchange,
+            &self.dead_letter_exchange,
+            &self.events_exchange,
+        ] {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await?;

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod broker_faults;
 mod dead_letters;
+mod events;
 mod flow;
 mod metrics;
 mod poison;

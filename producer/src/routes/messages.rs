@@ -94,24 +94,48 @@ pub async fn list_messages(
     Ok(response.json(body))
 }
 
-/// `GET /messages/{id}`: 200 `stored` with the row, 200 `dead_lettered` with
-/// the reason, or 404 `not_found` (still queued, or never accepted).
+/// `GET /messages/{id}[?wait=S]`: 200 `stored` with the row, 200
+/// `dead_lettered` with the reason, or 404 `not_found` (still queued, or
+/// never accepted). With `wait`, answers as soon as the message is stored or
+/// dead-lettered, or after S seconds (at most 30).
 pub async fn get_message(
     path: web::Path<Uuid>,
+    params: web::Query<GetParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    // Stored wins over dead-lettered: a redriven message may be both.
-    let (row, dead) = state
-        .with_db(move |conn| {
-            let row = shared::db::find_message(conn, id)?;
-            let dead = match row {
-                Some(_) => None,
-                None => shared::db::find_dead_letter(conn, id)?,
-            };
-            Ok((row, dead))
-        })
-        .await?;
+    let wait = match params.wait.as_deref() {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
+                ))
+            })?,
+    };
+    // Subscribe before looking, so an event between the look and the wait
+    // is not missed.
+    let mut events = state.publisher.subscribe();
+    let mut found = lookup(&state, id).await?;
+    if found.0.is_none() && found.1.is_none() && wait > 0 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => break, // waited long enough
+                Ok(Ok(event)) if !event.mentions(&id) => continue,
+                // Mentioned, lagged or closed: look again either way.
+                Ok(_) => {}
+            }
+            found = lookup(&state, id).await?;
+            if found.0.is_some() || found.1.is_some() {
+                break;
+            }
+        }
+    }
+    let (row, dead) = found;
     match (row, dead) {
         (Some(m), _) => Ok(HttpResponse::Ok().json(json!({
             "id": m.id,
@@ -134,6 +158,34 @@ pub async fn get_message(
             "status": "not_found",
         }))),
     }
+}
+
+/// The longest `?wait=` on `GET /messages/{id}`.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// Query of `GET /messages/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    wait: Option<String>,
+}
+
+/// The row and the dead-letter record of `id`. Stored wins over
+/// dead-lettered: a redriven message may be both.
+async fn lookup(
+    state: &AppState,
+    id: Uuid,
+) -> Result<(Option<Message>, Option<shared::models::DeadLetter>), ApiError> {
+    state
+        .with_db(move |conn| {
+            let row = shared::db::find_message(conn, id)?;
+            let dead = match row {
+                Some(_) => None,
+                None => shared::db::find_dead_letter(conn, id)?,
+            };
+            Ok((row, dead))
+        })
+        .await
 }
 
 /// A cursor is the last row's `created_at` (microseconds since the epoch)

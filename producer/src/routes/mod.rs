@@ -3,6 +3,7 @@
 mod add_message;
 mod batch;
 mod dead_letters;
+mod events;
 mod health;
 mod messages;
 mod metrics;
@@ -33,6 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     .service(
         web::resource("/dead-letters/redrive")
             .route(web::post().to(dead_letters::redrive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/events")
+            .route(web::get().to(events::stream))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

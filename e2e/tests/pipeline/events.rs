@@ -1,0 +1,111 @@
+//! Completion events: SSE on every producer replica, and `?wait`.
+
+use std::time::Duration;
+
+use e2e::{spawn_consumer, spawn_producer, TestBroker, TestDb, TestProducer};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Read an SSE response until a `data:` event arrives; return it.
+async fn next_event(res: &mut reqwest::Response) -> Value {
+    let mut buf = String::new();
+    let read = async {
+        loop {
+            let chunk = res.chunk().await.unwrap().expect("stream ended");
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            if let Some(line) = buf.lines().find(|l| l.starts_with("data: ")) {
+                return serde_json::from_str::<Value>(&line["data: ".len()..]).unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("no event within 15 s")
+}
+
+async fn subscribe(producer: &TestProducer, id: Uuid) -> reqwest::Response {
+    let res = producer.get(&format!("/events?ids={id}")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    res
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_producer_replica_streams_completion_events() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let p1 = spawn_producer(&db, &broker, &[]).await;
+    let p2 = spawn_producer(&db, &broker, &[]).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+
+    let id = producer::idempotency::id_for_key("sse-1");
+    let other = producer::idempotency::id_for_key("sse-2");
+    let mut s1 = subscribe(&p1, id).await;
+    let mut s2 = subscribe(&p2, id).await;
+    let post = |key: &'static str| {
+        p1.client
+            .post(format!("{}/messages", p1.base))
+            .header("Idempotency-Key", key)
+            .json(&json!({"content": "watch me"}))
+            .send()
+    };
+    // An id nobody asked about first: it must be filtered out.
+    assert_eq!(post("sse-2").await.unwrap().status(), 202);
+    assert_eq!(post("sse-1").await.unwrap().status(), 202);
+    for stream in [&mut s1, &mut s2] {
+        let event = next_event(stream).await;
+        assert_eq!(event, json!({"type": "stored", "ids": [id]}), "not {other}");
+    }
+    drop((s1, s2));
+    consumer.stop().await;
+    p1.stop().await;
+    p2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_wait_answers_when_the_message_is_stored() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+
+    let res = producer
+        .post_json("/messages", &json!({"content": "later"}))
+        .await;
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No consumer yet: the message is queued, so a waiting GET is pending.
+    let waiting = {
+        let (client, url) = (
+            producer.client.clone(),
+            format!("{}/messages/{id}?wait=25", producer.base),
+        );
+        tokio::spawn(async move { client.get(url).send().await.unwrap() })
+    };
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_str(), body["content"].as_str()),
+        (Some("stored"), Some("later"))
+    );
+
+    // Unknown id: 404 once the wait is over; bad wait: 400.
+    let res = producer
+        .get(&format!("/messages/{}?wait=1", Uuid::new_v4()))
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "not_found");
+    assert_eq!(
+        producer
+            .get(&format!("/messages/{id}?wait=31"))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(producer.get("/events?ids=nope").await.status(), 400);
+    consumer.stop().await;
+    producer.stop().await;
+}
