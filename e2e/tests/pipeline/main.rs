@@ -10,6 +10,7 @@ mod dead_letters;
 mod events;
 mod flow;
 mod metrics;
+mod openapi;
 mod poison;
 mod retries;
 mod shutdown;

@@ -12,6 +12,16 @@ use crate::state::AppState;
 
 /// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
 /// "job_id": "<uuid>"}` once the broker confirmed it.
+#[utoipa::path(post, path = "/add_message", tag = "tutorial",
+    request_body(content = String, content_type = "application/json", description = r#"{"content": "text"}"#),
+    responses(
+        (status = 202, description = r#"{"message": "Message enqueued", "job_id"}"#),
+        (status = 400, description = r#"{"error": "Content is required"} and other invalid content"#),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES"),
+        (status = 415, description = "Content-Type is not application/json"),
+        (status = 503, description = "Not confirmed by the broker; see Retry-After"),
+    ))]
 pub async fn add_message(
     body: web::Json<Value>,
     state: web::Data<AppState>,

@@ -22,6 +22,17 @@ pub const MAX_BATCH: usize = 1000;
 /// otherwise 503 listing which were confirmed and which must be retried.
 /// With `Idempotency-Key: K`, item `i` gets the id of key `K/i`, so a retried
 /// batch yields the same ids.
+#[utoipa::path(post, path = "/messages/batch", tag = "messages",
+    request_body(content = String, content_type = "application/json", description = r#"[{"content": "text"}, ...] (1-1000)"#),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Item i gets the id of key K/i")),
+    responses(
+        (status = 202, description = r#"All confirmed: {"status": "queued", "ids": [...]}"#),
+        (status = 400, description = "Not an array, empty, over 1000, or an invalid item (named by index)"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES"),
+        (status = 415, description = "Content-Type is not application/json"),
+        (status = 503, description = r#"Some not confirmed: {"error", "queued": [...], "failed": [{"index", "id"}]}; see Retry-After"#),
+    ))]
 pub async fn post_batch(
     req: HttpRequest,
     body: web::Json<Value>,

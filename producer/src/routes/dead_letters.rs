@@ -104,6 +104,15 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
 /// with id, content (when decodable), reason, attempts and when. Read with
 /// unacknowledged gets on a channel of its own, then handed back by closing
 /// it: nothing is lost and the queue keeps its order.
+#[utoipa::path(get, path = "/dead-letters", tag = "dead letters",
+    params(("limit" = Option<u32>, Query, description = "1-1000, default 100")),
+    responses(
+        (status = 200, description = r#"{"dead_letters": [{"id", "content", "reason", "attempts", "dead_lettered_at"}], "total"}"#),
+        (status = 400, description = "Bad limit"),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
+        (status = 503, description = "Broker unavailable"),
+    ))]
 pub async fn list(
     req: HttpRequest,
     params: web::Query<Params>,
@@ -168,6 +177,15 @@ async fn browse(
 /// pages of 1000) back to the `messages` exchange. Each is republished and
 /// confirmed before it is acked off the dead-letter queue, so a crash midway
 /// loses nothing (a duplicate is harmless: storing is idempotent).
+#[utoipa::path(post, path = "/dead-letters/redrive", tag = "dead letters",
+    params(("limit" = Option<u32>, Query, description = "At most this many (default all)")),
+    responses(
+        (status = 200, description = r#"{"redriven": n}"#),
+        (status = 400, description = "Bad limit"),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
+        (status = 503, description = "Broker unavailable or a republish not confirmed"),
+    ))]
 pub async fn redrive(
     req: HttpRequest,
     params: web::Query<Params>,
@@ -249,6 +267,15 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
 
 /// `DELETE /dead-letters?confirm=true`: purge the dead-letter queue.
 /// Without `confirm=true` it only says how many would go.
+#[utoipa::path(delete, path = "/dead-letters", tag = "dead letters",
+    params(("confirm" = Option<String>, Query, description = "Must be true")),
+    responses(
+        (status = 200, description = r#"{"purged": n}"#),
+        (status = 400, description = "confirm=true missing"),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
+        (status = 503, description = "Broker unavailable"),
+    ))]
 pub async fn purge(
     req: HttpRequest,
     params: web::Query<Params>,

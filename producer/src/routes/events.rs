@@ -37,6 +37,13 @@ pub fn parse_ids(text: &str) -> Result<Vec<Uuid>, ApiError> {
 }
 
 /// Stream completion events.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(("ids" = Option<String>, Query, description = "Comma-separated message ids to follow")),
+    responses(
+        (status = 200, description = r#"text/event-stream: data: {"type": "stored", "ids"} / {"type": "dead_lettered", "id", "reason"}"#, content_type = "text/event-stream"),
+        (status = 400, description = "An id is not a UUID"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+    ))]
 pub async fn stream(
     params: web::Query<Params>,
     state: web::Data<AppState>,

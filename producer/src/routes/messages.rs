@@ -21,6 +21,17 @@ const MAX_LIMIT: u32 = 1000;
 
 /// `POST /messages` `{"content": "..."}`: 202 `{"id", "status": "queued"}`
 /// with `Location`, answered only after the broker confirmed the message.
+#[utoipa::path(post, path = "/messages", tag = "messages",
+    request_body(content = String, content_type = "application/json", description = r#"{"content": "text"}"#),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key always yields the same id")),
+    responses(
+        (status = 202, description = r#"Confirmed by the broker: {"id", "status": "queued"}, Location: /messages/{id}"#),
+        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES"),
+        (status = 415, description = "Content-Type is not application/json"),
+        (status = 503, description = "Not confirmed (broker down, nack, unroutable, timeout); see Retry-After"),
+    ))]
 pub async fn post_message(
     req: HttpRequest,
     body: web::Json<Value>,
@@ -52,6 +63,15 @@ pub struct ListParams {
 /// `GET /messages?limit=&cursor=`: stored messages oldest first, in the
 /// tutorial's shape `{"id", "content", "timestamp"}`. When more rows follow,
 /// a `Link: <…>; rel="next"` header gives the next page's URL.
+#[utoipa::path(get, path = "/messages", tag = "messages",
+    params(("limit" = Option<u32>, Query, description = "1-1000, default 100"),
+           ("cursor" = Option<String>, Query, description = "From the Link header of the previous page")),
+    responses(
+        (status = 200, description = r#"[{"id", "content", "timestamp"}], oldest first; Link: <...>; rel="next" when more follow"#),
+        (status = 400, description = "Bad limit or cursor"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 503, description = "Database unavailable; see Retry-After"),
+    ))]
 pub async fn list_messages(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
@@ -98,6 +118,16 @@ pub async fn list_messages(
 /// `dead_lettered` with the reason, or 404 `not_found` (still queued, or
 /// never accepted). With `wait`, answers as soon as the message is stored or
 /// dead-lettered, or after S seconds (at most 30).
+#[utoipa::path(get, path = "/messages/{id}", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Message id"),
+           ("wait" = Option<u64>, Query, description = "Seconds (0-30) to wait for the message to be stored or dead-lettered")),
+    responses(
+        (status = 200, description = r#"{"status": "stored", "id", "content", "timestamp", "stored_at"} or {"status": "dead_lettered", "id", "reason", "attempts", "dead_lettered_at"}"#),
+        (status = 400, description = "id is not a UUID, or bad wait"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 404, description = r#"{"status": "not_found"}: neither stored nor dead-lettered (still queued, or never accepted)"#),
+        (status = 503, description = "Database unavailable; see Retry-After"),
+    ))]
 pub async fn get_message(
     path: web::Path<Uuid>,
     params: web::Query<GetParams>,

@@ -7,6 +7,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every metric of this producer, for Prometheus to scrape.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = state
         .metrics

@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod messages;
 mod metrics;
+mod openapi;
 mod rejections;
 
 use actix_web::middleware::from_fn;
@@ -34,6 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
     .service(
         web::resource("/dead-letters/redrive")
             .route(web::post().to(dead_letters::redrive))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi::openapi_json))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/docs")
+            .route(web::get().to(openapi::docs))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

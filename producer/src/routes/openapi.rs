@@ -1,0 +1,77 @@
+//! The OpenAPI 3 document (`GET /openapi.json`), generated from the
+//! handlers' `#[utoipa::path]` annotations, and a self-contained page
+//! (`GET /docs`) that renders it without fetching anything.
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+/// The document: every route with every status it answers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pipeline producer",
+        description = "HTTP → RabbitMQ → PostgreSQL. Every error is JSON {\"error\": \"...\"}; \
+            a known path with the wrong method answers 405, an unknown path 404."
+    ),
+    paths(
+        super::messages::post_message,
+        super::messages::list_messages,
+        super::messages::get_message,
+        super::batch::post_batch,
+        super::add_message::add_message,
+        super::events::stream,
+        super::dead_letters::list,
+        super::dead_letters::redrive,
+        super::dead_letters::purge,
+        super::health::healthz,
+        super::health::readyz,
+        super::metrics::metrics,
+        openapi_json,
+        docs,
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// `GET /docs`: a plain page listing every operation and its answers,
+/// rendered in the browser from `/openapi.json` (no external assets).
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "HTML page rendering /openapi.json", content_type = "text/html")))]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(DOCS_PAGE)
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>pipeline API</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
+h2{margin-top:1.5em;font-family:monospace}code{background:#eee;padding:0 .3em}
+td{vertical-align:top;padding:.2em .6em}</style></head>
+<body><h1>pipeline API</h1><p id="desc"></p><div id="ops">Loading /openapi.json…</div>
+<script>
+fetch('openapi.json').then(r => r.json()).then(doc => {
+  document.getElementById('desc').textContent = doc.info.description || '';
+  const out = document.getElementById('ops'); out.textContent = '';
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const h = document.createElement('h2');
+      h.textContent = method.toUpperCase() + ' ' + path; out.appendChild(h);
+      const params = (op.parameters || []).map(p => p.name + ' (' + p.in + ')').join(', ');
+      if (params) { const p = document.createElement('p'); p.textContent = 'Parameters: ' + params; out.appendChild(p); }
+      const t = document.createElement('table');
+      for (const [status, resp] of Object.entries(op.responses)) {
+        const tr = t.insertRow(); tr.insertCell().textContent = status; tr.insertCell().textContent = resp.description;
+      }
+      out.appendChild(t);
+    }
+  }
+});
+</script></body></html>
+"#;
