@@ -50,6 +50,8 @@ async fn api_token_guards_every_endpoint_but_probes_and_metrics() {
             .await
             .unwrap(),
         producer.get("/messages").await,
+        producer.get("/events").await,
+        producer.get("/openapi.json").await,
         producer
             .get(&format!("/messages/{}", uuid::Uuid::new_v4()))
             .await,

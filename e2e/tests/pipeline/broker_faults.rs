@@ -33,6 +33,7 @@ async fn unreachable_broker_gets_503_not_a_hang() {
         &[
             ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
             ("AMQP_TIMEOUT_MS", "300"),
+            ("ADMIN_TOKEN", "adm"),
         ],
     )
     .await;
@@ -63,6 +64,14 @@ async fn unreachable_broker_gets_503_not_a_hang() {
         (Some("down"), Some("up"))
     );
     assert_eq!(producer.get("/healthz").await.status(), 200);
+    // The dead-letter tools need the broker too.
+    for req in [
+        client.get(format!("{}/dead-letters", producer.base)),
+        client.post(format!("{}/dead-letters/redrive", producer.base)),
+        client.delete(format!("{}/dead-letters?confirm=true", producer.base)),
+    ] {
+        expect_503(req.bearer_auth("adm").send().await.unwrap()).await;
+    }
     producer.stop().await;
 }
 
