@@ -42,3 +42,29 @@ pub fn path_config() -> web::PathConfig {
     web::PathConfig::default()
         .error_handler(|err, _req| ApiError::BadRequest(format!("invalid path: {err}")).into())
 }
+
+/// A whole-number query parameter within `range`, `default` when absent.
+/// Parameters are taken as strings so that a bad value gets an error naming
+/// the parameter, not serde's generic "invalid digit".
+pub fn bounded_number(
+    value: Option<&str>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be a whole number between {} and {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
+    }
+}

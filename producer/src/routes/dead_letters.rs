@@ -44,18 +44,13 @@ pub struct Params {
 }
 
 fn limit(params: &Params) -> Result<u32, ApiError> {
-    match params.limit.as_deref() {
-        None => Ok(DEFAULT_LIMIT),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number between 1 and {MAX_LIMIT}"
-                ))
-            }),
-    }
+    let n = crate::extract::bounded_number(
+        params.limit.as_deref(),
+        "limit",
+        DEFAULT_LIMIT.into(),
+        1..=MAX_LIMIT.into(),
+    )?;
+    Ok(n as u32)
 }
 
 fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {

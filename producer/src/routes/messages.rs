@@ -11,6 +11,7 @@ use shared::Envelope;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::extract::bounded_number;
 use crate::idempotency::message_id;
 use crate::metrics::Endpoint;
 use crate::state::AppState;
@@ -76,18 +77,12 @@ pub async fn list_messages(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number between 1 and {MAX_LIMIT}"
-                ))
-            })?,
-    };
+    let limit = bounded_number(
+        params.limit.as_deref(),
+        "limit",
+        DEFAULT_LIMIT.into(),
+        1..=MAX_LIMIT.into(),
+    )? as u32;
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     // One extra row tells whether there is a next page.
     let fetch = i64::from(limit) + 1;
@@ -134,18 +129,12 @@ pub async fn get_message(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let wait = match params.wait.as_deref() {
-        None => 0,
-        Some(text) => text
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s <= MAX_WAIT_SECS)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
-                ))
-            })?,
-    };
+    let wait = bounded_number(
+        params.wait.as_deref(),
+        "wait (seconds)",
+        0,
+        0..=MAX_WAIT_SECS,
+    )?;
     // Subscribe before looking, so an event between the look and the wait
     // is not missed.
     let mut events = state.publisher.subscribe();
