@@ -40,13 +40,41 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     let url = |p: &str| format!("{}{p}", producer.base);
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth("adm1n").send();
 
-    // Refused without the admin token.
-    let res = producer.get("/dead-letters").await;
-    assert_eq!(res.status(), 401);
-    assert!(res.json::<Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("admin"));
+    // Refused without the admin token (or with a wrong one), on every tool.
+    for req in [
+        producer.client.get(url("/dead-letters")),
+        producer.client.post(url("/dead-letters/redrive")),
+        producer
+            .client
+            .delete(url("/dead-letters?confirm=true"))
+            .bearer_auth("wrong"),
+    ] {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(res.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin"));
+    }
+    // A bad limit is a 400 on both tools that take one.
+    for req in [
+        producer.client.get(url("/dead-letters?limit=0")),
+        producer
+            .client
+            .post(url("/dead-letters/redrive?limit=many")),
+    ] {
+        let res = admin(req).await.unwrap();
+        assert_eq!(res.status(), 400);
+        assert!(res.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit"));
+    }
+    assert_eq!(
+        broker.depth(&dead_queue).await,
+        3,
+        "nothing moved or purged"
+    );
 
     // Browsing twice gives the same list in the same order, and keeps them all.
     let browse = || async {
