@@ -69,25 +69,11 @@ async fn healthz() -> HttpResponse {
 /// database answers a ping; otherwise 503 saying which is down.
 async fn readyz(state: web::Data<ProbeState>) -> HttpResponse {
     let broker = state.metrics.broker.is_connected();
-    let pool = state.pool.clone();
-    // Diesel blocks: ping on actix's blocking pool, never on this thread.
-    let database = web::block(move || {
-        pool.get()
-            .ok()
-            .is_some_and(|mut conn| shared::db::ping(&mut conn).is_ok())
-    })
-    .await
-    .unwrap_or(false);
-    let up = |ok: bool| if ok { "up" } else { "down" };
-    if broker && database {
-        HttpResponse::Ok().json(json!({ "status": "ready", "broker": "up", "database": "up" }))
-    } else {
-        HttpResponse::ServiceUnavailable().json(json!({
-            "error": "not ready",
-            "status": "not ready",
-            "broker": up(broker),
-            "database": up(database),
-        }))
+    // Diesel blocks: the ping runs on the blocking pool, never on this thread.
+    let database = shared::db::pool_answers(&state.pool).await;
+    match shared::db::readiness(broker, database) {
+        (true, body) => HttpResponse::Ok().json(body),
+        (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 

@@ -177,7 +177,9 @@ impl Worker {
             let result = match result {
                 // A non-transient error while the database does not even
                 // answer a ping is an outage in disguise: treat it as one.
-                Err(e) if !e.is_transient() && !self.database_answers().await => Err(e),
+                Err(e) if !e.is_transient() && !shared::db::pool_answers(&self.pool).await => {
+                    Err(e)
+                }
                 Err(e) if !e.is_transient() => return Ok((envelopes, Err(e))),
                 other => other,
             };
@@ -199,17 +201,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    async fn database_answers(&self) -> bool {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            pool.get()
-                .ok()
-                .is_some_and(|mut c| shared::db::ping(&mut c).is_ok())
-        })
-        .await
-        .unwrap_or(false)
     }
 
     /// Ack every delivery of a fully stored batch with one multiple-ack on

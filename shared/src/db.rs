@@ -229,6 +229,41 @@ pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
         .optional()
 }
 
+/// Whether a pooled connection can be had and answers a ping, checked off
+/// the async threads (readiness probes, outage detection).
+pub async fn pool_answers(pool: &PgPool) -> bool {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        pool.get()
+            .ok()
+            .is_some_and(|mut conn| ping(&mut conn).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The `/readyz` answer both binaries give: whether ready, and the JSON body
+/// saying which dependency is down.
+pub fn readiness(broker: bool, database: bool) -> (bool, serde_json::Value) {
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    if broker && database {
+        (
+            true,
+            serde_json::json!({ "status": "ready", "broker": "up", "database": "up" }),
+        )
+    } else {
+        (
+            false,
+            serde_json::json!({
+                "error": "not ready",
+                "status": "not ready",
+                "broker": up(broker),
+                "database": up(database),
+            }),
+        )
+    }
+}
+
 /// A cheap round trip proving the database answers.
 pub fn ping(conn: &mut PgConnection) -> QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())

@@ -21,19 +21,9 @@ pub async fn healthz() -> HttpResponse {
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let broker = state.publisher.is_connected();
-    let database = state
-        .with_db(|conn| shared::db::ping(conn).map_err(Into::into))
-        .await
-        .is_ok();
-    let up = |ok: bool| if ok { "up" } else { "down" };
-    if broker && database {
-        HttpResponse::Ok().json(json!({ "status": "ready", "broker": "up", "database": "up" }))
-    } else {
-        HttpResponse::ServiceUnavailable().json(json!({
-            "error": "not ready",
-            "status": "not ready",
-            "broker": up(broker),
-            "database": up(database),
-        }))
+    let database = shared::db::pool_answers(&state.pool).await;
+    match shared::db::readiness(broker, database) {
+        (true, body) => HttpResponse::Ok().json(body),
+        (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
