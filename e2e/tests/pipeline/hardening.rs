@@ -98,7 +98,10 @@ async fn a_failure_on_every_batch_backs_off() {
     let blocker = format!("{}blocker", broker.prefix);
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongInt(0));
-    args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
     channel
         .queue_declare(
             blocker.as_str().into(),
@@ -177,11 +180,15 @@ async fn broker_dead_letters_are_visible_in_the_status() {
     let producer = spawn_producer(&db, &broker, &[]).await;
     let pipeline = spawn_consumer(&db, &broker, &[]).await;
     let url = format!("/messages/{}", envelope.id);
-    let body: Value = wait_for("the dead letter recorded", Duration::from_secs(15), || async {
-        let res = producer.get(&url).await;
-        let body: Value = res.json().await.unwrap();
-        (body["status"] == "dead_lettered").then_some(body)
-    })
+    let body: Value = wait_for(
+        "the dead letter recorded",
+        Duration::from_secs(15),
+        || async {
+            let res = producer.get(&url).await;
+            let body: Value = res.json().await.unwrap();
+            (body["status"] == "dead_lettered").then_some(body)
+        },
+    )
     .await;
     assert_eq!(body["reason"], "delivery_limit", "{body}");
     pipeline.stop().await;
@@ -195,7 +202,9 @@ async fn the_producer_stays_ready_while_only_the_database_is_down() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
     let proxy = TcpProxy::start(pg_addr()).await;
-    let url = db.url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+    let url = db
+        .url
+        .replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
     let producer = spawn_producer(&db, &broker, &[("DATABASE_URL", &url)]).await;
     proxy.cut();
     let res = producer.get("/readyz").await;
@@ -247,9 +256,11 @@ async fn a_dead_channel_ends_the_database_outage_loop() {
     assert_eq!(body["status"], "not ready");
     pg.restore();
     amqp.restore();
-    wait_for("stored after both came back", Duration::from_secs(30), || async {
-        (db.count() == 1).then_some(())
-    })
+    wait_for(
+        "stored after both came back",
+        Duration::from_secs(30),
+        || async { (db.count() == 1).then_some(()) },
+    )
     .await;
     consumer.stop().await;
 }
