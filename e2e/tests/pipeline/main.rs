@@ -8,6 +8,7 @@ mod bad_input;
 mod broker_faults;
 mod dead_letters;
 mod events;
+mod failover;
 mod flow;
 mod hardening;
 mod metrics;
