@@ -92,14 +92,14 @@ async fn consume(
     outbound: Arc<Outbound>,
 ) -> Result<Ended, String> {
     let topology = settings.topology();
+    topology
+        .declare_on(connection)
+        .await
+        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    topology
-        .declare(&channel)
-        .await
-        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
         .await

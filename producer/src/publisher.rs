@@ -395,16 +395,11 @@ async fn connect(
             .connect(&name, config.connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
-        let declare_channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
         config
             .topology
-            .declare(&declare_channel)
+            .declare_on(&connection)
             .await
             .map_err(|e| format!("cannot declare the topology: {e}"))?;
-        let _ = declare_channel.close(200, "declared".into()).await;
         let mut channels = Vec::with_capacity(config.channels);
         for _ in 0..config.channels {
             let channel = connection

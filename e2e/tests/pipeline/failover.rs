@@ -70,3 +70,47 @@ async fn producer_and_consumer_move_to_the_next_node() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+/// Quorum queues are declared with `x-quorum-initial-group-size` (so they
+/// span a cluster); a store queue an earlier version created without it
+/// cannot be redeclared with it, and the services must still start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_from_before_the_group_size_still_work() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let args = broker.topology.store_queue_arguments();
+    assert_eq!(
+        args.inner().get("x-quorum-initial-group-size"),
+        Some(&lapin::types::AMQPValue::LongInt(3))
+    );
+    // Recreate the quorum queues the way the previous version did (it had
+    // no dead-letter index queue yet).
+    let channel = broker.channel().await;
+    for queue in [
+        &broker.topology.store_queue,
+        &broker.topology.dead_index_queue,
+    ] {
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await
+            .unwrap();
+    }
+    let legacy = shared::Topology {
+        initial_group_size: None,
+        ..broker.topology.clone()
+    };
+    legacy.declare(&channel).await.unwrap();
+
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+    let res = producer
+        .post_json("/messages", &json!({"content": "old queue"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    wait_for("stored", Duration::from_secs(15), || async {
+        (db.count() == 1).then_some(())
+    })
+    .await;
+    consumer.stop().await;
+    producer.stop().await;
+}
