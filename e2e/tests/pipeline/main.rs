@@ -14,3 +14,4 @@ mod openapi;
 mod poison;
 mod retries;
 mod shutdown;
+mod wait_lookup;

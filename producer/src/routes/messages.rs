@@ -143,7 +143,13 @@ pub async fn get_message(
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => break, // waited long enough
+                Err(_) => {
+                    // Waited long enough. Events are best effort (transient,
+                    // lost while reconnecting, never sent for a redelivered
+                    // duplicate): the database has the last word.
+                    found = lookup(&state, id).await?;
+                    break;
+                }
                 Ok(Ok(event)) if !event.mentions(&id) => continue,
                 // Mentioned, lagged or closed: look again either way.
                 Ok(_) => {}
