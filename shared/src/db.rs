@@ -229,6 +229,34 @@ pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
         .optional()
 }
 
+/// Delete the dead-letter record of message `id` (it was redriven: queued
+/// again), returning it so that a failed redrive can put it back.
+pub fn forget_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<DeadLetter>> {
+    use crate::schema::dead_letters::dsl;
+    diesel::delete(dsl::dead_letters.find(id))
+        .returning(DeadLetter::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Put back a record [`forget_dead_letter`] removed, unless the message was
+/// dead-lettered again meanwhile (the newer record wins).
+pub fn restore_dead_letter(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> {
+    use crate::schema::dead_letters::dsl;
+    diesel::insert_into(dsl::dead_letters)
+        .values(record)
+        .on_conflict(dsl::id)
+        .do_nothing()
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Delete every dead-letter record (the dead-letter queue was purged).
+/// Returns how many.
+pub fn forget_all_dead_letters(conn: &mut PgConnection) -> QueryResult<usize> {
+    diesel::delete(crate::schema::dead_letters::table).execute(conn)
+}
+
 /// Whether a pooled connection can be had and answers a ping, checked off
 /// the async threads (readiness probes, outage detection).
 pub async fn pool_answers(pool: &PgPool) -> bool {

@@ -12,6 +12,7 @@ mod flow;
 mod metrics;
 mod openapi;
 mod poison;
+mod redrive;
 mod retries;
 mod shutdown;
 mod wait_lookup;
