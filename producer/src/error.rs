@@ -30,6 +30,10 @@ pub enum ApiError {
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Well-formed, but cannot be processed (an `Idempotency-Key` reused
+    /// with a different request).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The broker did not confirm the message; retry later.
     #[error("message broker unavailable, retry later")]
     BrokerUnavailable {
@@ -55,6 +59,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use uuid::Uuid;
 
-use crate::models::{DeadLetter, Message, NewMessage};
+use crate::models::{DeadLetter, Message, NewIdempotencyKey, NewMessage};
 use crate::schema::messages;
 
 /// The pool type both binaries use.
@@ -227,6 +227,33 @@ pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
         .select(DeadLetter::as_select())
         .first(conn)
         .optional()
+}
+
+/// Bind an `Idempotency-Key` to a request fingerprint, first come first
+/// served, and return the fingerprint it is bound to: `record`'s own when
+/// this call bound it (or an equal one did before), another when the key
+/// was first used with another request. Safe under concurrency: of two
+/// first uses racing, the primary key lets one insert win and the other
+/// reads the winner (each statement commits on its own, so the read sees it).
+pub fn bind_idempotency_key(
+    conn: &mut PgConnection,
+    record: &NewIdempotencyKey<'_>,
+) -> QueryResult<Vec<u8>> {
+    use crate::schema::idempotency_keys::dsl;
+    let inserted = diesel::insert_into(dsl::idempotency_keys)
+        .values(record)
+        .on_conflict((dsl::scope, dsl::key))
+        .do_nothing()
+        .returning(dsl::fingerprint)
+        .get_result::<Vec<u8>>(conn)
+        .optional()?;
+    match inserted {
+        Some(fingerprint) => Ok(fingerprint),
+        None => dsl::idempotency_keys
+            .find((record.scope, record.key))
+            .select(dsl::fingerprint)
+            .first(conn),
+    }
 }
 
 /// Delete the dead-letter record of message `id` (it was redriven: queued

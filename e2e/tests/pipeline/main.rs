@@ -9,6 +9,7 @@ mod broker_faults;
 mod dead_letters;
 mod events;
 mod flow;
+mod idempotency;
 mod metrics;
 mod openapi;
 mod poison;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::bounded_number;
-use crate::idempotency::message_id;
+use crate::idempotency::{self, Scope};
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
@@ -24,13 +24,14 @@ const MAX_LIMIT: u32 = 1000;
 /// with `Location`, answered only after the broker confirmed the message.
 #[utoipa::path(post, path = "/messages", tag = "messages",
     request_body(content = String, content_type = "application/json", description = r#"{"content": "text"}"#),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key always yields the same id")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key and content always yield the same id; the same key with other content is a 422")),
     responses(
         (status = 202, description = r#"Confirmed by the broker: {"id", "status": "queued"}, Location: /messages/{id}"#),
         (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 413, description = "Body larger than MAX_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
+        (status = 422, description = "Idempotency-Key already used with different content"),
         (status = 503, description = "Not confirmed (broker down, nack, unroutable, timeout); see Retry-After"),
     ))]
 pub async fn post_message(
@@ -44,7 +45,16 @@ pub async fn post_message(
         ));
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let envelope = Envelope::with_id(message_id(&req)?, content);
+    let id = match idempotency::key(&req)? {
+        Some(key) => {
+            // Bound before publishing: see `idempotency` for why.
+            let fingerprint = idempotency::fingerprint(Scope::Message, [content.as_str()]);
+            idempotency::bind(&state, Scope::Message, &key, fingerprint).await?;
+            idempotency::id_for_key(&key)
+        }
+        None => Uuid::new_v4(),
+    };
+    let envelope = Envelope::with_id(id, content);
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()
