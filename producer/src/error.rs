@@ -34,6 +34,9 @@ pub enum ApiError {
     /// with a different request).
     #[error("{0}")]
     Unprocessable(String),
+    /// The body did not arrive within `BODY_TIMEOUT_MS`.
+    #[error("request body not received in time (BODY_TIMEOUT_MS); send it faster or smaller")]
+    RequestTimeout,
     /// The broker did not confirm the message; retry later.
     #[error("message broker unavailable, retry later")]
     BrokerUnavailable {
@@ -60,6 +63,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -82,6 +86,11 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::RequestTimeout = self {
+            // The rest of the body may still be on its way: do not try to
+            // read another request from this connection.
+            response.force_close();
         }
         if let ApiError::DatabaseUnavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(1u32)));

@@ -16,4 +16,5 @@ mod poison;
 mod redrive;
 mod retries;
 mod shutdown;
+mod slow_body;
 mod wait_lookup;

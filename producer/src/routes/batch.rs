@@ -30,6 +30,7 @@ pub const MAX_BATCH: usize = 1000;
         (status = 202, description = r#"All confirmed: {"status": "queued", "ids": [...]}"#),
         (status = 400, description = "Not an array, empty, over 1000, or an invalid item (named by index)"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
         (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
         (status = 422, description = "Idempotency-Key already used with a different batch"),

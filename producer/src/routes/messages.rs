@@ -29,6 +29,7 @@ const MAX_LIMIT: u32 = 1000;
         (status = 202, description = r#"Confirmed by the broker: {"id", "status": "queued"}, Location: /messages/{id}"#),
         (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
         (status = 413, description = "Body larger than MAX_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
         (status = 422, description = "Idempotency-Key already used with different content"),
