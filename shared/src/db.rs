@@ -171,28 +171,50 @@ pub fn insert_new_messages(
     })
 }
 
-/// A keyset cursor: the last row of the previous page.
-pub type Cursor = (DateTime<Utc>, Uuid);
+/// A keyset cursor: the commit-order key of the last row of the previous
+/// page: its inserting transaction's id, `created_at` and id.
+pub type Cursor = (i64, DateTime<Utc>, Uuid);
 
-/// Stored messages oldest first (by acceptance time, then id), after `after`.
-pub fn list_messages(
+/// Stored messages in commit order, after `after`: by inserting
+/// transaction id, then acceptance time, then id; each with its cursor.
+///
+/// Only rows whose transaction id is below the xmin of the current snapshot
+/// are listed: every transaction older than such a row has ended, so no
+/// row can still commit before it. A row of a later transaction that
+/// committed first waits until the older ones end; a client following
+/// cursors therefore never skips a row that commits late.
+pub fn list_committed_messages(
     conn: &mut PgConnection,
     after: Option<Cursor>,
     limit: i64,
-) -> QueryResult<Vec<Message>> {
+) -> QueryResult<Vec<(Cursor, Message)>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let horizon = sql::<BigInt>("pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
     let mut query = messages::table
-        .select(Message::as_select())
-        .order((messages::created_at.asc(), messages::id.asc()))
+        .select((messages::txid, Message::as_select()))
+        .filter(messages::txid.lt(horizon))
+        .order((
+            messages::txid.asc(),
+            messages::created_at.asc(),
+            messages::id.asc(),
+        ))
         .limit(limit)
         .into_boxed();
-    if let Some((ts, id)) = after {
+    if let Some((txid, ts, id)) = after {
         query = query.filter(
-            messages::created_at
-                .gt(ts)
-                .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            messages::txid.gt(txid).or(messages::txid.eq(txid).and(
+                messages::created_at
+                    .gt(ts)
+                    .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            )),
         );
     }
-    query.load(conn)
+    let rows: Vec<(i64, Message)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(txid, m)| ((txid, m.created_at, m.id), m))
+        .collect())
 }
 
 /// One stored message, if it is stored.

@@ -24,6 +24,7 @@ diesel::table! {
         content -> Text,
         created_at -> Timestamptz,
         stored_at -> Timestamptz,
+        txid -> Int8,
     }
 }
 

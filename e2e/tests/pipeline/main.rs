@@ -17,4 +17,5 @@ mod redrive;
 mod retries;
 mod shutdown;
 mod slow_body;
+mod tail;
 mod wait_lookup;
