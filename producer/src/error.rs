@@ -27,9 +27,10 @@ pub enum ApiError {
     /// Unknown route or id.
     #[error("{0}")]
     NotFound(String),
-    /// The route exists but not with this method.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// The route exists but not with this method; the methods it has (the
+    /// `Allow` header, which RFC 9110 requires with a 405).
+    #[error("method not allowed; this resource allows {0}")]
+    MethodNotAllowed(&'static str),
     /// Well-formed, but cannot be processed (an `Idempotency-Key` reused
     /// with a different request).
     #[error("{0}")]
@@ -61,7 +62,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
@@ -86,6 +87,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if let ApiError::RequestTimeout = self {
             // The rest of the body may still be on its way: do not try to

@@ -119,3 +119,47 @@ async fn openapi_document_matches_the_routes() {
     assert!(page.text().await.unwrap().contains("openapi.json"));
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_says_which_methods_are_allowed() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm")]).await;
+    let doc: Value = producer.get("/openapi.json").await.json().await.unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        documented.sort();
+        let url = format!(
+            "{}{}",
+            producer.base,
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string())
+        );
+        for method in ["PATCH", "PUT", "TRACE"] {
+            let res = producer
+                .client
+                .request(method.parse().unwrap(), &url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 405, "{method} {path}");
+            let allow = res
+                .headers()
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+            allowed.sort();
+            assert_eq!(allowed, documented, "{method} {path}: Allow: {allow}");
+            let body: Value = res.json().await.unwrap();
+            assert!(body["error"].is_string(), "{method} {path}");
+        }
+    }
+    producer.stop().await;
+}
