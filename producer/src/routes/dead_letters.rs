@@ -95,6 +95,22 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
     }
 }
 
+/// The message id of a dead letter: the body's `id`, else the AMQP
+/// `message_id` (the same rule the consumer applies).
+fn message_uuid(delivery: &lapin::message::Delivery) -> Option<uuid::Uuid> {
+    let from_body = serde_json::from_slice::<Value>(&delivery.data)
+        .ok()
+        .and_then(|b| b.get("id").and_then(Value::as_str).map(str::to_owned));
+    let text = from_body.or_else(|| {
+        delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+    })?;
+    uuid::Uuid::parse_str(&text).ok()
+}
+
 /// `GET /dead-letters?limit=N`: the first N dead letters, oldest first,
 /// with id, content (when decodable), reason, attempts and when. Read with
 /// unacknowledged gets on a channel of its own, then handed back by closing
@@ -209,7 +225,12 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
         .await
         .map_err(|e| broker_error(state, e))?;
     let mut moved = 0;
-    while moved < limit {
+    // Set by the first get: the depth of the queue when the call began. A
+    // message that fails again is dead-lettered back onto the tail within
+    // milliseconds; without this bound one call would redrive it again and
+    // again (and count it each time).
+    let mut bound = limit;
+    while moved < bound {
         let got = channel
             .basic_get(
                 topology.dead_queue.as_str().into(),
@@ -218,6 +239,21 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
             .await
             .map_err(|e| broker_error(state, e))?;
         let Some(msg) = got else { break };
+        if moved == 0 {
+            // `message_count` is what is left besides this one.
+            bound = bound.min(msg.message_count as usize + 1);
+        }
+        // Queued again, no longer dead-lettered: drop its record before the
+        // republish, so that failing again (which writes a new one) wins.
+        let id = message_uuid(&msg.delivery);
+        let forgotten = match id {
+            Some(id) => {
+                state
+                    .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
+                    .await?
+            }
+            None => None,
+        };
         let mut props = msg.delivery.properties.clone();
         if let Some(headers) = props.headers().clone() {
             let mut kept = FieldTable::default();
@@ -247,6 +283,16 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
             Ok(Ok(Confirmation::Ack(None))) => {}
             other => {
                 log::warn!("redrive stopped: republish not confirmed: {other:?}");
+                // Still in messages.dead (the unacked get goes back when the
+                // channel closes): put its record back unless a newer one exists.
+                if let Some(record) = forgotten {
+                    let restored = state
+                        .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
+                        .await;
+                    if let Err(e) = restored {
+                        log::warn!("redrive: cannot restore a dead-letter record: {e}");
+                    }
+                }
                 return Err(broker_error(state, PublishError::Nacked));
             }
         }
@@ -293,5 +339,19 @@ pub async fn purge(
         .await;
     let _ = channel.close(200, "purged".into()).await;
     let purged = result.map_err(|e| broker_error(&state, e))?;
+    // The purged messages are gone for good: their records must not say
+    // `dead_lettered` for ever. Deleted, not marked: a purged id then reads
+    // like one never accepted (404 `not_found`). A message dead-lettered
+    // between the purge and this delete loses its record too (its copy sits
+    // in messages.dead); the window is one round trip.
+    // The purge happened whatever the database says: a failure here is
+    // logged, not turned into an error the client would retry.
+    match state
+        .with_db(|conn| Ok(shared::db::forget_all_dead_letters(conn)?))
+        .await
+    {
+        Ok(n) => log::info!("purged {purged} dead letters and {n} dead-letter records"),
+        Err(e) => log::warn!("purged {purged} dead letters but kept their records: {e}"),
+    }
     Ok(HttpResponse::Ok().json(json!({ "purged": purged })))
 }
