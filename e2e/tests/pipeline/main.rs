@@ -20,4 +20,5 @@ mod retries;
 mod shutdown;
 mod slow_body;
 mod tail;
+mod topology;
 mod wait_lookup;
