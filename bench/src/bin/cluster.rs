@@ -1,0 +1,726 @@
+//! `cluster`: the partition test of the three-node RabbitMQ cluster
+//! (`docker-compose.cluster.yml`), run by `scripts/cluster-test.sh` against a
+//! running compose project.
+//!
+//! A client posts messages at a steady rate to the producer's published
+//! port, retrying 503s and connection errors with the same Idempotency-Key
+//! (as `faults` does), while the consumers store them. Meanwhile, one after
+//! another:
+//! 1. the node leading `messages.store` (management API: the queue's
+//!    `leader`) is killed (`docker compose kill -s KILL`), later started;
+//! 2. one node is cut off the network (`docker network disconnect`) for a
+//!    while, then reconnected;
+//! 3. the node the producer is connected to (its `/readyz` "node") is cut
+//!    off the same way;
+//! 4. all three nodes are restarted one after another (a rolling upgrade),
+//!    each one rejoining before the next goes.
+//!
+//! After each fault it waits until the cluster is whole again (3 running
+//! nodes, no partition, 3 online members of `messages.store`). Then it waits
+//! for `messages.store` to drain, reads this run's rows from PostgreSQL
+//! (`docker compose exec postgres psql`: the database is not published) and
+//! classifies every message as RabbitMQ's Jepsen suite does:
+//! * lost: the client got a 202, the message was never stored;
+//! * duplicated: stored more than once;
+//! * unexpected: stored, but never sent (or under another id than the 202's);
+//! * recovered: outcome unknown to the client (it gave up without a 202),
+//!   stored anyway.
+//!
+//! Pass: nothing lost, duplicated or unexpected; `messages.store` drained;
+//! every fault happened; no message waited longer than `--max-wait-secs`
+//! (20) from its first attempt to its 202 while a fault was on.
+//!
+//! `docker compose` is called with `-p <project>` and the caller's
+//! environment, so `COMPOSE_FILE` must name both compose files.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::process::Command;
+use uuid::Uuid;
+
+/// The compose services of the cluster's nodes (also their hostnames).
+const NODES: [&str; 3] = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"];
+
+/// Settings of one run (flags `--name value`).
+#[derive(Clone)]
+struct Args {
+    /// The compose project under test.
+    project: String,
+    /// The producer's published port, `http://127.0.0.1:PORT`.
+    producer_url: String,
+    /// rabbitmq-1's published management API, `http://127.0.0.1:PORT/api`.
+    mgmt_url: String,
+    mgmt_user: String,
+    mgmt_password: String,
+    /// Messages per second the client starts.
+    rate: u32,
+    /// Quiet time before the first fault, between faults and after the last.
+    settle: Duration,
+    /// How long the killed leader stays down.
+    down: Duration,
+    /// How long a node stays cut off the network.
+    cut: Duration,
+    /// The longest a client may wait for a 202 during a fault.
+    max_wait: Duration,
+    /// When the client gives a message up (its outcome is then unknown).
+    give_up: Duration,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let map = bench::flags::parse()?;
+    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_owned());
+    let secs = |k: &str, d: u64| -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(
+            get(k, &d.to_string())
+                .parse()
+                .with_context(|| format!("--{k} must be a number of seconds"))?,
+        ))
+    };
+    Ok(Args {
+        project: map
+            .get("compose-project")
+            .cloned()
+            .context("--compose-project is required")?,
+        producer_url: get("producer-url", "http://127.0.0.1:8080")
+            .trim_end_matches('/')
+            .to_owned(),
+        mgmt_url: get("mgmt-url", "http://127.0.0.1:15672/api")
+            .trim_end_matches('/')
+            .to_owned(),
+        mgmt_user: get("mgmt-user", "guest"),
+        mgmt_password: get("mgmt-password", "guest"),
+        rate: get("rate", "100").parse().context("--rate")?,
+        settle: secs("settle-secs", 10)?,
+        down: secs("down-secs", 15)?,
+        cut: secs("cut-secs", 30)?,
+        max_wait: secs("max-wait-secs", 20)?,
+        give_up: secs("give-up-secs", 60)?,
+    })
+}
+
+/// What happened to one message, from the client's side.
+struct Sent {
+    /// Its first attempt.
+    first: Instant,
+    /// The id and time of its 202, if it got one.
+    accepted: Option<(Uuid, Instant)>,
+}
+
+/// Counters of the client.
+#[derive(Default)]
+struct Tally {
+    attempts: AtomicUsize,
+    accepted: AtomicUsize,
+    unavailable: AtomicUsize,
+    transport_errors: AtomicUsize,
+    other_status: AtomicUsize,
+    retries: AtomicUsize,
+    gave_up: AtomicUsize,
+}
+
+/// One injected fault and when it was on.
+struct Fault {
+    name: String,
+    started: Instant,
+    /// The cluster whole again: every node running and rejoined.
+    rejoined: Instant,
+}
+
+/// `docker <args>`, which must succeed; its standard output.
+async fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new("docker")
+            .args(args)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .with_context(|| format!("docker {} timed out", args.join(" ")))?
+    .context("running docker")?;
+    if !out.status.success() {
+        bail!(
+            "docker {} failed: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The project under test, seen through docker and the management API.
+struct Cluster {
+    args: Args,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// `docker compose -p <project> <args>`.
+    async fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["compose", "-p", self.args.project.as_str()];
+        all.extend_from_slice(args);
+        docker(&all).await
+    }
+
+    /// GET on the management API of rabbitmq-1.
+    async fn mgmt(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("{}/{path}", self.args.mgmt_url))
+            .basic_auth(&self.args.mgmt_user, Some(&self.args.mgmt_password))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("GET /api/{path}: {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// The service of the node leading `messages.store`.
+    async fn store_leader(&self) -> anyhow::Result<String> {
+        let queue = self.mgmt("queues/%2F/messages.store").await?;
+        let leader = queue["leader"]
+            .as_str()
+            .or_else(|| queue["node"].as_str())
+            .context("messages.store has no leader")?;
+        service_of(leader)
+    }
+
+    /// The service of the node the producer is connected to.
+    async fn producer_node(&self) -> anyhow::Result<String> {
+        let body: serde_json::Value = self
+            .http
+            .get(format!("{}/readyz", self.args.producer_url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let node = body["node"].as_str().context("no node in /readyz")?;
+        service_of(node)
+    }
+
+    /// Whether every node runs in one cluster, without a partition, and
+    /// `messages.store` has all its members online.
+    async fn whole(&self) -> bool {
+        let Ok(nodes) = self.mgmt("nodes").await else {
+            return false;
+        };
+        let Some(nodes) = nodes.as_array() else {
+            return false;
+        };
+        let running = nodes
+            .iter()
+            .filter(|n| n["running"].as_bool() == Some(true))
+            .count();
+        let partitioned = nodes
+            .iter()
+            .any(|n| n["partitions"].as_array().is_some_and(|p| !p.is_empty()));
+        let Ok(queue) = self.mgmt("queues/%2F/messages.store").await else {
+            return false;
+        };
+        let online = queue["online"].as_array().map_or(0, Vec::len);
+        running == NODES.len() && !partitioned && online == NODES.len()
+    }
+
+    /// Wait until [`Cluster::whole`], for at most 3 minutes.
+    async fn wait_whole(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if self.whole().await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("the cluster did not become whole again within 3 minutes")
+    }
+
+    /// The container id of a service.
+    async fn container(&self, service: &str) -> anyhow::Result<String> {
+        let id = self.compose(&["ps", "-q", service]).await?;
+        let id = id.trim();
+        if id.is_empty() {
+            bail!("no container for {service}");
+        }
+        Ok(id.to_owned())
+    }
+
+    /// Cut a node off its network for `self.args.cut`, then reconnect it
+    /// under the same names (the service name, which is also its hostname,
+    /// and the container name) so that peers and clients find it again.
+    async fn cut_off(&self, service: &str) -> anyhow::Result<()> {
+        let id = self.container(service).await?;
+        let network = format!("{}_default", self.args.project);
+        let name = docker(&["inspect", "--format", "{{.Name}}", &id]).await?;
+        let name = name.trim().trim_start_matches('/').to_owned();
+        docker(&["network", "disconnect", &network, &id]).await?;
+        tokio::time::sleep(self.args.cut).await;
+        docker(&[
+            "network", "connect", "--alias", service, "--alias", &name, &network, &id,
+        ])
+        .await?;
+        Ok(())
+    }
+}
+
+/// `rabbit@rabbitmq-2` or `rabbitmq-2:5672` → `rabbitmq-2`.
+fn service_of(node: &str) -> anyhow::Result<String> {
+    let host = node.rsplit('@').next().unwrap_or(node);
+    let host = host.split(':').next().unwrap_or(host);
+    NODES
+        .iter()
+        .find(|n| **n == host)
+        .map(|n| (*n).to_owned())
+        .with_context(|| format!("{node} is not one of the cluster's nodes"))
+}
+
+/// POST until a 202, retrying 503s and transport errors with the same key,
+/// giving up after `give_up`.
+async fn send(
+    client: &reqwest::Client,
+    args: &Args,
+    key: &str,
+    content: &str,
+    tally: &Tally,
+) -> Sent {
+    let first = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tally.attempts.fetch_add(1, Ordering::Relaxed);
+        let response = client
+            .post(format!("{}/messages", args.producer_url))
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "content": content }))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == 202 => {
+                let at = Instant::now();
+                let id = r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|b| b["id"].as_str().and_then(|s| s.parse().ok()));
+                if let Some(id) = id {
+                    tally.accepted.fetch_add(1, Ordering::Relaxed);
+                    return Sent {
+                        first,
+                        accepted: Some((id, at)),
+                    };
+                }
+                // A 202 whose body did not arrive: retry, same key.
+                tally.transport_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) if r.status() == 503 => {
+                tally.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => {
+                eprintln!("unexpected {} for message {key}", r.status());
+                tally.other_status.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                tally.transport_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if first.elapsed() + delay > args.give_up {
+            tally.gave_up.fetch_add(1, Ordering::Relaxed);
+            return Sent {
+                first,
+                accepted: None,
+            };
+        }
+        tally.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The fault schedule; returns the faults as they happened.
+async fn inject(cluster: &Cluster) -> anyhow::Result<Vec<Fault>> {
+    let args = &cluster.args;
+    let mut faults = Vec::new();
+
+    tokio::time::sleep(args.settle).await;
+    let leader = cluster.store_leader().await?;
+    let name = format!(
+        "1. kill -s KILL the leader of messages.store ({leader}), start it {:?} later",
+        args.down
+    );
+    eprintln!("fault: {name}");
+    let started = Instant::now();
+    cluster.compose(&["kill", "-s", "KILL", &leader]).await?;
+    tokio::time::sleep(args.down).await;
+    cluster.compose(&["start", &leader]).await?;
+    cluster.wait_whole().await?;
+    faults.push(Fault {
+        name,
+        started,
+        rejoined: Instant::now(),
+    });
+
+    tokio::time::sleep(args.settle).await;
+    // A node other than the producer's and rabbitmq-1 (whose API this test
+    // reads), when there is one: fault 3 cuts the producer's.
+    let producer_node = cluster.producer_node().await?;
+    let victim = NODES
+        .iter()
+        .rev()
+        .find(|n| **n != producer_node && **n != NODES[0])
+        .copied()
+        .unwrap_or(NODES[2]);
+    let name = format!("2. network disconnect {victim} for {:?}", args.cut);
+    eprintln!("fault: {name}");
+    let started = Instant::now();
+    cluster.cut_off(victim).await?;
+    cluster.wait_whole().await?;
+    faults.push(Fault {
+        name,
+        started,
+        rejoined: Instant::now(),
+    });
+
+    tokio::time::sleep(args.settle).await;
+    let victim = cluster.producer_node().await?;
+    let name = format!(
+        "3. network disconnect the producer's node ({victim}) for {:?}",
+        args.cut
+    );
+    eprintln!("fault: {name}");
+    let started = Instant::now();
+    cluster.cut_off(&victim).await?;
+    cluster.wait_whole().await?;
+    faults.push(Fault {
+        name,
+        started,
+        rejoined: Instant::now(),
+    });
+
+    for node in NODES {
+        tokio::time::sleep(args.settle).await;
+        let name = format!("4. rolling restart: docker compose restart {node}");
+        eprintln!("fault: {name}");
+        let started = Instant::now();
+        cluster.compose(&["restart", node]).await?;
+        cluster.wait_whole().await?;
+        faults.push(Fault {
+            name,
+            started,
+            rejoined: Instant::now(),
+        });
+    }
+    tokio::time::sleep(args.settle).await;
+    Ok(faults)
+}
+
+/// This run's rows, read in the postgres container: `(id, content)`.
+async fn stored(cluster: &Cluster, run: &str) -> anyhow::Result<Vec<(Uuid, String)>> {
+    // `run` is hex: safe inside the SQL literal.
+    let sql =
+        format!("SELECT id, content FROM messages WHERE content LIKE 'cluster {run} message %'");
+    let out = cluster
+        .compose(&[
+            "exec",
+            "-T",
+            "postgres",
+            "sh",
+            "-c",
+            &format!("psql -qtA -F '|' -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"{sql}\""),
+        ])
+        .await?;
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (id, content) = line.split_once('|').context("a row without |")?;
+            Ok((id.parse()?, content.to_owned()))
+        })
+        .collect()
+}
+
+/// Wait until `messages.store` is empty and nothing is unacked; false after
+/// `limit`.
+async fn drained(cluster: &Cluster, limit: Duration) -> (bool, String) {
+    let deadline = Instant::now() + limit;
+    let mut last = String::from("unknown");
+    while Instant::now() < deadline {
+        if let Ok(q) = cluster.mgmt("queues/%2F/messages.store").await {
+            let ready = q["messages_ready"].as_u64();
+            let unacked = q["messages_unacknowledged"].as_u64();
+            last = format!("{ready:?} ready, {unacked:?} unacked");
+            if ready == Some(0) && unacked == Some(0) {
+                return (true, "0 ready, 0 unacked".into());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (false, last)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let run = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    eprintln!("run {run}: project {}", args.project);
+    let http = reqwest::Client::builder()
+        // Longer than the producer's publish timeout (5 s by default), so
+        // that its 503 arrives rather than our own timeout.
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let cluster = Arc::new(Cluster {
+        args: args.clone(),
+        http: http.clone(),
+    });
+    cluster
+        .wait_whole()
+        .await
+        .context("the cluster is not whole at the start")?;
+
+    let tally = Arc::new(Tally::default());
+    let sending = Arc::new(AtomicBool::new(true));
+    let sent: Arc<Mutex<HashMap<usize, Sent>>> = Arc::default();
+    let start = Instant::now();
+
+    // The client: one task per message, started at the given rate.
+    let generator = {
+        let (http, args, tally, sending, sent, run) = (
+            http.clone(),
+            args.clone(),
+            tally.clone(),
+            sending.clone(),
+            sent.clone(),
+            run.clone(),
+        );
+        tokio::spawn(async move {
+            let interval = Duration::from_secs(1) / args.rate.max(1);
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut i = 0usize;
+            while sending.load(Ordering::SeqCst) {
+                tokio::time::sleep_until((start + interval * i as u32).into()).await;
+                let (http, args, tally, sent, run) = (
+                    http.clone(),
+                    args.clone(),
+                    tally.clone(),
+                    sent.clone(),
+                    run.clone(),
+                );
+                tasks.spawn(async move {
+                    let content = format!("cluster {run} message {i}");
+                    let outcome = send(&http, &args, &format!("{run}-{i}"), &content, &tally).await;
+                    if let Ok(mut map) = sent.lock() {
+                        map.insert(i, outcome);
+                    }
+                });
+                // Reap finished tasks as we go: the set stays as large as
+                // the messages in flight, not the whole run.
+                while tasks.try_join_next().is_some() {}
+                i += 1;
+            }
+            while tasks.join_next().await.is_some() {}
+            i
+        })
+    };
+
+    let faults = inject(&cluster).await;
+    sending.store(false, Ordering::SeqCst);
+    let n = generator.await?;
+    let faults = faults?;
+    let load_time = start.elapsed();
+    eprintln!("sent {n} messages in {load_time:.0?}; waiting for messages.store to drain…");
+
+    let (drained_ok, drain_detail) = drained(&cluster, Duration::from_secs(180)).await;
+    let rows = stored(&cluster, &run).await?;
+    let sent = Arc::try_unwrap(sent)
+        .map_err(|_| anyhow::anyhow!("senders still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+
+    // Classify, as RabbitMQ's Jepsen suite does.
+    let prefix = format!("cluster {run} message ");
+    let mut rows_of: HashMap<usize, Vec<Uuid>> = HashMap::new();
+    let mut unexpected = 0usize;
+    for (id, content) in &rows {
+        match content
+            .strip_prefix(&prefix)
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| sent.contains_key(i))
+        {
+            Some(i) => rows_of.entry(i).or_default().push(*id),
+            None => unexpected += 1,
+        }
+    }
+    let (mut ok, mut lost, mut duplicated, mut recovered, mut unknown_absent) = (0, 0, 0, 0, 0);
+    for (i, s) in &sent {
+        let ids = rows_of.get(i).map_or(&[][..], Vec::as_slice);
+        if ids.len() > 1 {
+            duplicated += 1;
+        }
+        match s.accepted {
+            Some((id, _)) => {
+                if ids.is_empty() {
+                    lost += 1;
+                } else if ids.iter().any(|stored| *stored != id) {
+                    // Stored, but not under the id the client was given.
+                    unexpected += 1;
+                } else if ids.len() == 1 {
+                    ok += 1;
+                }
+            }
+            None if ids.is_empty() => unknown_absent += 1,
+            None => recovered += 1,
+        }
+    }
+
+    // The pause each fault caused: the longest wait of a message that was
+    // in flight while it was on, and the longest gap between two 202s.
+    let mut accepted_at: Vec<Instant> = sent
+        .values()
+        .filter_map(|s| s.accepted.map(|(_, at)| at))
+        .collect();
+    accepted_at.sort();
+    let mut fault_rows = Vec::new();
+    let mut worst_wait = Duration::ZERO;
+    for f in &faults {
+        let window_end = f.rejoined + Duration::from_secs(5);
+        let wait = sent
+            .values()
+            .filter(|s| {
+                let end = s.accepted.map_or(s.first + args.give_up, |(_, at)| at);
+                s.first <= window_end && end >= f.started
+            })
+            .map(|s| {
+                s.accepted
+                    .map_or(args.give_up, |(_, at)| at.duration_since(s.first))
+            })
+            .max()
+            .unwrap_or_default();
+        worst_wait = worst_wait.max(wait);
+        let mut previous = f.started;
+        let mut gap = Duration::ZERO;
+        for at in accepted_at
+            .iter()
+            .filter(|at| **at >= f.started && **at <= window_end)
+        {
+            gap = gap.max(at.duration_since(previous));
+            previous = *at;
+        }
+        gap = gap.max(window_end.duration_since(previous));
+        fault_rows.push((
+            f.name.clone(),
+            f.started.duration_since(start),
+            f.rejoined.duration_since(f.started),
+            gap,
+            wait,
+        ));
+    }
+
+    let t = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+    println!("\n| Outcome (Jepsen's classes) | Messages |\n| --- | --- |");
+    for (name, value) in [
+        ("sent", n),
+        ("ok: 202, stored once", ok),
+        ("lost: 202, never stored", lost),
+        ("duplicated: stored more than once", duplicated),
+        (
+            "unexpected: stored, never sent (or under another id)",
+            unexpected,
+        ),
+        (
+            "recovered: outcome unknown to the client, stored anyway",
+            recovered,
+        ),
+        ("unknown, not stored (allowed)", unknown_absent),
+    ] {
+        println!("| {name} | {value} |");
+    }
+    println!("\n| Client | Value |\n| --- | --- |");
+    for (name, value) in [
+        ("rate", format!("{} msg/s", args.rate)),
+        ("HTTP attempts", t(&tally.attempts).to_string()),
+        ("202", t(&tally.accepted).to_string()),
+        ("503", t(&tally.unavailable).to_string()),
+        (
+            "connection errors / timeouts",
+            t(&tally.transport_errors).to_string(),
+        ),
+        ("other statuses", t(&tally.other_status).to_string()),
+        ("client retries", t(&tally.retries).to_string()),
+        ("given up", t(&tally.gave_up).to_string()),
+        ("faults injected", faults.len().to_string()),
+        ("load time", secs(load_time)),
+    ] {
+        println!("| {name} | {value} |");
+    }
+    println!(
+        "\n| Fault | Began at | Until the cluster was whole again | Longest gap between 202s (time to resume) | Longest client wait for a 202 |\n| --- | --- | --- | --- | --- |"
+    );
+    for (name, began, whole, gap, wait) in &fault_rows {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            secs(*began),
+            secs(*whole),
+            secs(*gap),
+            secs(*wait)
+        );
+    }
+
+    let kinds = ["1.", "2.", "3.", "4."];
+    let every_fault = kinds
+        .iter()
+        .all(|k| faults.iter().any(|f| f.name.starts_with(k)))
+        && faults.iter().filter(|f| f.name.starts_with("4.")).count() == NODES.len();
+    let checks = [
+        ("nothing lost", lost == 0, format!("{lost} lost")),
+        (
+            "nothing duplicated",
+            duplicated == 0,
+            format!("{duplicated} duplicated"),
+        ),
+        (
+            "nothing unexpected",
+            unexpected == 0,
+            format!("{unexpected} unexpected"),
+        ),
+        ("messages.store drained", drained_ok, drain_detail),
+        (
+            "every fault happened",
+            every_fault,
+            format!("{} faults", faults.len()),
+        ),
+        (
+            "no client waited too long for a 202 during a fault",
+            worst_wait <= args.max_wait,
+            format!(
+                "longest {} (limit {})",
+                secs(worst_wait),
+                secs(args.max_wait)
+            ),
+        ),
+    ];
+    println!("\n| Check | Result | Detail |\n| --- | --- | --- |");
+    let mut failed = false;
+    for (name, pass, detail) in &checks {
+        failed |= !pass;
+        println!(
+            "| {name} | {} | {detail} |",
+            if *pass { "pass" } else { "FAIL" }
+        );
+    }
+    if failed {
+        eprintln!("cluster: FAILED");
+        std::process::exit(1);
+    }
+    println!("\ncluster: all checks passed");
+    Ok(())
+}
