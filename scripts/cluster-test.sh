@@ -158,7 +158,7 @@ check "partition test: nothing lost, duplicated or unexpected; drained; every fa
 
 log "docker compose down -v"
 docker compose logs --no-color >"$logs/compose.log" 2>&1 || true
-docker compose down -v --remove-orphans
+[ "${KEEP:-0}" = 1 ] || docker compose down -v --remove-orphans
 leftover() {
   local label=com.docker.compose.project=$COMPOSE_PROJECT_NAME
   { docker ps -aq --filter "label=$label"; docker volume ls -q --filter "label=$label"

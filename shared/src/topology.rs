@@ -60,6 +60,10 @@ pub struct Topology {
 /// The default [`Topology::initial_group_size`].
 pub const INITIAL_GROUP_SIZE: i32 = 3;
 
+/// Longest wait for declaring the classic dead-letter queue when (re)connecting;
+/// see [`Topology::declare_dead_queue_on`].
+pub const DEAD_QUEUE_DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Default for Topology {
     fn default() -> Self {
         Self::with_prefix("")
@@ -167,12 +171,14 @@ impl Topology {
     /// refuses an inequivalent argument), and they keep their membership
     /// anyway: on that refusal the declaration is repeated without it, with
     /// a warning (`rabbitmq-queues grow` adds replicas to such a queue).
+    ///
+    /// `messages.dead` (classic, so not replicated) comes last and may fail:
+    /// see [`Topology::declare_dead_queue_on`].
     pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
         let channel = connection.create_channel().await?;
-        match self.declare(&channel).await {
+        match self.declare_replicated(&channel).await {
             Ok(()) => {
                 let _ = channel.close(200, "declared".into()).await;
-                Ok(())
             }
             Err(e)
                 if self.initial_group_size.is_some()
@@ -187,11 +193,49 @@ impl Topology {
                     ..self.clone()
                 };
                 let channel = connection.create_channel().await?;
-                let result = legacy.declare(&channel).await;
+                let result = legacy.declare_replicated(&channel).await;
                 let _ = channel.close(200, "declared".into()).await;
-                result
+                result?;
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        }
+        self.declare_dead_queue_on(connection).await;
+        Ok(())
+    }
+
+    /// Declare `messages.dead` and its binding on a channel of its own,
+    /// waiting at most [`DEAD_QUEUE_DECLARE_TIMEOUT`]; a failure is logged,
+    /// not returned.
+    ///
+    /// The dead-letter queue is a classic queue, which lives on the one node
+    /// that first declared it. In a cluster, while that node is down or cut
+    /// off, declaring it from another node fails (`NOT_FOUND … process is
+    /// stopped`) or waits for that node to come back; every process that
+    /// lost its own node would then be unable to reconnect anywhere until
+    /// that one node returns (seen in `scripts/cluster-test.sh`: 20 s and
+    /// more with no 202). The queue and its binding exist by then (the first
+    /// start declared them), so going on without them loses nothing; a later
+    /// reconnect declares them again.
+    async fn declare_dead_queue_on(&self, connection: &lapin::Connection) {
+        let attempt = async {
+            let channel = connection.create_channel().await?;
+            let result = self.declare_dead_queue(&channel).await;
+            if result.is_ok() {
+                let _ = channel.close(200, "declared".into()).await;
+            }
+            result
+        };
+        match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, attempt).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!(
+                "cannot declare {} (a classic queue: its node may be down): {e}; going on without it",
+                self.dead_queue
+            ),
+            Err(_) => log::warn!(
+                "declaring {} took over {DEAD_QUEUE_DECLARE_TIMEOUT:?} (a classic queue: its node \
+                 may be down); going on without it",
+                self.dead_queue
+            ),
         }
     }
 
@@ -217,6 +261,13 @@ impl Topology {
     /// Declare everything, idempotently. Safe to call from every process at
     /// every start and after every reconnect.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        self.declare_replicated(channel).await?;
+        self.declare_dead_queue(channel).await
+    }
+
+    /// Everything but the classic dead-letter queue: the exchanges, the
+    /// quorum queues and their bindings.
+    async fn declare_replicated(&self, channel: &Channel) -> lapin::Result<()> {
         let durable_exchange = ExchangeDeclareOptions {
             passive: false,     // create it if missing
             durable: true,      // survive a broker restart
@@ -265,14 +316,6 @@ impl Topology {
             .await?;
         channel
             .queue_declare(
-                self.dead_queue.as_str().into(),
-                durable_queue,
-                self.dead_queue_arguments(),
-            )
-            .await?;
-
-        channel
-            .queue_declare(
                 self.dead_index_queue.as_str().into(),
                 durable_queue,
                 self.dead_index_queue_arguments(),
@@ -283,15 +326,6 @@ impl Topology {
                 self.store_queue.as_str().into(),
                 self.exchange.as_str().into(),
                 ShortString::from(""), // fanout: key ignored
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_queue.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                ShortString::from(""),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -315,6 +349,34 @@ impl Topology {
                 )
                 .await?;
         }
+        Ok(())
+    }
+
+    /// The classic dead-letter queue and its binding to the dead-letter
+    /// exchange.
+    async fn declare_dead_queue(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .queue_declare(
+                self.dead_queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: false,
+                    durable: true,      // dead letters survive a broker restart
+                    exclusive: false,   // read by the API and by operators
+                    auto_delete: false, // keep them with no reader
+                    nowait: false,
+                },
+                self.dead_queue_arguments(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue.as_str().into(),
+                self.dead_letter_exchange.as_str().into(),
+                ShortString::from(""),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         Ok(())
     }
 
