@@ -9,6 +9,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod publisher;
+pub mod rates;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -10,6 +10,8 @@ use actix_web::http::StatusCode;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
 
+use crate::rates::RateWindow;
+
 /// The endpoint that accepted a message: the `endpoint` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -89,6 +91,9 @@ pub struct Metrics {
     confirm_seconds: Histogram,
     /// Connection state, kept by the publisher's supervisor.
     pub broker: BrokerMetrics,
+    /// Accepted messages per second over the last minutes (the dashboard's
+    /// chart; Prometheus keeps only the running total).
+    pub accepted_recent: RateWindow,
 }
 
 impl Metrics {
@@ -136,6 +141,7 @@ impl Metrics {
             rejected,
             confirm_seconds,
             broker,
+            accepted_recent: RateWindow::default(),
         })
     }
 
@@ -144,6 +150,8 @@ impl Metrics {
         self.accepted
             .with_label_values(&[endpoint.label()])
             .inc_by(n as u64);
+        self.accepted_recent
+            .record(chrono::Utc::now().timestamp(), n as u64);
     }
 
     /// One submission refused.

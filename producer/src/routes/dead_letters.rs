@@ -25,7 +25,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Headers the consumer adds when it dead-letters or retries a message;
 /// removed on redrive so the message starts afresh.
-const OUR_HEADERS: [&str; 7] = [
+pub(super) const OUR_HEADERS: [&str; 7] = [
     "x-error",
     "x-attempts",
     "x-last-error",
@@ -62,7 +62,7 @@ fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
 
 /// Disabled without `ADMIN_TOKEN` (404, as if the route did not exist);
 /// otherwise the admin bearer token is required.
-fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
     let admin = req
         .app_data::<web::Data<AdminToken>>()
         .and_then(|t| t.0.clone());
