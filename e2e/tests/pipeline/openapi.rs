@@ -48,13 +48,21 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     ("get", "/dashboard", &["200"]),
     ("get", "/dashboard/api/access", &["200"]),
     ("get", "/dashboard/api/overview", &["200", "401"]),
-    ("get", "/dashboard/api/messages", &["200", "400", "401", "503"]),
+    (
+        "get",
+        "/dashboard/api/messages",
+        &["200", "400", "401", "503"],
+    ),
     (
         "get",
         "/dashboard/api/messages/{id}",
         &["200", "400", "401", "404", "503"],
     ),
-    ("get", "/dashboard/api/idempotency-key", &["200", "400", "401"]),
+    (
+        "get",
+        "/dashboard/api/idempotency-key",
+        &["200", "400", "401"],
+    ),
     (
         "post",
         "/dead-letters/{id}/redrive",

@@ -43,7 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/dashboard/app.css", style))
         .service(get("/dashboard/api/access", access))
         .service(get("/dashboard/api/overview", overview::overview))
-        .service(get("/dashboard/api/messages", dashboard_api::latest_messages))
+        .service(get(
+            "/dashboard/api/messages",
+            dashboard_api::latest_messages,
+        ))
         .service(get(
             "/dashboard/api/messages/{id}",
             dashboard_api::message_detail,

@@ -69,7 +69,9 @@ fn cursor_of(m: &Message) -> String {
 }
 
 fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::BadRequest("before: malformed cursor; use the previous page's \"next\"".into());
+    let bad = || {
+        ApiError::BadRequest("before: malformed cursor; use the previous page's \"next\"".into())
+    };
     let (micros, id) = text.split_once('_').ok_or_else(bad)?;
     let ts = micros
         .parse::<i64>()
@@ -95,7 +97,12 @@ pub async fn latest_messages(
     params: web::Query<LatestParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = bounded_number(params.limit.as_deref(), "limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
+    let limit = bounded_number(
+        params.limit.as_deref(),
+        "limit",
+        DEFAULT_LIMIT,
+        1..=MAX_LIMIT,
+    )?;
     let before = params.before.as_deref().map(parse_cursor).transpose()?;
     // One extra row tells whether an older page exists.
     let fetch = limit as i64 + 1;
@@ -104,7 +111,11 @@ pub async fn latest_messages(
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next = if more { rows.last().map(cursor_of) } else { None };
+    let next = if more {
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
     let items: Vec<Value> = rows
         .iter()
         .map(|m| {

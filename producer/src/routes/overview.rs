@@ -164,7 +164,8 @@ pub async fn overview(state: web::Data<AppState>, cache: web::Data<Cache>) -> Ht
     }
     let chart_len = (end - start) as usize;
     let series = |v: &[u64]| buckets(&v[..chart_len]);
-    let total = |v: &[u64]| v[..chart_len].iter().sum::<u64>();
+    // Totals run to now, like the rates (the chart stops at its last full step).
+    let total = |v: &[u64]| v.iter().sum::<u64>();
 
     let broker_up = state.publisher.is_connected();
     let queue = if broker_up {
