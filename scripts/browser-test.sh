@@ -9,9 +9,19 @@
 # Exits non-zero if any check fails. Screenshots and logs go to
 # $ARTIFACTS (default target/browser-artifacts).
 #
+# With --update-screenshots, a passing run also copies the README's
+# screenshots to docs/screenshots/.
+#
 # Needs the local RabbitMQ and PostgreSQL (scripts/services.sh up), reached
 # as in the tests: TEST_AMQP_URL, TEST_DATABASE_URL.
 set -euo pipefail
+update_screenshots=0
+for arg in "$@"; do
+  case $arg in
+    --update-screenshots) update_screenshots=1 ;;
+    *) echo "usage: $0 [--update-screenshots]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -137,3 +147,11 @@ log "producer at $base (pid $producer_pid), consumer pid $consumer_pid, database
 BASE_URL=$base API_TOKEN=$api_token ADMIN_TOKEN=$admin_token AMQP_URL=$AMQP \
   TOPOLOGY_PREFIX=$prefix CONSUMER_PID=$consumer_pid ARTIFACTS=$ARTIFACTS \
   node e2e/browser/dashboard.test.mjs
+
+if [ "$update_screenshots" = 1 ]; then
+  mkdir -p docs/screenshots
+  for shot in overview messages message-dead-lettered dead-letters confirm overview-phone-dark; do
+    cp "$ARTIFACTS/$shot.png" docs/screenshots/
+  done
+  log "README screenshots updated in docs/screenshots/"
+fi
