@@ -226,6 +226,11 @@
     $('ov-ready').textContent = q ? fmtCount(q.ready) : '–';
     $('ov-consumers').textContent = q ? fmtCount(q.consumers) : '–';
     $('ov-dead-queue').textContent = q ? fmtCount(q.dead) : '–';
+    const inFlight = $('ov-inflight');
+    const known = q && q.in_flight != null;
+    inFlight.textContent = known ? fmtCount(q.in_flight) : 'n/a';
+    inFlight.title = known ? 'from the RabbitMQ management API (sampled every few seconds)'
+      : 'RabbitMQ does not report unacknowledged deliveries over AMQP: set RABBITMQ_MANAGEMENT_URL on the producer';
     drawChart(o.series, o.step_secs);
   }
   function drawChart(series, step) {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod management;
 pub mod metrics;
 pub mod publisher;
 pub mod rates;

@@ -385,3 +385,67 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
     assert_eq!(header(&moved[0].delivery.properties, "x-error"), None);
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_comes_from_the_management_api_when_one_is_configured() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    // A stand-in for RabbitMQ's management API (the machine's broker runs
+    // without the plugin, and tests do not reconfigure it): it answers the
+    // store queue's figures, to the right credentials only.
+    let wanted = format!("/api/queues/%2F/{}", broker.topology.store_queue);
+    let server = HttpServer::new(move || {
+        let wanted = wanted.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let ok_path = req.uri().path() == wanted;
+            let ok_auth = req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == "Basic b3BzOnMzY3JldA=="); // ops:s3cret
+            async move {
+                match (ok_path, ok_auth) {
+                    (true, true) => HttpResponse::Ok()
+                        .json(json!({ "messages_ready": 0, "messages_unacknowledged": 7 })),
+                    (true, false) => HttpResponse::Unauthorized().finish(),
+                    _ => HttpResponse::NotFound().finish(),
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let in_flight = |extra: Vec<(&'static str, String)>| {
+        let (db, broker) = (&db, &broker);
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let producer = spawn_producer(db, broker, &extra).await;
+            let o: Value = producer
+                .get("/dashboard/api/overview")
+                .await
+                .json()
+                .await
+                .unwrap();
+            producer.stop().await;
+            o["queue"]["in_flight"].clone()
+        }
+    };
+    let url = |creds: &str| format!("http://{creds}@127.0.0.1:{port}");
+    assert_eq!(
+        in_flight(vec![("RABBITMQ_MANAGEMENT_URL", url("ops:s3cret"))]).await,
+        json!(7)
+    );
+    // Refused, or not configured: unknown, and the overview still answers.
+    assert_eq!(
+        in_flight(vec![("RABBITMQ_MANAGEMENT_URL", url("ops:wrong"))]).await,
+        Value::Null
+    );
+    assert_eq!(in_flight(vec![]).await, Value::Null);
+    handle.stop(true).await;
+}

@@ -11,8 +11,9 @@
 //! * `queue`: RabbitMQ's own answer to a passive declare: messages ready
 //!   (not yet delivered to a consumer), consumers subscribed, and the
 //!   dead-letter queue's length. RabbitMQ does not report unacknowledged
-//!   (in flight) deliveries through AMQP, so the page says so instead of
-//!   guessing; the management UI shows them.
+//!   (in flight) deliveries through AMQP: `in_flight` comes from its
+//!   management API when `RABBITMQ_MANAGEMENT_URL` is set, else it is null
+//!   (the page says "n/a" rather than guess).
 //!
 //! The database part is cached per worker: seconds older than
 //! [`SETTLED_SECS`] do not change any more, so each poll only counts the
@@ -30,6 +31,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{json, Value};
 
+use crate::management::InFlight;
 use crate::state::AppState;
 
 /// The chart's span and resolution: the last five minutes in 5 s steps.
@@ -142,10 +144,14 @@ fn rate(per_second: &[u64]) -> f64 {
 /// `GET /dashboard/api/overview`.
 #[utoipa::path(get, path = "/dashboard/api/overview", tag = "dashboard",
     responses(
-        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead"} or null, "broker": "up|down", "database": "up|down"}. Always 200: a service that is down is reported, not an error."#),
+        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "broker": "up|down", "database": "up|down"}. Always 200: a service that is down is reported, not an error."#),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
     ))]
-pub async fn overview(state: web::Data<AppState>, cache: web::Data<Cache>) -> HttpResponse {
+pub async fn overview(
+    state: web::Data<AppState>,
+    cache: web::Data<Cache>,
+    in_flight: Option<web::Data<InFlight>>,
+) -> HttpResponse {
     let now = Utc::now();
     let now_sec = now.timestamp();
     // The chart ends with the last complete step; the headline rates use
@@ -168,11 +174,21 @@ pub async fn overview(state: web::Data<AppState>, cache: web::Data<Cache>) -> Ht
     let total = |v: &[u64]| v.iter().sum::<u64>();
 
     let broker_up = state.publisher.is_connected();
-    let queue = if broker_up {
-        queue_figures(&state).await
-    } else {
-        None
+    let in_flight = async {
+        match &in_flight {
+            Some(source) => source.count().await,
+            None => None,
+        }
     };
+    // Both asked at once: each waits at most 2 s.
+    let (mut queue, in_flight) = if broker_up {
+        tokio::join!(queue_figures(&state), in_flight)
+    } else {
+        (None, in_flight.await)
+    };
+    if let Some(Value::Object(figures)) = queue.as_mut() {
+        figures.insert("in_flight".into(), json!(in_flight));
+    }
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(json!({
