@@ -44,6 +44,19 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
     }
     let page = producer.get("/dashboard").await.text().await.unwrap();
     assert!(page.contains("dashboard/app.js"));
+    // The API's page links to it, and a trailing slash finds it too.
+    let docs = producer.get("/docs").await.text().await.unwrap();
+    assert!(docs.contains("href=\"dashboard\""));
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url("/dashboard/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "../dashboard");
     let access: Value = producer
         .get("/dashboard/api/access")
         .await

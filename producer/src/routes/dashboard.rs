@@ -21,8 +21,9 @@ const STYLE: &str = include_str!("../../dashboard/app.css");
 /// The page and its assets: public, like `/healthz` (see [`is_public`]).
 /// The access endpoint is public too: it says only what any client learns
 /// from a 401 or a 404, and saves the page from provoking either.
-pub const PUBLIC_PATHS: [&str; 4] = [
+pub const PUBLIC_PATHS: [&str; 5] = [
     "/dashboard",
+    "/dashboard/",
     "/dashboard/app.js",
     "/dashboard/app.css",
     "/dashboard/api/access",
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Per worker: seconds already counted in the database (see overview.rs).
     cfg.app_data(web::Data::new(overview::Cache::default()));
     cfg.service(get("/dashboard", page))
+        .service(get("/dashboard/", to_page))
         .service(get("/dashboard/app.js", script))
         .service(get("/dashboard/app.css", style))
         .service(get("/dashboard/api/access", access))
@@ -97,6 +99,14 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     responses((status = 200, description = "The dashboard page (self-contained HTML; asks for a token when API_TOKEN is set)", content_type = "text/html")))]
 pub async fn page() -> HttpResponse {
     asset("text/html; charset=utf-8", PAGE)
+}
+
+/// `GET /dashboard/`: the page's assets are relative to `/dashboard`, so
+/// send the browser there rather than serve a page whose links break.
+pub async fn to_page() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "../dashboard"))
+        .finish()
 }
 
 /// `GET /dashboard/app.js`.
