@@ -45,7 +45,16 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
     let page = producer.get("/dashboard").await.text().await.unwrap();
     assert!(page.contains("dashboard/app.js"));
     // The API's page links to it, and a trailing slash finds it too.
-    let docs = producer.get("/docs").await.text().await.unwrap();
+    let docs = producer
+        .client
+        .get(url("/docs"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(docs.contains("href=\"dashboard\""));
     let res = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
