@@ -47,6 +47,19 @@ pub async fn connect(
     }
 }
 
+/// The name a process gives its connections in the management UI:
+/// `<role>-<host>-<pid>`. In a container every process is PID 1, so the
+/// hostname (the container id under Docker) is what tells replicas apart.
+pub fn connection_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{role}-{host}-{}", std::process::id())
+}
+
 /// A URL safe to log: the password replaced by `***`.
 pub fn redact(url: &str) -> String {
     match url.split_once("://") {
@@ -82,6 +95,16 @@ mod tests {
             Some(3)
         );
         assert!(parse_url("http://nope").is_err());
+    }
+
+    #[test]
+    fn connection_names_tell_processes_apart() {
+        let name = connection_name("consumer");
+        assert!(name.starts_with("consumer-"), "{name}");
+        assert!(
+            name.ends_with(&format!("-{}", std::process::id())),
+            "{name}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!  producer ──► [messages] (fanout) ──► (messages.store, quorum) ──► consumer ──► PostgreSQL
 //!                                              │ x-dead-letter-exchange
 //!  consumer (poison, with x-error) ──► [messages.dlx] (fanout) ──► (messages.dead)
+//!                                                              └──► (messages.dead.index) ──► consumer ──► dead_letters
 //!  consumer (unknown error) ──► (messages.retry.<delay>ms, TTL) ──expired──► (messages.store)
 //! ```
 //!
@@ -37,6 +38,11 @@ pub struct Topology {
     pub store_queue: String,
     /// Where messages that cannot be stored wait for inspection.
     pub dead_queue: String,
+    /// A second copy of every dead letter, whoever made it (the consumer or
+    /// RabbitMQ itself, at the delivery limit): consumers read it to keep the
+    /// `dead_letters` table complete, so a status never says `not_found`
+    /// for a message sitting in `messages.dead`.
+    pub dead_index_queue: String,
     /// Completion events (fanout): the consumer announces what it stored or
     /// dead-lettered; every producer replica listens with a queue of its own.
     pub events_exchange: String,
@@ -63,6 +69,7 @@ impl Topology {
             dead_letter_exchange: format!("{prefix}messages.dlx"),
             store_queue: format!("{prefix}messages.store"),
             dead_queue: format!("{prefix}messages.dead"),
+            dead_index_queue: format!("{prefix}messages.dead.index"),
             events_exchange: format!("{prefix}messages.events"),
             prefix: prefix.to_owned(),
             retry_delays: Vec::new(),
@@ -144,6 +151,15 @@ impl Topology {
         args
     }
 
+    /// The arguments of the dead-letter index queue.
+    pub fn dead_index_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Quorum: the broker's at-least-once dead-lettering confirms into it,
+        // and an entry must survive a restart until a consumer recorded it.
+        args.insert("x-queue-type".into(), long_string("quorum"));
+        args
+    }
+
     /// Declare everything, idempotently. Safe to call from every process at
     /// every start and after every reconnect.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
@@ -202,6 +218,13 @@ impl Topology {
             .await?;
 
         channel
+            .queue_declare(
+                self.dead_index_queue.as_str().into(),
+                durable_queue,
+                self.dead_index_queue_arguments(),
+            )
+            .await?;
+        channel
             .queue_bind(
                 self.store_queue.as_str().into(),
                 self.exchange.as_str().into(),
@@ -213,6 +236,15 @@ impl Topology {
         channel
             .queue_bind(
                 self.dead_queue.as_str().into(),
+                self.dead_letter_exchange.as_str().into(),
+                ShortString::from(""),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_index_queue.as_str().into(),
                 self.dead_letter_exchange.as_str().into(),
                 ShortString::from(""),
                 QueueBindOptions::default(),
@@ -235,7 +267,11 @@ impl Topology {
     /// Delete every exchange and queue of this topology, messages included.
     /// For tests and tear-down tooling; never called by the services.
     pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
-        let mut queues = vec![self.store_queue.clone(), self.dead_queue.clone()];
+        let mut queues = vec![
+            self.store_queue.clone(),
+            self.dead_queue.clone(),
+            self.dead_index_queue.clone(),
+        ];
         queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(*d)));
         for queue in queues {
             channel

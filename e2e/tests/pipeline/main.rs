@@ -10,6 +10,7 @@ mod dashboard;
 mod dead_letters;
 mod events;
 mod flow;
+mod hardening;
 mod metrics;
 mod openapi;
 mod poison;
