@@ -25,7 +25,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// Headers the consumer adds when it dead-letters or retries a message;
 /// removed on redrive so the message starts afresh.
-pub(super) const OUR_HEADERS: [&str; 7] = [
+const OUR_HEADERS: [&str; 7] = [
     "x-error",
     "x-attempts",
     "x-last-error",

@@ -99,13 +99,13 @@ async fn find_and_move(channel: &Channel, state: &AppState, id: Uuid) -> Result<
         if id_of(&msg) != Some(id) {
             continue; // left unacked: back in place when the channel closes
         }
-        // Start afresh: without the consumer's dead-letter and retry
-        // headers, as `POST /dead-letters/redrive` does.
+        // Start afresh: without the dead-letter and retry headers the
+        // pipeline (or the broker) added, as the contract lists them.
         let mut props = msg.delivery.properties.clone();
         if let Some(headers) = props.headers().clone() {
             let mut kept = FieldTable::default();
             for (name, value) in headers.inner() {
-                if !super::dead_letters::OUR_HEADERS.contains(&name.as_str()) {
+                if !shared::dead_letter::PIPELINE_HEADERS.contains(&name.as_str()) {
                     kept.insert(name.clone(), value.clone());
                 }
             }
