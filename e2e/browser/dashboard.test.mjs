@@ -228,6 +228,13 @@ try {
     await phone.goto(`${BASE}/dashboard#/messages/${postedId}`);
     await waitFor('phone message page', 10_000, async () => (await phone.textContent('#m-status')) === 'stored');
     await shot('message-phone-dark', phone);
+    for (const [view, ready] of [['messages', '#msg-table tbody tr'], ['dead-letters', '#dl-empty']]) {
+      await phone.click(`nav a[data-view="${view}"]`);
+      await phone.locator(ready).first().waitFor();
+      const w = await phone.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(w <= 390, `${view}: no horizontal scrolling at phone width (${w}px)`);
+      await shot(`${view}-phone-dark`, phone);
+    }
     await phone.close();
   });
 
