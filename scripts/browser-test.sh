@@ -9,8 +9,9 @@
 # Exits non-zero if any check fails. Screenshots and logs go to
 # $ARTIFACTS (default target/browser-artifacts).
 #
-# With --update-screenshots, a passing run also copies the README's
-# screenshots to docs/screenshots/.
+# With --update-screenshots, the overview first gets a minute of varying
+# traffic (so its chart shows something), and a passing run copies the
+# README's screenshots to docs/screenshots/.
 #
 # Needs the local RabbitMQ and PostgreSQL (scripts/services.sh up), reached
 # as in the tests: TEST_AMQP_URL, TEST_DATABASE_URL.
@@ -144,7 +145,7 @@ done
 log "producer at $base (pid $producer_pid), consumer pid $consumer_pid, database $db, prefix $prefix"
 
 # --- the test ----------------------------------------------------------------
-BASE_URL=$base API_TOKEN=$api_token ADMIN_TOKEN=$admin_token AMQP_URL=$AMQP \
+SHOWCASE=$update_screenshots BASE_URL=$base API_TOKEN=$api_token ADMIN_TOKEN=$admin_token AMQP_URL=$AMQP \
   TOPOLOGY_PREFIX=$prefix CONSUMER_PID=$consumer_pid ARTIFACTS=$ARTIFACTS \
   node e2e/browser/dashboard.test.mjs
 

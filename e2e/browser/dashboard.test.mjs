@@ -118,6 +118,17 @@ try {
     assert.ok(new Set(seen).size >= 4, `the stored count rose at least three times (${seen.join(', ')})`);
     for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], `rising: ${seen.join(', ')}`);
     assert.ok(digits(await page.textContent('#ov-consumers')) >= 1, 'a consumer is counted');
+    if (process.env.SHOWCASE === '1') {
+      // For the README's screenshot: a minute of traffic that swells and
+      // ebbs, so the chart has something to show.
+      const start = Date.now();
+      for (let t = 0; t < 60_000; t = Date.now() - start) {
+        const n = Math.round(2 + 18 * Math.sin(Math.PI * t / 60_000) ** 2 + 6 * Math.random());
+        await Promise.all(Array.from({ length: n }, () => post(`showcase ${sent++}`)));
+        await sleep(500);
+      }
+      await sleep(6000); // the last chart step completes
+    }
     await shot('overview');
   });
 
