@@ -47,6 +47,7 @@ need_pkg chromium chromium
 need_pkg node nodejs
 need_pkg npm npm
 need_pkg psql postgresql-client
+need_pkg curl curl
 [ -x /usr/bin/chromium ] || die "the test drives /usr/bin/chromium (Debian's package)"
 
 log "npm packages (e2e/browser, from package-lock.json)"
