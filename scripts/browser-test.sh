@@ -62,13 +62,18 @@ log "npm packages (e2e/browser, from package-lock.json)"
 
 log "build"
 cargo build -q -p producer -p consumer
+cargo build -q -p e2e --bin delete-topology # tear-down: the topology's names from shared::Topology
 bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug
-[ -x "$bin/producer" ] && [ -x "$bin/consumer" ] || die "binaries not found in $bin"
+[ -x "$bin/producer" ] && [ -x "$bin/consumer" ] && [ -x "$bin/delete-topology" ] ||
+  die "binaries not found in $bin"
 
 # --- services --------------------------------------------------------------
 run_id="dash_$$_$(date +%s)"
 db="browser_${run_id}"
 prefix="${run_id}."
+common=(AMQP_URL="$AMQP" DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX="$prefix" RUST_LOG=info)
+# One retry queue (1 s), so the run is quick and tear-down knows its names.
+consumer_env=(METRICS_ADDR=127.0.0.1:0 RETRY_BASE_MS=1000 RETRY_MAX_MS=1000 MAX_ATTEMPTS=2)
 work=$(mktemp -d)
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png "$ARTIFACTS"/*.log
@@ -87,20 +92,10 @@ cleanup() {
   stop "$consumer_pid"
   stop "$producer_pid"
   cp "$work"/*.log "$ARTIFACTS"/ 2>/dev/null || true
-  # The topology, by name (the producer's own events queue is exclusive and
-  # went with its connection).
-  AMQP_URL=$AMQP TOPOLOGY_PREFIX=$prefix node --input-type=module -e "
-    import amqp from '$root/e2e/browser/node_modules/amqplib/channel_api.js';
-    const p = process.env.TOPOLOGY_PREFIX;
-    const c = await amqp.connect(process.env.AMQP_URL);
-    for (const q of ['messages.store', 'messages.dead', 'messages.retry.1000ms']) {
-      const ch = await c.createChannel(); await ch.deleteQueue(p + q).catch(() => {}); await ch.close().catch(() => {});
-    }
-    for (const x of ['messages', 'messages.dlx', 'messages.events']) {
-      const ch = await c.createChannel(); await ch.deleteExchange(p + x).catch(() => {}); await ch.close().catch(() => {});
-    }
-    await c.close();
-  " 2>/dev/null || log "could not remove the topology ${prefix}*"
+  # The topology, named by shared::Topology from the consumer's own
+  # settings (the producer's events queue went with its connection).
+  env "${common[@]}" "${consumer_env[@]}" "$bin/delete-topology" ||
+    log "could not remove the topology ${prefix}*"
   psql -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
     log "could not drop database $db"
   rm -rf "$work"
@@ -114,13 +109,12 @@ psql -q "$PG_SERVER/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null
 
 api_token="api-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 admin_token="admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-common=(AMQP_URL="$AMQP" DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX="$prefix" RUST_LOG=info)
 
 # Port 0: the kernel picks a free port; each binary logs the one it got.
 env "${common[@]}" BIND_ADDR=127.0.0.1:0 API_TOKEN="$api_token" ADMIN_TOKEN="$admin_token" \
   "$bin/producer" >"$work/producer.log" 2>&1 &
 producer_pid=$!
-env "${common[@]}" METRICS_ADDR=127.0.0.1:0 RETRY_BASE_MS=1000 RETRY_MAX_MS=1000 MAX_ATTEMPTS=2 \
+env "${common[@]}" "${consumer_env[@]}" \
   "$bin/consumer" >"$work/consumer.log" 2>&1 &
 consumer_pid=$!
 
