@@ -40,7 +40,7 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (publisher, publisher_task) = Publisher::start(
             PublisherConfig {
-                uri: common.amqp_uri.clone(),
+                nodes: common.amqp_nodes.clone(),
                 topology: common.topology(),
                 channels: settings.publish_channels,
                 publish_timeout: settings.publish_timeout,

@@ -377,15 +377,22 @@ impl BrokerState {
 /// saying the state of each dependency. Readiness needs the broker up, and
 /// the database only where it is `database_required` (the consumer stores;
 /// the producer publishes without it, and reports it only).
+/// `node` is the RabbitMQ node (`host:port`) the process is connected to.
 pub fn readiness(
     broker: BrokerState,
+    node: Option<String>,
     database: bool,
     database_required: bool,
 ) -> (bool, serde_json::Value) {
     let ready = broker == BrokerState::Up && (database || !database_required);
     let database = if database { "up" } else { "down" };
     if ready {
-        let body = serde_json::json!({ "status": "ready", "broker": broker.as_str(), "database": database });
+        let body = serde_json::json!({
+            "status": "ready",
+            "broker": broker.as_str(),
+            "node": node,
+            "database": database,
+        });
         (true, body)
     } else {
         (
@@ -394,6 +401,7 @@ pub fn readiness(
                 "error": "not ready",
                 "status": "not ready",
                 "broker": broker.as_str(),
+                "node": node,
                 "database": database,
             }),
         )

@@ -9,6 +9,7 @@ mod broker_faults;
 mod dashboard;
 mod dead_letters;
 mod events;
+mod failover;
 mod flow;
 mod hardening;
 mod metrics;
