@@ -143,7 +143,11 @@ impl InFlight {
             return Ok(Self(None));
         };
         let common = &settings.common;
-        let api = ManagementApi::new(url, &common.amqp_uri.vhost, &common.topology().store_queue)?;
+        let api = ManagementApi::new(
+            url,
+            common.amqp_nodes.vhost(),
+            &common.topology().store_queue,
+        )?;
         Ok(Self(Some(api)))
     }
 

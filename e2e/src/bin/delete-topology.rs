@@ -6,8 +6,6 @@
 
 use std::process::ExitCode;
 
-use lapin::{Connection, ConnectionProperties};
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let env = shared::Env::from_process();
@@ -26,15 +24,23 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let connect = Connection::connect_uri(
-        settings.common.amqp_uri.clone(),
-        ConnectionProperties::default(),
-    );
-    let result = tokio::time::timeout(settings.common.amqp_timeout, async {
-        let connection = connect.await?;
-        let channel = connection.create_channel().await?;
-        topology.delete(&channel).await?;
-        connection.close(200, "deleted".into()).await
+    let timeout = settings.common.amqp_timeout;
+    let result = tokio::time::timeout(timeout, async {
+        let (connection, _node) = settings
+            .common
+            .amqp_nodes
+            .connect("delete-topology", timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        topology.delete(&channel).await.map_err(|e| e.to_string())?;
+        connection
+            .close(200, "deleted".into())
+            .await
+            .map_err(|e| e.to_string())
     })
     .await;
     match result {
