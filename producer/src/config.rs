@@ -15,6 +15,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `MAX_BATCH_BODY_BYTES` (default 4 MiB): body limit of `POST /messages/batch`.
     pub max_batch_body_bytes: usize,
+    /// `BODY_TIMEOUT_MS` (default 30000): the longest a request body may
+    /// take to arrive, from the end of the head (408 after).
+    pub body_timeout: Duration,
     /// `PUBLISH_TIMEOUT_MS` (default 5000): the longest a request waits for
     /// the broker's confirm before answering 503.
     pub publish_timeout: Duration,
@@ -49,6 +52,7 @@ impl Settings {
                 4 * 1024 * 1024,
                 16..=256 * 1024 * 1024,
             )?,
+            body_timeout: env.millis_or("BODY_TIMEOUT_MS", 30_000)?,
             publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,

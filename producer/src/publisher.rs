@@ -139,6 +139,12 @@ impl Publisher {
             .map_err(PublishError::Broker)
     }
 
+    /// Longest wait for a confirm (`PUBLISH_TIMEOUT_MS`), for every publish
+    /// of this process.
+    pub fn publish_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     /// The names this publisher declared.
     pub fn topology(&self) -> &Topology {
         &self.inner.topology

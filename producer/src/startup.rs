@@ -72,6 +72,7 @@ impl Application {
         let in_flight = web::Data::new(
             crate::management::InFlight::from_settings(&settings).map_err(anyhow::Error::msg)?,
         );
+        let body_timeout = web::Data::new(crate::extract::BodyTimeout(settings.body_timeout));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
@@ -83,6 +84,10 @@ impl Application {
                 .app_data(api_token.clone())
                 .app_data(admin_token.clone())
                 .app_data(in_flight.clone())
+                .app_data(body_timeout.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::extract::body_deadline,
+                ))
                 // Outermost: refuse before any body is read.
                 .wrap(actix_web::middleware::from_fn(
                     crate::auth::require_api_token,

@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use uuid::Uuid;
 
-use crate::models::{DeadLetter, Message, NewMessage};
+use crate::models::{DeadLetter, Message, NewIdempotencyKey, NewMessage};
 use crate::schema::messages;
 
 /// The pool type both binaries use.
@@ -281,28 +281,50 @@ pub fn insert_new_messages(
     })
 }
 
-/// A keyset cursor: the last row of the previous page.
-pub type Cursor = (DateTime<Utc>, Uuid);
+/// A keyset cursor: the commit-order key of the last row of the previous
+/// page: its inserting transaction's id, `created_at` and id.
+pub type Cursor = (i64, DateTime<Utc>, Uuid);
 
-/// Stored messages oldest first (by acceptance time, then id), after `after`.
-pub fn list_messages(
+/// Stored messages in commit order, after `after`: by inserting
+/// transaction id, then acceptance time, then id; each with its cursor.
+///
+/// Only rows whose transaction id is below the xmin of the current snapshot
+/// are listed: every transaction older than such a row has ended, so no
+/// row can still commit before it. A row of a later transaction that
+/// committed first waits until the older ones end; a client following
+/// cursors therefore never skips a row that commits late.
+pub fn list_committed_messages(
     conn: &mut PgConnection,
     after: Option<Cursor>,
     limit: i64,
-) -> QueryResult<Vec<Message>> {
+) -> QueryResult<Vec<(Cursor, Message)>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let horizon = sql::<BigInt>("pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
     let mut query = messages::table
-        .select(Message::as_select())
-        .order((messages::created_at.asc(), messages::id.asc()))
+        .select((messages::txid, Message::as_select()))
+        .filter(messages::txid.lt(horizon))
+        .order((
+            messages::txid.asc(),
+            messages::created_at.asc(),
+            messages::id.asc(),
+        ))
         .limit(limit)
         .into_boxed();
-    if let Some((ts, id)) = after {
+    if let Some((txid, ts, id)) = after {
         query = query.filter(
-            messages::created_at
-                .gt(ts)
-                .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            messages::txid.gt(txid).or(messages::txid.eq(txid).and(
+                messages::created_at
+                    .gt(ts)
+                    .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            )),
         );
     }
-    query.load(conn)
+    let rows: Vec<(i64, Message)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(txid, m)| ((txid, m.created_at, m.id), m))
+        .collect())
 }
 
 /// One stored message, if it is stored.
@@ -337,6 +359,61 @@ pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
         .select(DeadLetter::as_select())
         .first(conn)
         .optional()
+}
+
+/// Bind an `Idempotency-Key` to a request fingerprint, first come first
+/// served, and return the fingerprint it is bound to: `record`'s own when
+/// this call bound it (or an equal one did before), another when the key
+/// was first used with another request. Safe under concurrency: of two
+/// first uses racing, the primary key lets one insert win and the other
+/// reads the winner (each statement commits on its own, so the read sees it).
+pub fn bind_idempotency_key(
+    conn: &mut PgConnection,
+    record: &NewIdempotencyKey<'_>,
+) -> QueryResult<Vec<u8>> {
+    use crate::schema::idempotency_keys::dsl;
+    let inserted = diesel::insert_into(dsl::idempotency_keys)
+        .values(record)
+        .on_conflict((dsl::scope, dsl::key))
+        .do_nothing()
+        .returning(dsl::fingerprint)
+        .get_result::<Vec<u8>>(conn)
+        .optional()?;
+    match inserted {
+        Some(fingerprint) => Ok(fingerprint),
+        None => dsl::idempotency_keys
+            .find((record.scope, record.key))
+            .select(dsl::fingerprint)
+            .first(conn),
+    }
+}
+
+/// Delete the dead-letter record of message `id` (it was redriven: queued
+/// again), returning it so that a failed redrive can put it back.
+pub fn forget_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<DeadLetter>> {
+    use crate::schema::dead_letters::dsl;
+    diesel::delete(dsl::dead_letters.find(id))
+        .returning(DeadLetter::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+/// Put back a record [`forget_dead_letter`] removed, unless the message was
+/// dead-lettered again meanwhile (the newer record wins).
+pub fn restore_dead_letter(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> {
+    use crate::schema::dead_letters::dsl;
+    diesel::insert_into(dsl::dead_letters)
+        .values(record)
+        .on_conflict(dsl::id)
+        .do_nothing()
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Delete every dead-letter record (the dead-letter queue was purged).
+/// Returns how many.
+pub fn forget_all_dead_letters(conn: &mut PgConnection) -> QueryResult<usize> {
+    diesel::delete(crate::schema::dead_letters::table).execute(conn)
 }
 
 /// Whether a pooled connection can be had and answers a ping, checked off

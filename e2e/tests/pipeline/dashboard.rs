@@ -346,6 +346,19 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
             .await
             .unwrap();
     }
+    // Their records, as the consumer would have written them.
+    for id in &ids {
+        shared::db::record_dead_letter(
+            &mut db.connect(),
+            &DeadLetter {
+                id: *id,
+                reason: "invalid_message".into(),
+                attempts: 1,
+                dead_lettered_at: Utc::now(),
+            },
+        )
+        .unwrap();
+    }
     let dead_queue = broker.topology.dead_queue.clone();
     let store_queue = broker.topology.store_queue.clone();
     wait_for("3 dead letters", Duration::from_secs(10), || async {
@@ -405,6 +418,17 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
     let body: Value = serde_json::from_slice(&moved[0].delivery.data).unwrap();
     assert_eq!(body["id"], ids[1].to_string());
     assert_eq!(header(&moved[0].delivery.properties, "x-error"), None);
+    // Its record went with it (queued again, no longer dead-lettered); the
+    // others keep theirs.
+    let mut conn = db.connect();
+    assert!(shared::db::find_dead_letter(&mut conn, ids[1])
+        .unwrap()
+        .is_none());
+    for id in [ids[0], ids[2]] {
+        assert!(shared::db::find_dead_letter(&mut conn, id)
+            .unwrap()
+            .is_some());
+    }
     producer.stop().await;
 }
 

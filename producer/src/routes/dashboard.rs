@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::auth::{AdminToken, ApiToken};
 
-use super::{dashboard_api, method_not_allowed, overview, redrive_one};
+use super::{dashboard_api, not_allowed, overview, redrive_one};
 
 const PAGE: &str = include_str!("../../dashboard/index.html");
 const SCRIPT: &str = include_str!("../../dashboard/app.js");
@@ -60,11 +60,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/dead-letters/{id}/redrive")
                 .route(web::post().to(redrive_one::redrive_one))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         );
 }
 
-/// A GET-only resource (other methods: the usual JSON 405).
+/// A GET-only resource (other methods: the usual JSON 405 with `Allow`).
 fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: Handler<Args>,
@@ -73,7 +73,7 @@ where
 {
     web::resource(path)
         .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(not_allowed("GET"))
 }
 
 /// Nothing but this origin: no inline script, no external anything. A

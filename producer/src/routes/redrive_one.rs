@@ -2,14 +2,11 @@
 //! try (the dashboard's per-row button). Same rules as the other
 //! dead-letter tools: only with `ADMIN_TOKEN` set, and with that token.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use lapin::message::BasicGetMessage;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation};
-use serde_json::{json, Value};
+use lapin::options::{BasicGetOptions, ConfirmSelectOptions};
+use lapin::Channel;
+use serde_json::json;
+use shared::dead_letter;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -21,30 +18,11 @@ use crate::state::AppState;
 /// the search is bounded; a longer queue is redriven or purged whole.
 pub const MAX_SCAN: usize = 10_000;
 
-/// Longest wait for the broker to confirm the republished message.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
-
 fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
     ApiError::BrokerUnavailable {
         source: source.into(),
         retry_after: state.retry_after_secs,
     }
-}
-
-/// The message id of a dead letter: the body's `id`, else the AMQP
-/// `message_id` (the same rule the consumer stores by).
-fn id_of(msg: &BasicGetMessage) -> Option<Uuid> {
-    let from_body = serde_json::from_slice::<Value>(&msg.delivery.data)
-        .ok()
-        .and_then(|b| b.get("id").and_then(Value::as_str).map(str::to_owned));
-    let text = from_body.or_else(|| {
-        msg.delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-    })?;
-    Uuid::parse_str(&text).ok()
 }
 
 /// Redrive message `id` out of the dead-letter queue.
@@ -96,49 +74,12 @@ async fn find_and_move(channel: &Channel, state: &AppState, id: Uuid) -> Result<
             .await
             .map_err(|e| broker_error(state, e))?;
         let Some(msg) = got else { return Ok(false) };
-        if id_of(&msg) != Some(id) {
+        // The id the consumer stores it by (body `id`, else `message_id`).
+        if dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties) != Some(id) {
             continue; // left unacked: back in place when the channel closes
         }
-        // Start afresh: without the dead-letter and retry headers the
-        // pipeline (or the broker) added, as the contract lists them.
-        let mut props = msg.delivery.properties.clone();
-        if let Some(headers) = props.headers().clone() {
-            let mut kept = FieldTable::default();
-            for (name, value) in headers.inner() {
-                if !shared::dead_letter::PIPELINE_HEADERS.contains(&name.as_str()) {
-                    kept.insert(name.clone(), value.clone());
-                }
-            }
-            props = props.with_headers(kept);
-        }
-        let publish = async {
-            channel
-                .basic_publish(
-                    topology.exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions {
-                        mandatory: true,  // nowhere to go must fail, not drop it
-                        immediate: false, // not supported by RabbitMQ
-                    },
-                    &msg.delivery.data,
-                    props,
-                )
-                .await?
-                .await
-        };
-        match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
-            Ok(Ok(Confirmation::Ack(None))) => {}
-            other => {
-                log::warn!("redrive of {id} stopped: republish not confirmed: {other:?}");
-                return Err(broker_error(state, PublishError::Nacked));
-            }
-        }
-        // Only now, with the copy confirmed, does the dead letter go.
-        msg.delivery
-            .acker
-            .ack(BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| broker_error(state, e))?;
+        // Exactly as redriving all does it (record, confirm, then ack).
+        super::dead_letters::move_one(channel, state, msg).await?;
         return Ok(true);
     }
     Ok(false)
