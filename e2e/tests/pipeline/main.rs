@@ -21,4 +21,5 @@ mod retries;
 mod shutdown;
 mod slow_body;
 mod tail;
+mod topology;
 mod wait_lookup;
