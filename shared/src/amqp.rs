@@ -92,6 +92,12 @@ impl Nodes {
         self.uris.is_empty()
     }
 
+    /// The virtual host (the nodes of one cluster share it): for RabbitMQ's
+    /// management API, which names queues by vhost.
+    pub fn vhost(&self) -> &str {
+        self.uris.first().map_or("/", |u| u.vhost.as_str())
+    }
+
     /// Connect to the first node that answers, trying each once, starting
     /// after the node used last. Returns the connection and the node's
     /// `host:port`. Each attempt is bounded by `timeout`.

@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod broker_faults;
+mod dashboard;
 mod dead_letters;
 mod events;
 mod failover;

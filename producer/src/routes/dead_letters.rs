@@ -47,7 +47,7 @@ fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
 
 /// Disabled without `ADMIN_TOKEN` (404, as if the route did not exist);
 /// otherwise the admin bearer token is required.
-fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
     let admin = req
         .app_data::<web::Data<AdminToken>>()
         .and_then(|t| t.0.clone());
@@ -213,51 +213,65 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
             // `message_count` is what is left besides this one.
             bound = bound.min(msg.message_count as usize + 1);
         }
-        // Queued again, no longer dead-lettered: drop its record before the
-        // republish, so that failing again (which writes a new one) wins.
-        let id = dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties);
-        let forgotten = match id {
-            Some(id) => {
-                state
-                    .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
-                    .await?
-            }
-            None => None,
-        };
-        let published = shared::publish::confirmed(
-            channel,
-            &topology.exchange,
-            "",
-            &msg.delivery.data,
-            fresh_properties(&msg.delivery.properties),
-            state.publisher.publish_timeout(),
-        )
-        .await;
-        match published {
-            Ok(()) => {}
-            Err(e) => {
-                log::warn!("redrive stopped: republish not confirmed: {e}");
-                // Still in messages.dead (the unacked get goes back when the
-                // channel closes): put its record back unless a newer one exists.
-                if let Some(record) = forgotten {
-                    let restored = state
-                        .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
-                        .await;
-                    if let Err(e) = restored {
-                        log::warn!("redrive: cannot restore a dead-letter record: {e}");
-                    }
-                }
-                return Err(broker_error(state, e));
-            }
-        }
-        msg.delivery
-            .acker
-            .ack(BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| broker_error(state, e))?;
+        move_one(channel, state, msg).await?;
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Move one dead letter (got unacknowledged on `channel`, in confirm mode)
+/// back to the `messages` exchange: drop its record, republish it afresh
+/// and wait for the confirm, and only then ack it off the dead-letter
+/// queue. Shared by redriving all and redriving one.
+pub(super) async fn move_one(
+    channel: &Channel,
+    state: &AppState,
+    msg: lapin::message::BasicGetMessage,
+) -> Result<(), ApiError> {
+    let topology = state.publisher.topology();
+    // Queued again, no longer dead-lettered: drop its record before the
+    // republish, so that failing again (which writes a new one) wins.
+    let id = dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties);
+    let forgotten = match id {
+        Some(id) => {
+            state
+                .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
+                .await?
+        }
+        None => None,
+    };
+    let published = shared::publish::confirmed(
+        channel,
+        &topology.exchange,
+        "",
+        &msg.delivery.data,
+        fresh_properties(&msg.delivery.properties),
+        state.publisher.publish_timeout(),
+    )
+    .await;
+    match published {
+        Ok(()) => {}
+        Err(e) => {
+            log::warn!("redrive stopped: republish not confirmed: {e}");
+            // Still in messages.dead (the unacked get goes back when the
+            // channel closes): put its record back unless a newer one exists.
+            if let Some(record) = forgotten {
+                let restored = state
+                    .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
+                    .await;
+                if let Err(e) = restored {
+                    log::warn!("redrive: cannot restore a dead-letter record: {e}");
+                }
+            }
+            return Err(broker_error(state, e));
+        }
+    }
+    msg.delivery
+        .acker
+        .ack(BasicAckOptions { multiple: false })
+        .await
+        .map_err(|e| broker_error(state, e))?;
+    Ok(())
 }
 
 /// The properties of a redriven message: the original's, without the
