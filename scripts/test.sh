@@ -16,6 +16,9 @@
 # 4. scripts/compose-test.sh --short: the Docker deployment, for real. It
 #    starts a Docker engine and builds stand-in images where no registry
 #    answers (see that script).
+# 5. scripts/cluster-test.sh --short: the three-node RabbitMQ cluster
+#    (docker-compose.cluster.yml) while nodes are killed, cut off the
+#    network and restarted; reuses the image and stand-ins of step 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,5 +63,8 @@ if [ "$full" = 1 ]; then scripts/faults.sh; else scripts/faults.sh --smoke; fi
 
 log "the Docker deployment"
 if [ "$full" = 1 ]; then scripts/compose-test.sh; else scripts/compose-test.sh --short; fi
+
+log "the three-node RabbitMQ cluster under node kills, partitions and a rolling restart"
+if [ "$full" = 1 ]; then scripts/cluster-test.sh; else scripts/cluster-test.sh --short; fi
 
 log "all passed"
