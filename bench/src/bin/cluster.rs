@@ -170,8 +170,22 @@ impl Cluster {
         docker(&all).await
     }
 
-    /// GET on the management API of rabbitmq-1.
+    /// GET on the management API of rabbitmq-1, tried up to 5 times a
+    /// second apart: a pooled keep-alive connection the server has just
+    /// closed fails the first try, and a busy node may be slow.
     async fn mgmt(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let mut last = None;
+        for _ in 0..5 {
+            match self.mgmt_once(path).await {
+                Ok(value) => return Ok(value),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("GET /api/{path}: no attempt")))
+    }
+
+    async fn mgmt_once(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let response = self
             .http
             .get(format!("{}/{path}", self.args.mgmt_url))
@@ -195,8 +209,21 @@ impl Cluster {
         service_of(leader)
     }
 
-    /// The service of the node the producer is connected to.
+    /// The service of the node the producer is connected to, asked up to 10
+    /// times a second apart (it may be between nodes).
     async fn producer_node(&self) -> anyhow::Result<String> {
+        let mut last = None;
+        for _ in 0..10 {
+            match self.producer_node_once().await {
+                Ok(node) => return Ok(node),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("/readyz: no attempt")))
+    }
+
+    async fn producer_node_once(&self) -> anyhow::Result<String> {
         let body: serde_json::Value = self
             .http
             .get(format!("{}/readyz", self.args.producer_url))
@@ -212,7 +239,7 @@ impl Cluster {
     /// Whether every node runs in one cluster, without a partition, and
     /// `messages.store` has all its members online.
     async fn whole(&self) -> bool {
-        let Ok(nodes) = self.mgmt("nodes").await else {
+        let Ok(nodes) = self.mgmt_once("nodes").await else {
             return false;
         };
         let Some(nodes) = nodes.as_array() else {
@@ -225,7 +252,7 @@ impl Cluster {
         let partitioned = nodes
             .iter()
             .any(|n| n["partitions"].as_array().is_some_and(|p| !p.is_empty()));
-        let Ok(queue) = self.mgmt("queues/%2F/messages.store").await else {
+        let Ok(queue) = self.mgmt_once("queues/%2F/messages.store").await else {
             return false;
         };
         let online = queue["online"].as_array().map_or(0, Vec::len);
