@@ -13,6 +13,8 @@ use crate::idempotency::{self, Scope};
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
+use super::schemas::{BatchQueued, ErrorBody, NewBatchBody, QueuedStatus};
+
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 1000;
 
@@ -24,17 +26,18 @@ pub const MAX_BATCH: usize = 1000;
 /// (a namespace apart from single POSTs), so a retried batch yields the same
 /// ids; `K` reused with a different batch is a 422.
 #[utoipa::path(post, path = "/messages/batch", tag = "messages",
-    request_body(content = String, content_type = "application/json", description = r#"[{"content": "text"}, ...] (1-1000)"#),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key and batch always yield the same ids; the same key with another batch is a 422")),
+    request_body(content = NewBatchBody, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1-255 visible ASCII characters, no spaces. The same key and batch always yield the same ids; the same key with another batch is a 422")),
     responses(
-        (status = 202, description = r#"All confirmed: {"status": "queued", "ids": [...]}"#),
-        (status = 400, description = "Not an array, empty, over 1000, or an invalid item (named by index)"),
-        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
-        (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES"),
-        (status = 415, description = "Content-Type is not application/json"),
-        (status = 422, description = "Idempotency-Key already used with a different batch"),
-        (status = 503, description = r#"Some not confirmed: {"error", "queued": [...], "failed": [{"index", "id"}]}; see Retry-After"#),
+        (status = 202, description = "All confirmed", body = BatchQueued),
+        (status = 400, description = "Not an array, empty, over 1000, or an invalid item (named by index), bad Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
+        (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key already used with a different batch", body = ErrorBody),
+        (status = 503, description = r#"Some not confirmed: {"error", "queued": [ids], "failed": [{"index", "id"}]}; or the database is down for an Idempotency-Key"#, body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn post_batch(
     req: HttpRequest,
@@ -89,7 +92,10 @@ pub async fn post_batch(
         .metrics
         .record_accepted(Endpoint::Batch, ids.len() - failed.len());
     if failed.is_empty() {
-        return Ok(HttpResponse::Accepted().json(json!({ "status": "queued", "ids": ids })));
+        return Ok(HttpResponse::Accepted().json(BatchQueued {
+            status: QueuedStatus::Queued,
+            ids,
+        }));
     }
     log::warn!(
         "batch: {} of {} messages not confirmed (first: {})",

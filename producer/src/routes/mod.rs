@@ -9,6 +9,7 @@ mod messages;
 mod metrics;
 mod openapi;
 mod rejections;
+mod schemas;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
