@@ -1,88 +1,79 @@
-//! Dead-lettering a message with its reason, and scheduling a retry.
+//! The copies the consumer republishes: a dead letter (to the dead-letter
+//! exchange, with its reason) and a retry (to a delay queue).
 //!
 //! The broker's own dead-lettering (reject without requeue) cannot attach a
-//! reason, so the consumer republishes the message to the dead-letter
-//! exchange itself, with the reason in headers, waits for the broker's
-//! confirm, and only then acks the original. A crash in between leaves the
-//! original in the queue: at worst the dead letter exists twice, never zero times.
+//! reason, so the consumer republishes the message itself, through the one
+//! confirmed publish (`shared::publish::confirmed`), and the caller acks the
+//! original only after the confirm. A crash in between leaves the original
+//! in the queue: at worst the copy exists twice, never zero times.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use lapin::message::Delivery;
-use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, LongString};
-use lapin::{Channel, Confirmation};
-use std::time::Duration;
-
-/// Header holding the human-readable reason.
-pub const REASON_HEADER: &str = "x-error";
-/// Header holding how many attempts were made.
-pub const ATTEMPTS_HEADER: &str = "x-attempts";
-
-/// Why republishing (to the dead-letter exchange or a delay queue) failed;
-/// the original must then stay unacked.
-#[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
-    /// The channel failed.
-    #[error("republishing the message failed: {0}")]
-    Broker(#[from] lapin::Error),
-    /// The broker nacked or returned it (target queue missing?).
-    #[error("the broker did not accept the republished message")]
-    NotAccepted,
-    /// No confirm in time.
-    #[error("no confirm for the republished message within {0:?}")]
-    Timeout(Duration),
-}
-
-/// Header holding the last error of a message waiting to be retried.
-pub const LAST_ERROR_HEADER: &str = "x-last-error";
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel};
+use shared::dead_letter::{
+    Category, ATTEMPTS_HEADER, CATEGORY_HEADER, DEAD_LETTERED_AT_HEADER, LAST_ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER,
+};
+use shared::publish::PublishError;
 
 /// How many attempts were already made on `delivery` (0 for a fresh one),
 /// read from the header a retry carries.
 pub fn previous_attempts(delivery: &Delivery) -> u32 {
-    let value = delivery
-        .properties
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned());
-    match value {
-        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(0),
-        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(0),
-        Some(AMQPValue::ShortInt(n)) => u32::try_from(n).unwrap_or(0),
-        Some(AMQPValue::LongUInt(n)) => n,
-        _ => 0,
+    attempts_in(delivery.properties.headers().as_ref()).unwrap_or(0)
+}
+
+/// The attempt count a message's headers carry, if any.
+pub fn attempts_in(headers: Option<&FieldTable>) -> Option<u32> {
+    match headers?.inner().get(ATTEMPTS_HEADER)? {
+        AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::ShortInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(*n),
+        _ => None,
     }
 }
 
-/// Publish a copy of `delivery` to `dlx` carrying `reason` and the attempt
-/// count, and wait for the broker's confirm. The caller acks the original
-/// afterwards.
+pub use shared::dead_letter::message_uuid;
+
+/// Publish a copy of `delivery` to `dlx` carrying the client-facing
+/// `category`, the detailed `reason` (admin only) and the attempt count,
+/// and wait for the broker's confirm.
 pub async fn publish(
     channel: &Channel,
     dlx: &str,
     delivery: &Delivery,
+    category: Category,
     reason: &str,
     attempts: u32,
     timeout: Duration,
-) -> Result<(), DeadLetterError> {
+) -> Result<(), PublishError> {
     let headers = [
         (REASON_HEADER, long_string(reason)),
-        (ATTEMPTS_HEADER, AMQPValue::LongInt(attempts as i32)),
-        ("x-dead-lettered-at", long_string(&Utc::now().to_rfc3339())),
+        (CATEGORY_HEADER, long_string(category.as_str())),
+        (ATTEMPTS_HEADER, attempts_value(attempts)),
         (
-            "x-original-exchange",
+            DEAD_LETTERED_AT_HEADER,
+            long_string(&Utc::now().to_rfc3339()),
+        ),
+        (
+            ORIGINAL_EXCHANGE_HEADER,
             long_string(delivery.exchange.as_str()),
         ),
         (
-            "x-original-routing-key",
+            ORIGINAL_ROUTING_KEY_HEADER,
             long_string(delivery.routing_key.as_str()),
         ),
     ];
-    republish(
+    let properties = copy_properties(&delivery.properties, &headers);
+    shared::publish::confirmed(
         channel,
         dlx,
         delivery.routing_key.as_str(),
-        delivery,
-        &headers,
+        &delivery.data,
+        properties,
         timeout,
     )
     .await
@@ -98,59 +89,93 @@ pub async fn schedule_retry(
     last_error: &str,
     attempts: u32,
     timeout: Duration,
-) -> Result<(), DeadLetterError> {
+) -> Result<(), PublishError> {
     let headers = [
-        (ATTEMPTS_HEADER, AMQPValue::LongInt(attempts as i32)),
+        (ATTEMPTS_HEADER, attempts_value(attempts)),
         (LAST_ERROR_HEADER, long_string(last_error)),
     ];
+    let properties = copy_properties(&delivery.properties, &headers);
     // The default exchange routes by queue name.
-    republish(channel, "", retry_queue, delivery, &headers, timeout).await
+    shared::publish::confirmed(
+        channel,
+        "",
+        retry_queue,
+        &delivery.data,
+        properties,
+        timeout,
+    )
+    .await
 }
 
-/// Publish a copy of `delivery` with `extra` headers added, mandatory and
-/// persistent, and wait for the confirm.
-async fn republish(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    delivery: &Delivery,
-    extra: &[(&str, AMQPValue)],
-    timeout: Duration,
-) -> Result<(), DeadLetterError> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+/// The original's properties for a copy, with `extra` headers added,
+/// persistent, and without what must not follow it:
+/// * `expiration`: a per-message TTL would make the copy expire silently
+///   inside `messages.dead` (or a delay queue);
+/// * `user_id`: RabbitMQ checks it against the publishing connection's user
+///   and closes the channel when a third-party client set another one.
+fn copy_properties(original: &BasicProperties, extra: &[(&str, AMQPValue)]) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
     for (name, value) in extra {
         headers.insert((*name).into(), value.clone());
     }
-    let properties = delivery
-        .properties
-        .clone()
+    let mut copy = BasicProperties::default()
         .with_headers(headers)
         .with_delivery_mode(shared::envelope::PERSISTENT);
-
-    let options = BasicPublishOptions {
-        mandatory: true,  // a missing target queue must fail, not drop the message
-        immediate: false, // not supported by RabbitMQ
-    };
-    let publish = async {
-        channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await
-    };
-    match tokio::time::timeout(timeout, publish).await {
-        Err(_) => Err(DeadLetterError::Timeout(timeout)),
-        Ok(Err(e)) => Err(e.into()),
-        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-        Ok(Ok(_)) => Err(DeadLetterError::NotAccepted),
+    if let Some(v) = original.content_type() {
+        copy = copy.with_content_type(v.clone());
     }
+    if let Some(v) = original.content_encoding() {
+        copy = copy.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.priority() {
+        copy = copy.with_priority(*v);
+    }
+    if let Some(v) = original.correlation_id() {
+        copy = copy.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        copy = copy.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        copy = copy.with_message_id(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        copy = copy.with_timestamp(*v);
+    }
+    if let Some(v) = original.kind() {
+        copy = copy.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        copy = copy.with_app_id(v.clone());
+    }
+    copy
+}
+
+fn attempts_value(attempts: u32) -> AMQPValue {
+    AMQPValue::LongInt(i32::try_from(attempts).unwrap_or(i32::MAX))
 }
 
 fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_drop_the_ttl_and_keep_the_rest() {
+        let original = BasicProperties::default()
+            .with_expiration("60000".into())
+            .with_message_id("m-1".into())
+            .with_content_type("application/json".into());
+        let copy = copy_properties(&original, &[(REASON_HEADER, long_string("why"))]);
+        assert_eq!(copy.expiration(), &None);
+        assert_eq!(copy.message_id().as_ref().map(|s| s.as_str()), Some("m-1"));
+        assert_eq!(copy.delivery_mode(), &Some(shared::envelope::PERSISTENT));
+        assert!(copy
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.inner().contains_key(REASON_HEADER)));
+    }
 }

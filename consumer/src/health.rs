@@ -71,7 +71,13 @@ async fn readyz(state: web::Data<ProbeState>) -> HttpResponse {
     let broker = state.metrics.broker.is_connected();
     // Diesel blocks: the ping runs on the blocking pool, never on this thread.
     let database = shared::db::pool_answers(&state.pool).await;
-    match shared::db::readiness(broker, database) {
+    let broker = if broker {
+        shared::db::BrokerState::Up
+    } else {
+        shared::db::BrokerState::Down
+    };
+    let node = state.metrics.broker.node();
+    match shared::db::readiness(broker, node, database, true) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }

@@ -25,6 +25,16 @@ impl DeadLetterReason {
         DeadLetterReason::MaxAttempts,
     ];
 
+    /// What clients are told (`shared::dead_letter`).
+    pub fn category(self) -> shared::dead_letter::Category {
+        use shared::dead_letter::Category;
+        match self {
+            DeadLetterReason::Invalid => Category::InvalidMessage,
+            DeadLetterReason::Rejected => Category::RejectedByDatabase,
+            DeadLetterReason::MaxAttempts => Category::MaxAttempts,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             DeadLetterReason::Invalid => "invalid",

@@ -1,5 +1,6 @@
-//! One broker session: connect, declare, consume in batches until the
-//! connection fails or shutdown is requested, then close.
+//! One broker session: connect (a consuming and a publishing connection),
+//! declare, consume in batches until a connection fails or shutdown is
+//! requested, then close.
 //!
 //! The supervisor in `startup` runs sessions in a loop with backoff, so a
 //! consumer stream that ends is an error to recover from, not an exit.
@@ -9,15 +10,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::db::PgPool;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::dead_index;
+use crate::outbound::Outbound;
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -37,12 +38,41 @@ pub async fn run(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Ended, String> {
     let common = &settings.common;
-    let name = format!("consumer-{}", std::process::id());
-    let connection = tokio::select! {
-        c = shared::amqp::connect(&common.amqp_uri, &name, common.amqp_timeout) => c.map_err(|e| e.to_string())?,
+    let name = shared::amqp::connection_name("consumer");
+    let nodes = &common.amqp_nodes;
+    let connect = async {
+        let (connection, node) = nodes
+            .connect(&name, common.amqp_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The publishing connection goes to the same node when it can.
+        let outbound = Outbound::open(
+            nodes,
+            &node,
+            &format!("{name}-publish"),
+            common.amqp_timeout,
+        )
+        .await?;
+        log::info!("connected to RabbitMQ node {node}");
+        Ok::<_, String>((connection, outbound, node))
+    };
+    let (connection, outbound, node) = tokio::select! {
+        c = connect => c?,
         _ = shutdown.wait_for(|stop| *stop) => return Ok(Ended::Drained),
     };
-    let result = consume(settings, pool, stats, shutdown, &connection).await;
+    let outbound = Arc::new(outbound);
+    stats.set_node(Some(&node));
+    let result = consume(
+        settings,
+        pool,
+        stats,
+        shutdown,
+        &connection,
+        outbound.clone(),
+    )
+    .await;
+    stats.set_node(None);
+    outbound.close().await;
     // Closing returns unacked deliveries to the queue at once instead of
     // after a heartbeat timeout.
     let _ = tokio::time::timeout(
@@ -59,29 +89,39 @@ async fn consume(
     stats: &Arc<Stats>,
     shutdown: &mut watch::Receiver<bool>,
     connection: &Connection,
+    outbound: Arc<Outbound>,
 ) -> Result<Ended, String> {
     let topology = settings.topology();
+    topology
+        .declare_on(connection)
+        .await
+        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    topology
-        .declare(&channel)
-        .await
-        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
         .await
         .map_err(|e| e.to_string())?;
-    // Confirm mode, so that dead letters are acked by the broker before
-    // the original is.
-    channel
-        .confirm_select(ConfirmSelectOptions { nowait: false })
+    // Dead letters made anywhere are recorded by a task on a channel of its
+    // own (its acks must not mix with the store queue's multiple-acks).
+    let index_channel = connection
+        .create_channel()
         .await
         .map_err(|e| e.to_string())?;
+    let indexer = tokio::spawn({
+        let (queue, pool) = (topology.dead_index_queue.clone(), pool.clone());
+        async move {
+            if let Err(e) = dead_index::run(index_channel, queue, pool).await {
+                log::warn!("dead-letter index stopped: {e}");
+            }
+        }
+    });
+    let _indexer = AbortOnDrop(indexer);
     let tag = format!(
-        "consumer-{}-{}",
-        std::process::id(),
+        "{}-{}",
+        shared::amqp::connection_name("consumer"),
         uuid::Uuid::new_v4().simple()
     );
     let options = BasicConsumeOptions {
@@ -113,9 +153,10 @@ async fn consume(
 
     let worker = Worker {
         channel: channel.clone(),
+        outbound,
         pool: pool.clone(),
         topology,
-        confirm_timeout: settings.common.amqp_timeout,
+        publish_timeout: settings.common.amqp_timeout,
         stats: stats.clone(),
         settings: settings.clone(),
     };
@@ -171,6 +212,15 @@ async fn consume(
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(Ended::Drained)
+}
+
+/// Ends a spawned task when the session that owns it ends, by any path.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Reports the session over when dropped.

@@ -108,7 +108,7 @@ async fn supervise(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let timeout = settings.shutdown_timeout;
     loop {
-        let sessions_before = stats.snapshot().sessions;
+        let settled_before = stats.snapshot().settled_batches;
         let mut session_shutdown = shutdown.clone();
         let session = session::run(settings, pool, stats, &mut session_shutdown);
         let deadline = async {
@@ -125,9 +125,12 @@ async fn supervise(
         match outcome {
             Ok(Ended::Drained) => break,
             Err(e) => {
-                // A session that got as far as consuming resets the
-                // backoff; one that keeps failing at once backs off further.
-                if stats.snapshot().sessions > sessions_before {
+                // Only a session that settled a batch resets the backoff:
+                // one that fails on every batch (even after it started
+                // consuming) backs off further, instead of reconnecting ten
+                // times a second and handing the whole prefetch back each
+                // time, which burns the messages' delivery limit.
+                if stats.snapshot().settled_batches > settled_before {
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();

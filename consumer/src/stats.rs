@@ -18,6 +18,8 @@ pub struct Stats {
     metrics: Arc<Metrics>,
     /// Not a metric: `pipeline_broker_reconnects_total` is this minus one.
     sessions: AtomicU64,
+    /// Not a metric: the supervisor resets its backoff only after progress.
+    settled_batches: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -37,6 +39,8 @@ pub struct Snapshot {
     pub retries: u64,
     /// Broker sessions started (1 + reconnects).
     pub sessions: u64,
+    /// Batches fully settled (every delivery acked).
+    pub settled_batches: u64,
 }
 
 impl Stats {
@@ -45,6 +49,7 @@ impl Stats {
         Self {
             metrics,
             sessions: AtomicU64::new(0),
+            settled_batches: AtomicU64::new(0),
         }
     }
 
@@ -92,6 +97,11 @@ impl Stats {
         self.metrics.dead_lettered(reason).inc();
     }
 
+    /// A batch was settled: every delivery of it acked.
+    pub fn record_settled(&self) {
+        self.settled_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One transient database failure.
     pub fn record_db_retry(&self) {
         self.metrics.db_retries.inc();
@@ -111,6 +121,11 @@ impl Stats {
         self.metrics.broker.set_connected(true);
     }
 
+    /// The RabbitMQ node the session is on (`None` between sessions).
+    pub fn set_node(&self, node: Option<&str>) {
+        self.metrics.broker.set_node(node);
+    }
+
     /// The consuming session is over (failed, or shut down).
     pub fn record_session_ended(&self) {
         self.metrics.broker.set_connected(false);
@@ -127,6 +142,7 @@ impl Stats {
             db_retries: m.db_retries.get(),
             retries: m.retries.get(),
             sessions: self.sessions.load(Ordering::Relaxed),
+            settled_batches: self.settled_batches.load(Ordering::Relaxed),
         }
     }
 }

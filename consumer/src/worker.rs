@@ -1,63 +1,100 @@
-//! Storing one batch of deliveries: decode, dead-letter the poison, insert
-//! the rest in one transaction, and ack only after it committed.
+//! Storing one batch of deliveries. A delivery's path reads straight through:
+//! decode → store → decide an outcome → settle it on the broker.
 //!
-//! Failure policy:
-//! * undecodable or invalid message → dead-lettered at once with the reason;
-//! * database unavailable (transient) → keep the deliveries unacked and retry
-//!   with capped backoff until it is back; never dead-letter for that;
-//! * any other insert error → split the batch and store row by row, so one
-//!   bad row cannot sink its neighbours. A row the database rejects by a
-//!   constraint is dead-lettered with the reason; a row failing for another
-//!   reason (while the database answers pings) goes to a delay queue and is
-//!   tried again later, up to `MAX_ATTEMPTS`, then dead-lettered with the
-//!   reason and the attempt count.
+//! Outcomes and what settling does:
+//! * stored or duplicate → acked (one multiple-ack when the whole batch is);
+//! * invalid (undecodable), rejected (the database refuses the row itself,
+//!   SQLSTATE class 22 or 23) or given up (`MAX_ATTEMPTS` reached) →
+//!   recorded in `dead_letters`, republished to the dead-letter exchange
+//!   with its reason, confirmed, then acked;
+//! * retry later (an unexplained failure while the database works) →
+//!   republished to a delay queue, confirmed, then acked.
+//!
+//! A database outage is never an outcome: storing waits it out with capped
+//! backoff, holding the deliveries unacked, for as long as the channel that
+//! must ack them lives. An outage is a failure that is not about the row:
+//! the connection is gone, the SQLSTATE class says so (08, 40, 53, 57, 58:
+//! full disk, out of memory, too many connections, deadlock, timeout,
+//! shutdown), or the whole batch, its first row and its last row all fail
+//! with the same error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::BasicProperties;
-use lapin::Channel;
-use shared::db::{DbError, PgPool};
+use lapin::options::BasicAckOptions;
+use lapin::{BasicProperties, Channel};
+use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
 use shared::events::Event;
 use shared::models::{DeadLetter, NewMessage};
+use shared::publish::PublishError;
 use shared::{Backoff, Envelope, Topology};
 use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::dead_letter;
 use crate::metrics::DeadLetterReason;
+use crate::outbound::Outbound;
 use crate::stats::Stats;
 
-/// Why a batch could not be settled. The session ends and the channel is
+/// Why a batch could not be settled. The session ends and its channels are
 /// closed, so the broker requeues whatever was not acked.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Acking failed: the channel is gone.
-    #[error("ack failed: {0}")]
-    Ack(String),
-    /// A dead letter could not be published.
-    #[error(transparent)]
-    DeadLetter(#[from] dead_letter::DeadLetterError),
+    /// Acking failed, or the consuming channel died: nothing can be acked.
+    #[error("the consuming channel is gone: {0}")]
+    Channel(String),
+    /// A dead letter or retry could not be published.
+    #[error("republishing failed: {0}")]
+    Publish(#[from] PublishError),
     /// The blocking database task panicked.
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// What becomes of one delivery.
+#[derive(Debug)]
+enum Outcome {
+    /// A new row.
+    Stored,
+    /// Already stored (a redelivery).
+    Duplicate,
+    /// Dead-letter it.
+    DeadLetter {
+        reason: DeadLetterReason,
+        detail: String,
+        attempt: u32,
+    },
+    /// Send it to a delay queue for another attempt.
+    RetryLater { detail: String, attempt: u32 },
+}
+
+/// What storing did with one decoded row.
+#[derive(Debug, Clone)]
+enum Stored {
+    New,
+    Duplicate,
+    /// The database refuses the row itself.
+    Rejected(String),
+    /// It failed for an unexplained reason while the database works.
+    Failed(String),
 }
 
 /// Stores batches for one channel. Batches must be processed one at a
 /// time, in delivery order: the multiple-ack relies on every earlier
 /// delivery of the channel being settled already.
 pub struct Worker {
-    /// The consuming channel (in confirm mode, for dead letters).
+    /// The consuming channel: acks only, never a publish.
     pub channel: Channel,
+    /// The publishing connection (dead letters, retries, events).
+    pub outbound: Arc<Outbound>,
     /// The database pool.
     pub pool: PgPool,
-    /// Where dead letters go.
+    /// Where dead letters and events go.
     pub topology: Topology,
-    /// Longest wait for a dead letter's confirm.
-    pub confirm_timeout: Duration,
+    /// Longest wait for a publish's confirm.
+    pub publish_timeout: Duration,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Retry policy (`MAX_ATTEMPTS`, delays).
@@ -65,86 +102,130 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Settle every delivery of `batch`: stored and acked, or dead-lettered
-    /// and acked. Returns only when all are settled (it waits out database
-    /// outages), or with an error when the channel failed.
+    /// Settle every delivery of `batch`. Returns only when all are settled
+    /// (it waits out database outages), or with an error when the channel
+    /// or a republish failed.
     pub async fn process(&self, batch: Vec<Delivery>) -> Result<(), WorkerError> {
         self.stats.record_received(batch.len());
-        let mut deliveries = Vec::with_capacity(batch.len());
+
+        // Decode.
         let mut envelopes = Vec::with_capacity(batch.len());
-        for delivery in batch {
+        let mut decoded = Vec::with_capacity(batch.len());
+        for delivery in &batch {
             match Envelope::decode(&delivery.data, &delivery.properties) {
                 Ok(envelope) => {
-                    deliveries.push(delivery);
                     envelopes.push(envelope);
+                    decoded.push(Ok(envelopes.len() - 1));
                 }
-                Err(reason) => {
-                    let attempt = dead_letter::previous_attempts(&delivery) + 1;
-                    let reason = format!("invalid message: {reason}");
-                    self.dead_letter(&delivery, &reason, DeadLetterReason::Invalid, attempt)
-                        .await?
-                }
+                Err(reason) => decoded.push(Err(format!("invalid message: {reason}"))),
             }
         }
-        if deliveries.is_empty() {
-            return Ok(());
+
+        // Store.
+        let (envelopes, stored) = self.store(envelopes).await?;
+        let new_ids: Vec<Uuid> = envelopes
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| matches!(s, Stored::New))
+            .map(|(e, _)| e.id)
+            .collect();
+        // Counted at commit: the rows are stored even if an ack below fails
+        // (the redelivery then counts as duplicates).
+        if stored
+            .iter()
+            .all(|s| matches!(s, Stored::New | Stored::Duplicate))
+        {
+            self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+        } else {
+            let committed: Vec<Envelope> = envelopes
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| matches!(s, Stored::New | Stored::Duplicate))
+                .map(|(e, _)| e.clone())
+                .collect();
+            self.stats.record_stored(&committed, &new_ids, Utc::now());
         }
-        match self.insert_until_available(envelopes).await? {
-            (envelopes, Ok(new_ids)) => {
-                // Counted at commit: the rows are stored even if the ack
-                // below fails (the redelivery then counts as duplicates).
-                self.stats.record_stored(&envelopes, &new_ids, Utc::now());
-                self.announce(Event::Stored { ids: new_ids }).await;
-                self.ack_through(&deliveries).await
-            }
-            (envelopes, Err(e)) => {
-                log::warn!(
-                    "batch of {} rejected by the database ({e}); storing row by row",
-                    envelopes.len()
-                );
-                for (delivery, envelope) in deliveries.iter().zip(envelopes) {
-                    self.store_one(delivery, envelope).await?;
+        self.announce(Event::Stored { ids: new_ids }).await;
+
+        // Decide.
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .zip(decoded)
+            .map(|(delivery, decoded)| {
+                let attempt = dead_letter::previous_attempts(delivery) + 1;
+                match decoded {
+                    Err(detail) => Outcome::DeadLetter {
+                        reason: DeadLetterReason::Invalid,
+                        detail,
+                        attempt,
+                    },
+                    Ok(i) => self.decide(stored[i].clone(), attempt),
                 }
-                Ok(())
+            })
+            .collect();
+
+        // Settle.
+        if outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Stored | Outcome::Duplicate))
+        {
+            // One multiple-ack: safe because batches are settled in order,
+            // so every earlier tag on this channel is already acked.
+            if let Some(last) = batch.last() {
+                ack(last, true).await?;
             }
+        } else {
+            for (delivery, outcome) in batch.iter().zip(outcomes) {
+                self.settle(delivery, outcome).await?;
+            }
+        }
+        self.stats.record_settled();
+        Ok(())
+    }
+
+    fn decide(&self, stored: Stored, attempt: u32) -> Outcome {
+        match stored {
+            Stored::New => Outcome::Stored,
+            Stored::Duplicate => Outcome::Duplicate,
+            Stored::Rejected(detail) => Outcome::DeadLetter {
+                reason: DeadLetterReason::Rejected,
+                detail: format!("database rejected the message: {detail}"),
+                attempt,
+            },
+            Stored::Failed(detail) if attempt >= self.settings.max_attempts => {
+                Outcome::DeadLetter {
+                    reason: DeadLetterReason::MaxAttempts,
+                    detail: format!("storing failed {attempt} times: {detail}"),
+                    attempt,
+                }
+            }
+            Stored::Failed(detail) => Outcome::RetryLater { detail, attempt },
         }
     }
 
-    /// Store a single row; dead-letter it if the database rejects it for
-    /// a reason that is not an outage.
-    async fn store_one(&self, delivery: &Delivery, envelope: Envelope) -> Result<(), WorkerError> {
-        match self.insert_until_available(vec![envelope]).await? {
-            (envelopes, Ok(new_ids)) => {
-                self.stats.record_stored(&envelopes, &new_ids, Utc::now());
-                self.announce(Event::Stored { ids: new_ids }).await;
-                ack(delivery, false).await
-            }
-            (_, Err(e)) => {
-                let attempt = dead_letter::previous_attempts(delivery) + 1;
-                let reason = format!("database rejected the message: {e}");
-                if e.is_rejection() {
-                    return self
-                        .dead_letter(delivery, &reason, DeadLetterReason::Rejected, attempt)
-                        .await;
-                }
-                if attempt >= self.settings.max_attempts {
-                    return self
-                        .dead_letter(delivery, &reason, DeadLetterReason::MaxAttempts, attempt)
-                        .await;
-                }
+    async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<(), WorkerError> {
+        match outcome {
+            Outcome::Stored | Outcome::Duplicate => ack(delivery, false).await,
+            Outcome::DeadLetter {
+                reason,
+                detail,
+                attempt,
+            } => self.dead_letter(delivery, reason, &detail, attempt).await,
+            Outcome::RetryLater { detail, attempt } => {
                 let delay = self.settings.retry_delay(attempt);
                 log::warn!(
-                    "message {} failed attempt {attempt}/{} ({e}); retrying in {delay:?}",
-                    envelope_id(delivery),
+                    "message {} failed attempt {attempt}/{} ({detail}); retrying in {delay:?}",
+                    log_id(&delivery.properties),
                     self.settings.max_attempts
                 );
+                self.check_not_blocked()?;
                 dead_letter::schedule_retry(
-                    &self.channel,
+                    &self.outbound.confirms,
                     &self.topology.retry_queue(delay),
                     delivery,
-                    &reason,
+                    &detail,
                     attempt,
-                    self.confirm_timeout,
+                    self.publish_timeout,
                 )
                 .await?;
                 ack(delivery, false).await?;
@@ -154,117 +235,148 @@ impl Worker {
         }
     }
 
-    /// Insert, retrying for as long as the failure is transient (the database
-    /// is down or restarting). Returns the envelopes back with either the
-    /// ids of the new rows or a non-transient error.
-    async fn insert_until_available(
+    /// Store `envelopes`; one result each. Waits out outages. The envelopes
+    /// move to the blocking task and back, so the common case copies nothing.
+    async fn store(
         &self,
         mut envelopes: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Result<Vec<Uuid>, DbError>), WorkerError> {
+    ) -> Result<(Vec<Envelope>, Vec<Stored>), WorkerError> {
+        let mut results: Vec<Option<Stored>> = vec![None; envelopes.len()];
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let pool = self.pool.clone();
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                let result = insert(&pool, &envelopes);
-                (envelopes, result)
-            })
-            .await?;
-            envelopes = back;
-            let result = result.map(|(ids, elapsed)| {
-                self.stats.record_insert(elapsed);
-                ids
-            });
-            let result = match result {
-                // A non-transient error while the database does not even
-                // answer a ping is an outage in disguise: treat it as one.
-                Err(e) if !e.is_transient() && !shared::db::pool_answers(&self.pool).await => {
-                    Err(e)
+            let pending: Vec<usize> = (0..envelopes.len())
+                .filter(|i| results[*i].is_none())
+                .collect();
+            if pending.is_empty() {
+                if backoff.attempts() > 0 {
+                    log::info!("database is back; stored the waiting messages");
                 }
-                Err(e) if !e.is_transient() => return Ok((envelopes, Err(e))),
-                other => other,
+                return Ok((envelopes, results.into_iter().flatten().collect()));
+            }
+            let attempt = if pending.len() == envelopes.len() {
+                let (back, attempt) = self.try_store(envelopes).await?;
+                envelopes = back;
+                attempt
+            } else {
+                // Some rows are settled already: try the others (rare).
+                let rows = pending.iter().map(|i| envelopes[*i].clone()).collect();
+                self.try_store(rows).await?.1
             };
-            match result {
-                Ok(ids) => {
-                    if backoff.attempts() > 0 {
-                        log::info!("database is back; stored the waiting batch");
+            match attempt {
+                Ok(stored) => {
+                    for (i, s) in pending.iter().zip(stored) {
+                        results[*i] = s;
                     }
-                    return Ok((envelopes, Ok(ids)));
+                    // Rows left unresolved failed transiently: wait, then
+                    // try those again.
+                    if results.iter().any(Option::is_none) {
+                        self.hold(&mut backoff, "rows failed transiently").await?;
+                    }
                 }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    self.stats.record_db_retry();
-                    log::warn!(
-                        "database unavailable ({e}); holding {} messages, retrying in {delay:?}",
-                        envelopes.len()
-                    );
-                    tokio::time::sleep(delay).await;
-                }
+                Err(why) => self.hold(&mut backoff, &why).await?,
             }
         }
     }
 
-    /// Ack every delivery of a fully stored batch with one multiple-ack on
-    /// its last tag. Safe because batches are settled in order: every earlier
-    /// tag on this channel is already acked.
-    async fn ack_through(&self, deliveries: &[Delivery]) -> Result<(), WorkerError> {
-        match deliveries.last() {
-            Some(last) => {
-                log::debug!(
-                    "acking {} deliveries through tag {}",
-                    deliveries.len(),
-                    last.delivery_tag
-                );
-                ack(last, true).await
-            }
-            None => Ok(()),
+    /// One attempt at storing `rows` (handed back): a result per row (`None`
+    /// for a row that failed transiently), or `Err` saying why the database
+    /// counts as down.
+    async fn try_store(
+        &self,
+        rows: Vec<Envelope>,
+    ) -> Result<(Vec<Envelope>, Result<Vec<Option<Stored>>, String>), WorkerError> {
+        let pool = self.pool.clone();
+        let stats = self.stats.clone();
+        let (rows, attempt) = tokio::task::spawn_blocking(move || {
+            let attempt = store_blocking(&pool, &stats, &rows);
+            (rows, attempt)
+        })
+        .await?;
+        let attempt = match attempt {
+            Ok(Some(results)) => Ok(results),
+            Ok(None) => Err("the whole batch, its first and last rows fail alike".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok((rows, attempt))
+    }
+
+    /// Wait before the next attempt against an unavailable database, unless
+    /// the consuming channel died: then nothing held can be acked any more
+    /// (the broker has requeued it), so the session must end.
+    async fn hold(&self, backoff: &mut Backoff, why: &str) -> Result<(), WorkerError> {
+        if !self.channel.status().connected() {
+            return Err(WorkerError::Channel(
+                "closed while waiting for the database".into(),
+            ));
         }
+        let delay = backoff.next_delay();
+        self.stats.record_db_retry();
+        log::warn!("database unavailable ({why}); holding messages, retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
+        if !self.channel.status().connected() {
+            return Err(WorkerError::Channel(
+                "closed while waiting for the database".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn dead_letter(
         &self,
         delivery: &Delivery,
-        reason: &str,
-        kind: DeadLetterReason,
+        reason: DeadLetterReason,
+        detail: &str,
         attempts: u32,
     ) -> Result<(), WorkerError> {
+        let category = reason.category();
         log::warn!(
-            "dead-lettering message {} after {attempts} attempt(s): {reason}",
-            envelope_id(delivery)
+            "dead-lettering message {} ({category}) after {attempts} attempt(s): {detail}",
+            log_id(&delivery.properties)
         );
+        let id = dead_letter::message_uuid(&delivery.data, &delivery.properties);
         // Recorded first, so that once the original is acked its status can
         // always be looked up; redone harmlessly if we crash before the ack.
-        if let Some(id) = message_uuid(delivery) {
+        if let Some(id) = id {
             self.record_dead_letter(DeadLetter {
                 id,
-                reason: reason.to_owned(),
+                reason: category.as_str().to_owned(),
                 attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
                 dead_lettered_at: Utc::now(),
             })
             .await?;
         }
+        self.check_not_blocked()?;
         dead_letter::publish(
-            &self.channel,
+            &self.outbound.confirms,
             &self.topology.dead_letter_exchange,
             delivery,
-            reason,
+            category,
+            detail,
             attempts,
-            self.confirm_timeout,
+            self.publish_timeout,
         )
         .await?;
         ack(delivery, false).await?;
-        self.stats.record_dead_lettered(kind);
-        if let Some(id) = message_uuid(delivery) {
-            let reason = reason.to_owned();
+        self.stats.record_dead_lettered(reason);
+        if let Some(id) = id {
+            let reason = category.as_str().to_owned();
             self.announce(Event::DeadLettered { id, reason }).await;
         }
         Ok(())
     }
-}
 
-impl Worker {
-    /// Publish a completion event, best effort: not persistent, not
-    /// confirmed, errors only logged. Clients use it as a hint and read the
-    /// database for the truth.
+    /// A blocked publishing connection would only time out: fail at once,
+    /// so the session hands the message back and backs off.
+    fn check_not_blocked(&self) -> Result<(), WorkerError> {
+        if self.outbound.is_blocked() {
+            return Err(PublishError::Blocked.into());
+        }
+        Ok(())
+    }
+
+    /// Publish a completion event, best effort: transient, unconfirmed,
+    /// skipped while the broker blocks publishing, errors only logged.
+    /// Clients use it as a hint and read the database for the truth.
     async fn announce(&self, event: Event) {
         if matches!(&event, Event::Stored { ids } if ids.is_empty()) {
             return;
@@ -272,29 +384,24 @@ impl Worker {
         let Ok(body) = serde_json::to_vec(&event) else {
             return;
         };
-        let sent = self
-            .channel
-            .basic_publish(
-                self.topology.events_exchange.as_str().into(),
-                "".into(),
-                BasicPublishOptions {
-                    mandatory: false, // no listening producer is fine
-                    immediate: false,
-                },
-                &body,
-                BasicProperties::default()
-                    .with_delivery_mode(1) // transient: a notification, not data
-                    .with_content_type("application/json".into()),
-            )
-            .await;
+        let sent = shared::publish::best_effort(
+            &self.outbound.connection,
+            &self.outbound.events,
+            &self.topology.events_exchange,
+            &body,
+            BasicProperties::default()
+                .with_delivery_mode(1) // transient: a notification, not data
+                .with_content_type("application/json".into()),
+            self.publish_timeout,
+        )
+        .await;
         if let Err(e) = sent {
             log::debug!("completion event not sent: {e}");
         }
     }
 
-    /// Upsert the dead-letter record, waiting out database outages like an
-    /// insert does. Any other failure is logged and skipped: the message
-    /// itself is safe in `messages.dead` either way.
+    /// Upsert the dead-letter record, holding on any failure: a message must
+    /// not sit in `messages.dead` while its status says `not_found`.
     async fn record_dead_letter(&self, record: DeadLetter) -> Result<(), WorkerError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
@@ -306,56 +413,95 @@ impl Worker {
             .await?;
             match result {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() => {
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "cannot record dead letter {} ({e}); retrying in {delay:?}",
-                        record.id
-                    );
-                    tokio::time::sleep(delay).await;
-                }
                 Err(e) => {
-                    log::error!("cannot record dead letter {}: {e}", record.id);
-                    return Ok(());
+                    let why = format!("cannot record dead letter {}: {e}", record.id);
+                    self.hold(&mut backoff, &why).await?;
                 }
             }
         }
     }
 }
 
-/// The message id as a UUID: the body's `"id"`, else the `message_id`
-/// property (the same precedence as [`Envelope::decode`]).
-fn message_uuid(delivery: &Delivery) -> Option<Uuid> {
-    let from_body = serde_json::from_slice::<serde_json::Value>(&delivery.data)
-        .ok()
-        .and_then(|v| {
-            v.get("id")?
-                .as_str()
-                .and_then(|s| Uuid::parse_str(s.trim()).ok())
-        });
-    from_body.or_else(|| {
-        let id = delivery.properties.message_id().as_ref()?;
-        Uuid::parse_str(id.as_str().trim()).ok()
-    })
+/// The blocking part of [`Worker::try_store`]: the batch insert, and on a
+/// failure that is not plainly transient, the rows one by one. `Ok(None)`:
+/// the failure looks like an outage; `Err`: the database is unavailable.
+fn store_blocking(
+    pool: &PgPool,
+    stats: &Stats,
+    rows: &[Envelope],
+) -> Result<Option<Vec<Option<Stored>>>, DbError> {
+    let mut conn = pool.get()?;
+    let new: Vec<NewMessage<'_>> = rows.iter().map(NewMessage::from).collect();
+    let started = Instant::now();
+    let batch_error = match shared::db::insert_new_messages(&mut conn, &new) {
+        Ok(ids) => {
+            stats.record_insert(started.elapsed());
+            let new_ids: std::collections::HashSet<Uuid> = ids.into_iter().collect();
+            let results = rows
+                .iter()
+                .map(|r| {
+                    Some(if new_ids.contains(&r.id) {
+                        Stored::New
+                    } else {
+                        Stored::Duplicate
+                    })
+                })
+                .collect();
+            return Ok(Some(results));
+        }
+        Err(e) => DbError::Query(e),
+    };
+    if batch_error.is_transient() {
+        return Err(batch_error);
+    }
+    // Row by row, through the function that reports SQLSTATEs.
+    let outcomes = shared::db::try_insert_each(&mut conn, &new)?;
+    Ok(classify(&batch_error.message(), outcomes))
+}
+
+/// Turn the row-by-row outcomes of a failed batch into results, or `None`
+/// when the failure looks like the database's, not the rows': the batch,
+/// its first row and its last row (two rows at least) fail with one error.
+fn classify(batch_message: &str, outcomes: Vec<RowOutcome>) -> Option<Vec<Option<Stored>>> {
+    let same = |o: &RowOutcome| {
+        matches!(o, RowOutcome::Failed { sqlstate, message }
+        if message == batch_message
+            && FailureClass::of_sqlstate(sqlstate) == FailureClass::Unknown)
+    };
+    if outcomes.len() >= 2
+        && outcomes.first().is_some_and(same)
+        && outcomes.last().is_some_and(same)
+    {
+        return None;
+    }
+    Some(
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                RowOutcome::Inserted => Some(Stored::New),
+                RowOutcome::Duplicate => Some(Stored::Duplicate),
+                RowOutcome::Failed { sqlstate, message } => {
+                    let detail = format!("{message} (SQLSTATE {sqlstate})");
+                    match FailureClass::of_sqlstate(&sqlstate) {
+                        FailureClass::Transient => {
+                            log::warn!("row failed transiently: {detail}");
+                            None
+                        }
+                        FailureClass::Rejection => Some(Stored::Rejected(detail)),
+                        FailureClass::Unknown => Some(Stored::Failed(detail)),
+                    }
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The message id for logs, from the AMQP property.
-fn envelope_id(delivery: &Delivery) -> String {
-    delivery
-        .properties
+fn log_id(properties: &BasicProperties) -> String {
+    properties
         .message_id()
         .as_ref()
         .map_or_else(|| "<no id>".to_owned(), |id| id.to_string())
-}
-
-/// Insert in one transaction; the ids of the new rows, and how long the
-/// transaction took (not counting the wait for a pooled connection).
-fn insert(pool: &PgPool, envelopes: &[Envelope]) -> Result<(Vec<Uuid>, Duration), DbError> {
-    let mut conn = pool.get()?;
-    let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
-    let started = Instant::now();
-    let ids = shared::db::insert_new_messages(&mut conn, &rows)?;
-    Ok((ids, started.elapsed()))
 }
 
 async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {
@@ -363,7 +509,43 @@ async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {
     match delivery.acker.ack(options).await {
         Ok(true) => Ok(()),
         // lapin skips the ack on a failed channel: it was not sent.
-        Ok(false) => Err(WorkerError::Ack("channel no longer usable".into())),
-        Err(e) => Err(WorkerError::Ack(e.to_string())),
+        Ok(false) => Err(WorkerError::Channel("ack not sent".into())),
+        Err(e) => Err(WorkerError::Channel(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(sqlstate: &str, message: &str) -> RowOutcome {
+        RowOutcome::Failed {
+            sqlstate: sqlstate.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn an_outage_is_not_poison() {
+        // Every row failing like the batch: the database's problem.
+        assert!(classify(
+            "boom",
+            vec![failed("P0001", "boom"), failed("P0001", "boom")]
+        )
+        .is_none());
+        // One poison row among good ones.
+        let r = classify("boom", vec![failed("P0001", "boom"), RowOutcome::Inserted]).unwrap();
+        assert!(matches!(r[0], Some(Stored::Failed(_))));
+        assert!(matches!(r[1], Some(Stored::New)));
+        // A single row cannot tell: retried through the delay queues.
+        assert!(classify("boom", vec![failed("P0001", "boom")]).is_some());
+        // By SQLSTATE class: a full disk is transient, a constraint is not.
+        let r = classify(
+            "x",
+            vec![failed("53100", "disk full"), failed("23514", "check")],
+        )
+        .unwrap();
+        assert!(r[0].is_none());
+        assert!(matches!(r[1], Some(Stored::Rejected(_))));
     }
 }

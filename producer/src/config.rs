@@ -34,6 +34,9 @@ pub struct Settings {
     pub admin_token: crate::auth::AdminToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
+    /// `RABBITMQ_MANAGEMENT_URL` (default unset): RabbitMQ's management
+    /// API, asked by the dashboard for deliveries in flight.
+    pub rabbitmq_management: Option<crate::management::ManagementUrl>,
 }
 
 impl Settings {
@@ -58,6 +61,36 @@ impl Settings {
                 env.raw("ADMIN_TOKEN")?.map(crate::auth::Secret::new),
             ),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
+            rabbitmq_management: env
+                .raw("RABBITMQ_MANAGEMENT_URL")?
+                .map(|url| crate::management::ManagementUrl::parse(&url))
+                .transpose()
+                .map_err(|reason| ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason))?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut pairs = vec![
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("DATABASE_URL", "postgres://root@127.0.0.1:5432/x"),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::from_env(&Env::from_pairs(pairs))
+    }
+
+    #[test]
+    fn a_bad_management_url_names_the_variable() {
+        assert!(with(&[]).unwrap().rabbitmq_management.is_none());
+        let ok = with(&[("RABBITMQ_MANAGEMENT_URL", "http://u:p@rabbit:15672")]).unwrap();
+        assert!(ok.rabbitmq_management.is_some());
+        let err = with(&[("RABBITMQ_MANAGEMENT_URL", "https://rabbit")]).unwrap_err();
+        assert_eq!(err.var, "RABBITMQ_MANAGEMENT_URL");
+        // The password never shows in the settings' debug output.
+        assert!(!format!("{ok:?}").contains(":p@"));
     }
 }

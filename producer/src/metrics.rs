@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
+
+use crate::rates::RateWindow;
 
 /// The endpoint that accepted a message: the `endpoint` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +89,15 @@ pub struct Metrics {
     accepted: IntCounterVec,
     rejected: IntCounterVec,
     confirm_seconds: Histogram,
+    /// 1 while the broker blocks publishing (resource alarm).
+    pub broker_blocked: IntGauge,
+    /// 1 while the database answers (checked by `/readyz` and each scrape).
+    pub database_up: IntGauge,
     /// Connection state, kept by the publisher's supervisor.
     pub broker: BrokerMetrics,
+    /// Accepted messages per second over the last minutes (the dashboard's
+    /// chart; Prometheus keeps only the running total).
+    pub accepted_recent: RateWindow,
 }
 
 impl Metrics {
@@ -123,6 +132,17 @@ impl Metrics {
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(confirm_seconds.clone()))?;
+        let broker_blocked = IntGauge::new(
+            "pipeline_broker_blocked",
+            "1 while RabbitMQ blocks this producer's publishing (memory or disk alarm): \
+             submissions answer 503 at once.",
+        )?;
+        let database_up = IntGauge::new(
+            "pipeline_database_up",
+            "1 while PostgreSQL answers (reads need it; accepting messages does not).",
+        )?;
+        registry.register(Box::new(broker_blocked.clone()))?;
+        registry.register(Box::new(database_up.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
         for endpoint in Endpoint::ALL {
             accepted.with_label_values(&[endpoint.label()]);
@@ -135,7 +155,10 @@ impl Metrics {
             accepted,
             rejected,
             confirm_seconds,
+            broker_blocked,
+            database_up,
             broker,
+            accepted_recent: RateWindow::default(),
         })
     }
 
@@ -144,6 +167,8 @@ impl Metrics {
         self.accepted
             .with_label_values(&[endpoint.label()])
             .inc_by(n as u64);
+        self.accepted_recent
+            .record(chrono::Utc::now().timestamp(), n as u64);
     }
 
     /// One submission refused.

@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::Confirmation;
 use lapin::{Channel, Connection};
 use shared::events::Event;
 use shared::{Backoff, Envelope, Topology};
@@ -33,30 +31,16 @@ use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 
-/// Why a message was not confirmed. Every variant means "not accepted": the
-/// client gets a 503 and may retry (with the same Idempotency-Key).
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// No connection to the broker right now.
-    #[error("not connected to the broker")]
-    NotConnected,
-    /// The broker answered basic.nack.
-    #[error("the broker refused the message (nack)")]
-    Nacked,
-    /// The message was returned: no queue is bound to the exchange.
-    #[error("the message was unroutable ({0})")]
-    Unroutable(String),
-    /// No confirm within the publish timeout.
-    #[error("no confirm within {0:?}")]
-    Timeout(Duration),
-    /// The channel or connection failed during the publish.
-    #[error("broker error: {0}")]
-    Broker(#[from] lapin::Error),
-}
+/// Why a message was not confirmed: the one error of every publish
+/// (`shared::publish`). Every variant means "not accepted": the client gets
+/// a 503 and may retry (with the same Idempotency-Key).
+pub use shared::publish::PublishError;
 
 /// One live connection and its confirm-mode channels.
 struct Link {
     connection: Connection,
+    /// The node (`host:port`) it is connected to.
+    node: String,
     channels: Vec<Channel>,
     next: AtomicUsize,
     /// Kept open for as long as the link: it carries the events consumer.
@@ -72,12 +56,20 @@ impl Link {
     fn is_open(&self) -> bool {
         self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
     }
+
+    fn is_blocked(&self) -> bool {
+        shared::publish::is_blocked(&self.connection)
+    }
 }
 
 struct Inner {
     link: RwLock<Option<Arc<Link>>>,
     /// Wakes the supervisor when a publish saw the link fail.
     broken: Notify,
+    /// Wakes every publish waiting for a confirm when the broker blocks the
+    /// connection: RabbitMQ says so only once a connection publishes, and
+    /// those first requests must get their 503 then, not at the timeout.
+    blocked: Notify,
     topology: Topology,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -94,8 +86,8 @@ pub struct Publisher {
 /// Connection settings for [`Publisher::start`].
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
-    /// The broker to connect to.
-    pub uri: lapin::uri::AMQPUri,
+    /// The broker nodes to connect to (one, or a cluster's).
+    pub nodes: shared::amqp::Nodes,
     /// Names to declare and publish to.
     pub topology: Topology,
     /// Channels to open.
@@ -120,6 +112,7 @@ impl Publisher {
         let inner = Arc::new(Inner {
             link: RwLock::new(None),
             broken: Notify::new(),
+            blocked: Notify::new(),
             topology: config.topology.clone(),
             timeout: config.publish_timeout,
             metrics,
@@ -146,6 +139,12 @@ impl Publisher {
             .map_err(PublishError::Broker)
     }
 
+    /// Longest wait for a confirm (`PUBLISH_TIMEOUT_MS`), for every publish
+    /// of this process.
+    pub fn publish_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     /// The names this publisher declared.
     pub fn topology(&self) -> &Topology {
         &self.inner.topology
@@ -154,6 +153,24 @@ impl Publisher {
     /// True while a connection with open channels is available.
     pub fn is_connected(&self) -> bool {
         self.current().is_some_and(|l| l.is_open())
+    }
+
+    /// True while the broker blocks publishing on the connection (memory or
+    /// disk alarm).
+    pub fn is_blocked(&self) -> bool {
+        self.current().is_some_and(|l| l.is_blocked())
+    }
+
+    /// The live link, unless there is none or the broker blocks it: a
+    /// blocked connection's frames would only pile up in lapin's unbounded
+    /// queue while the request waits for a confirm that cannot come, so
+    /// the answer is an immediate 503 instead.
+    fn usable(&self) -> Result<Arc<Link>, PublishError> {
+        let link = self.current().ok_or(PublishError::NotConnected)?;
+        if link.is_blocked() {
+            return Err(PublishError::Blocked);
+        }
+        Ok(link)
     }
 
     /// Wait up to `timeout` for the first connection (used at startup so the
@@ -182,10 +199,24 @@ impl Publisher {
     /// broker has taken responsibility for the message (for a quorum queue:
     /// written to a majority and fsynced).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        let link = self.current().ok_or(PublishError::NotConnected)?;
-        let result = tokio::time::timeout(self.inner.timeout, self.publish_on(&link, envelope))
-            .await
-            .unwrap_or(Err(PublishError::Timeout(self.inner.timeout)));
+        let link = self.usable()?;
+        let started = Instant::now();
+        let blocked = self.inner.blocked.notified();
+        let body = envelope.to_body();
+        let result = tokio::select! {
+            result = shared::publish::confirmed(
+                link.channel(),
+                &self.inner.topology.exchange,
+                "", // fanout exchange: the routing key is ignored
+                &body,
+                envelope.properties(),
+                self.inner.timeout,
+            ) => result,
+            _ = blocked => Err(PublishError::Blocked),
+        };
+        if result.is_ok() {
+            self.inner.metrics.record_confirm(started.elapsed());
+        }
         if let Err(PublishError::Broker(_)) = &result {
             // The channel or connection is gone: let the supervisor rebuild.
             self.inner.broken.notify_one();
@@ -198,11 +229,21 @@ impl Publisher {
     /// The whole batch shares one publish timeout. The result for item `i`
     /// says whether envelope `i` was confirmed.
     pub async fn publish_many(&self, envelopes: &[Envelope]) -> Vec<Result<(), PublishError>> {
-        let Some(link) = self.current() else {
-            return envelopes
-                .iter()
-                .map(|_| Err(PublishError::NotConnected))
-                .collect();
+        let link = match self.usable() {
+            Ok(link) => link,
+            Err(e) => {
+                let kind = matches!(e, PublishError::Blocked);
+                return envelopes
+                    .iter()
+                    .map(|_| {
+                        Err(if kind {
+                            PublishError::Blocked
+                        } else {
+                            PublishError::NotConnected
+                        })
+                    })
+                    .collect();
+            }
         };
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut pending = Vec::with_capacity(envelopes.len());
@@ -215,7 +256,7 @@ impl Publisher {
                 link.channel().basic_publish(
                     self.inner.topology.exchange.as_str().into(),
                     "".into(),
-                    PUBLISH_OPTIONS,
+                    shared::publish::OPTIONS,
                     &envelope.to_body(),
                     envelope.properties(),
                 ),
@@ -229,11 +270,19 @@ impl Publisher {
         }
         let confirms = pending.into_iter().map(|sent| async move {
             let (confirm, started) = sent?;
+            let blocked = self.inner.blocked.notified();
+            let confirm = async {
+                tokio::select! {
+                    confirmation = confirm => Some(confirmation),
+                    _ = blocked => None,
+                }
+            };
             match tokio::time::timeout_at(deadline, confirm).await {
                 Err(_) => Err(PublishError::Timeout(self.inner.timeout)),
-                Ok(Err(e)) => Err(PublishError::Broker(e)),
-                Ok(Ok(confirmation)) => {
-                    check(confirmation)?;
+                Ok(None) => Err(PublishError::Blocked),
+                Ok(Some(Err(e))) => Err(PublishError::Broker(e)),
+                Ok(Some(Ok(confirmation))) => {
+                    shared::publish::check(confirmation)?;
                     self.inner.metrics.record_confirm(started.elapsed());
                     Ok(())
                 }
@@ -247,44 +296,6 @@ impl Publisher {
             self.inner.broken.notify_one();
         }
         results
-    }
-
-    async fn publish_on(&self, link: &Link, envelope: &Envelope) -> Result<(), PublishError> {
-        let started = Instant::now();
-        let confirm = link
-            .channel()
-            .basic_publish(
-                self.inner.topology.exchange.as_str().into(),
-                "".into(), // fanout exchange: the routing key is ignored
-                PUBLISH_OPTIONS,
-                &envelope.to_body(),
-                envelope.properties(),
-            )
-            .await?
-            .await?;
-        check(confirm)?;
-        self.inner.metrics.record_confirm(started.elapsed());
-        Ok(())
-    }
-}
-
-/// Options of every publish.
-const PUBLISH_OPTIONS: BasicPublishOptions = BasicPublishOptions {
-    mandatory: true,  // unroutable must come back as an error, not vanish
-    immediate: false, // not supported by RabbitMQ
-};
-
-/// Only a plain ack means the broker took the message.
-fn check(confirmation: Confirmation) -> Result<(), PublishError> {
-    match confirmation {
-        Confirmation::Ack(None) => Ok(()),
-        // With mandatory, an unroutable message is returned, then acked.
-        Confirmation::Ack(Some(returned)) => {
-            Err(PublishError::Unroutable(returned.reply_text.to_string()))
-        }
-        Confirmation::Nack(_) => Err(PublishError::Nacked),
-        // Every channel is put in confirm mode before it is handed out.
-        Confirmation::NotRequested => Err(PublishError::Nacked),
     }
 }
 
@@ -311,11 +322,12 @@ async fn supervise(
                 }
             }
         };
+        inner.metrics.broker.set_node(Some(&link.node));
         if connected_once {
-            log::info!("publisher: reconnected to RabbitMQ");
+            log::info!("publisher: reconnected to RabbitMQ node {}", link.node);
             inner.metrics.broker.record_reconnect();
         } else {
-            log::info!("publisher: connected to RabbitMQ");
+            log::info!("publisher: connected to RabbitMQ node {}", link.node);
             connected_once = true;
         }
         backoff.reset();
@@ -336,6 +348,15 @@ async fn supervise(
                         log::warn!("publisher: connection error: {e}");
                         break false;
                     }
+                    Some(lapin::Event::ConnectionBlocked(reason)) => {
+                        log::warn!("publisher: RabbitMQ blocks publishing ({reason}); answering 503 until it unblocks");
+                        inner.metrics.broker_blocked.set(1);
+                        inner.blocked.notify_waiters();
+                    }
+                    Some(lapin::Event::ConnectionUnblocked) => {
+                        log::info!("publisher: RabbitMQ unblocked publishing");
+                        inner.metrics.broker_blocked.set(0);
+                    }
                     Some(_) => {}
                     None => break false,
                 },
@@ -345,6 +366,8 @@ async fn supervise(
             }
         };
         set_link(&inner, None);
+        inner.metrics.broker.set_node(None);
+        inner.metrics.broker_blocked.set(0);
         // Best effort: on a dead connection this fails fast, which is fine.
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
@@ -372,19 +395,17 @@ async fn connect(
     events: broadcast::Sender<Event>,
 ) -> Result<Link, String> {
     let setup = async {
-        let connection = shared::amqp::connect(&config.uri, "producer", config.connect_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let declare_channel = connection
-            .create_channel()
+        let name = shared::amqp::connection_name("producer");
+        let (connection, node) = config
+            .nodes
+            .connect(&name, config.connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
         config
             .topology
-            .declare(&declare_channel)
+            .declare_on(&connection)
             .await
             .map_err(|e| format!("cannot declare the topology: {e}"))?;
-        let _ = declare_channel.close(200, "declared".into()).await;
         let mut channels = Vec::with_capacity(config.channels);
         for _ in 0..config.channels {
             let channel = connection
@@ -402,12 +423,15 @@ async fn connect(
             .map_err(|e| format!("cannot listen for completion events: {e}"))?;
         Ok(Link {
             connection,
+            node,
             channels,
             next: AtomicUsize::new(0),
             _events: events_channel,
         })
     };
-    tokio::time::timeout(config.connect_timeout.saturating_mul(2), setup)
+    // Each node may take the connect timeout; then the setup its own.
+    let nodes = u32::try_from(config.nodes.len()).unwrap_or(u32::MAX);
+    tokio::time::timeout(config.connect_timeout.saturating_mul(nodes + 1), setup)
         .await
         .unwrap_or_else(|_| Err("timed out setting up the broker connection".into()))
 }

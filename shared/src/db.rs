@@ -74,6 +74,116 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// The primary message of a statement's error, to compare two failures.
+    pub fn message(&self) -> String {
+        match self {
+            DbError::Query(DieselError::DatabaseError(_, info)) => info.message().to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What to make of a failure, by SQLSTATE class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The database, not the row: connection (08), transaction rollback
+    /// such as deadlock or serialization (40), insufficient resources such
+    /// as a full disk or too many connections (53), operator intervention
+    /// such as a statement timeout or shutdown (57), system error (58).
+    /// Retrying the same row later is expected to work.
+    Transient,
+    /// The row itself: data exception (22) or integrity violation (23).
+    /// It will fail the same way every time.
+    Rejection,
+    /// Anything else (a trigger's own exception, ...): retried a few
+    /// times through the delay queues, then given up.
+    Unknown,
+}
+
+impl FailureClass {
+    /// The class of a five-character SQLSTATE.
+    pub fn of_sqlstate(sqlstate: &str) -> FailureClass {
+        match sqlstate.get(..2) {
+            Some("08" | "40" | "53" | "57" | "58") => FailureClass::Transient,
+            Some("22" | "23") => FailureClass::Rejection,
+            _ => FailureClass::Unknown,
+        }
+    }
+}
+
+/// What storing one row through `pipeline_try_insert` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// A new row.
+    Inserted,
+    /// The id was already stored.
+    Duplicate,
+    /// The insert failed with this SQLSTATE and message.
+    Failed {
+        /// The five-character SQLSTATE.
+        sqlstate: String,
+        /// PostgreSQL's message (may name constraints: log it, never
+        /// show it to clients).
+        message: String,
+    },
+}
+
+impl RowOutcome {
+    fn parse(text: &str) -> RowOutcome {
+        match text {
+            "inserted" => RowOutcome::Inserted,
+            "duplicate" => RowOutcome::Duplicate,
+            other => {
+                let rest = other.strip_prefix("error:").unwrap_or(other);
+                let (sqlstate, message) = rest.split_once(':').unwrap_or(("XX000", rest));
+                RowOutcome::Failed {
+                    sqlstate: sqlstate.to_owned(),
+                    message: message.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct TryInsert {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+}
+
+/// Store each row on its own through the `pipeline_try_insert` function,
+/// which reports failures with their SQLSTATE instead of raising them
+/// (Diesel hides the SQLSTATE of most errors). For the slow path only:
+/// one round trip per row. `Err` means the connection itself failed.
+pub fn try_insert_each(
+    conn: &mut PgConnection,
+    rows: &[NewMessage<'_>],
+) -> Result<Vec<RowOutcome>, DbError> {
+    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3) AS outcome")
+            .bind::<SqlUuid, _>(row.id)
+            .bind::<Text, _>(row.content)
+            .bind::<Timestamptz, _>(row.created_at)
+            .get_result::<TryInsert>(conn)?;
+        outcomes.push(RowOutcome::parse(&result.outcome));
+    }
+    Ok(outcomes)
+}
+
+/// Record dead letters found in the dead-letter index queue; a record the
+/// consumer already wrote (with its own reason) is kept.
+pub fn index_dead_letters(conn: &mut PgConnection, records: &[DeadLetter]) -> QueryResult<()> {
+    use crate::schema::dead_letters::dsl;
+    diesel::insert_into(dsl::dead_letters)
+        .values(records)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Build a pool that connects lazily: the process starts even while the
 /// database is down, and a checkout waits at most `checkout_timeout`.
 pub fn build_pool(database_url: &str, max_size: u32, checkout_timeout: Duration) -> PgPool {
@@ -319,23 +429,57 @@ pub async fn pool_answers(pool: &PgPool) -> bool {
     .unwrap_or(false)
 }
 
+/// The broker connection as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerState {
+    /// Connected and free to publish.
+    Up,
+    /// Not connected.
+    Down,
+    /// Connected, but the broker blocks publishing (resource alarm).
+    Blocked,
+}
+
+impl BrokerState {
+    fn as_str(self) -> &'static str {
+        match self {
+            BrokerState::Up => "up",
+            BrokerState::Down => "down",
+            BrokerState::Blocked => "blocked",
+        }
+    }
+}
+
 /// The `/readyz` answer both binaries give: whether ready, and the JSON body
-/// saying which dependency is down.
-pub fn readiness(broker: bool, database: bool) -> (bool, serde_json::Value) {
-    let up = |ok: bool| if ok { "up" } else { "down" };
-    if broker && database {
-        (
-            true,
-            serde_json::json!({ "status": "ready", "broker": "up", "database": "up" }),
-        )
+/// saying the state of each dependency. Readiness needs the broker up, and
+/// the database only where it is `database_required` (the consumer stores;
+/// the producer publishes without it, and reports it only).
+/// `node` is the RabbitMQ node (`host:port`) the process is connected to.
+pub fn readiness(
+    broker: BrokerState,
+    node: Option<String>,
+    database: bool,
+    database_required: bool,
+) -> (bool, serde_json::Value) {
+    let ready = broker == BrokerState::Up && (database || !database_required);
+    let database = if database { "up" } else { "down" };
+    if ready {
+        let body = serde_json::json!({
+            "status": "ready",
+            "broker": broker.as_str(),
+            "node": node,
+            "database": database,
+        });
+        (true, body)
     } else {
         (
             false,
             serde_json::json!({
                 "error": "not ready",
                 "status": "not ready",
-                "broker": up(broker),
-                "database": up(database),
+                "broker": broker.as_str(),
+                "node": node,
+                "database": database,
             }),
         )
     }

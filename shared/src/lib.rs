@@ -8,10 +8,12 @@ pub mod amqp;
 pub mod backoff;
 pub mod config;
 pub mod db;
+pub mod dead_letter;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
 pub mod models;
+pub mod publish;
 pub mod schema;
 pub mod topology;
 

@@ -6,9 +6,12 @@
 mod auth;
 mod bad_input;
 mod broker_faults;
+mod dashboard;
 mod dead_letters;
 mod events;
+mod failover;
 mod flow;
+mod hardening;
 mod idempotency;
 mod metrics;
 mod openapi;

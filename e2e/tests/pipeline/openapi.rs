@@ -45,6 +45,29 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     ("get", "/metrics", &["200"]),
     ("get", "/openapi.json", &["200"]),
     ("get", "/docs", &["200"]),
+    ("get", "/dashboard", &["200"]),
+    ("get", "/dashboard/api/access", &["200"]),
+    ("get", "/dashboard/api/overview", &["200", "401"]),
+    (
+        "get",
+        "/dashboard/api/messages",
+        &["200", "400", "401", "503"],
+    ),
+    (
+        "get",
+        "/dashboard/api/messages/{id}",
+        &["200", "400", "401", "404", "503"],
+    ),
+    (
+        "get",
+        "/dashboard/api/idempotency-key",
+        &["200", "400", "401"],
+    ),
+    (
+        "post",
+        "/dead-letters/{id}/redrive",
+        &["200", "400", "401", "404", "503"],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

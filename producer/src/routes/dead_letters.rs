@@ -3,16 +3,13 @@
 //! /dead-letters?confirm=true` (purge). Only with `ADMIN_TOKEN` set (404
 //! otherwise) and presented as `Authorization: Bearer <ADMIN_TOKEN>`.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Confirmation};
+use lapin::Channel;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::dead_letter;
 
 use crate::auth::AdminToken;
 use crate::error::ApiError;
@@ -24,18 +21,6 @@ use super::schemas::{ConfirmTrue, DeadLetterList, ErrorBody, Purged, Redriven};
 /// Default and maximum messages per call.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-
-/// Headers the consumer adds when it dead-letters or retries a message;
-/// removed on redrive so the message starts afresh.
-const OUR_HEADERS: [&str; 7] = [
-    "x-error",
-    "x-attempts",
-    "x-last-error",
-    "x-dead-lettered-at",
-    "x-original-exchange",
-    "x-original-routing-key",
-    "x-death",
-];
 
 /// `limit` and `confirm` query parameters.
 #[derive(Debug, Deserialize)]
@@ -64,7 +49,7 @@ fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
 
 /// Disabled without `ADMIN_TOKEN` (404, as if the route did not exist);
 /// otherwise the admin bearer token is required.
-fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
     let admin = req
         .app_data::<web::Data<AdminToken>>()
         .and_then(|t| t.0.clone());
@@ -95,22 +80,6 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
         AMQPValue::LongUInt(n) => Some(json!(n)),
         _ => None,
     }
-}
-
-/// The message id of a dead letter: the body's `id`, else the AMQP
-/// `message_id` (the same rule the consumer applies).
-fn message_uuid(delivery: &lapin::message::Delivery) -> Option<uuid::Uuid> {
-    let from_body = serde_json::from_slice::<Value>(&delivery.data)
-        .ok()
-        .and_then(|b| b.get("id").and_then(Value::as_str).map(str::to_owned));
-    let text = from_body.or_else(|| {
-        delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-    })?;
-    uuid::Uuid::parse_str(&text).ok()
 }
 
 /// `GET /dead-letters?limit=N`: the first N dead letters, oldest first,
@@ -173,14 +142,15 @@ async fn browse(
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| props.message_id().as_ref().map(|s| s.to_string()));
-        let reason =
-            header_text(props, "x-error").or_else(|| header_text(props, "x-first-death-reason"));
+        let reason = header_text(props, dead_letter::REASON_HEADER)
+            .or_else(|| header_text(props, dead_letter::BROKER_REASON_HEADER));
         items.push(json!({
             "id": id,
             "content": content,
             "reason": reason,
-            "attempts": header_text(props, "x-attempts"),
-            "dead_lettered_at": header_text(props, "x-dead-lettered-at"),
+            "category": dead_letter::Category::of(props.headers().as_ref()).as_str(),
+            "attempts": header_text(props, dead_letter::ATTEMPTS_HEADER),
+            "dead_lettered_at": header_text(props, dead_letter::DEAD_LETTERED_AT_HEADER),
         }));
     }
     Ok((items, total))
@@ -245,67 +215,82 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
             // `message_count` is what is left besides this one.
             bound = bound.min(msg.message_count as usize + 1);
         }
-        // Queued again, no longer dead-lettered: drop its record before the
-        // republish, so that failing again (which writes a new one) wins.
-        let id = message_uuid(&msg.delivery);
-        let forgotten = match id {
-            Some(id) => {
-                state
-                    .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
-                    .await?
-            }
-            None => None,
-        };
-        let mut props = msg.delivery.properties.clone();
-        if let Some(headers) = props.headers().clone() {
-            let mut kept = FieldTable::default();
-            for (name, value) in headers.inner() {
-                if !OUR_HEADERS.contains(&name.as_str()) {
-                    kept.insert(name.clone(), value.clone());
-                }
-            }
-            props = props.with_headers(kept);
-        }
-        let publish = async {
-            channel
-                .basic_publish(
-                    topology.exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions {
-                        mandatory: true,  // nowhere to go must fail, not drop it
-                        immediate: false, // not supported by RabbitMQ
-                    },
-                    &msg.delivery.data,
-                    props,
-                )
-                .await?
-                .await
-        };
-        match tokio::time::timeout(Duration::from_secs(10), publish).await {
-            Ok(Ok(Confirmation::Ack(None))) => {}
-            other => {
-                log::warn!("redrive stopped: republish not confirmed: {other:?}");
-                // Still in messages.dead (the unacked get goes back when the
-                // channel closes): put its record back unless a newer one exists.
-                if let Some(record) = forgotten {
-                    let restored = state
-                        .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
-                        .await;
-                    if let Err(e) = restored {
-                        log::warn!("redrive: cannot restore a dead-letter record: {e}");
-                    }
-                }
-                return Err(broker_error(state, PublishError::Nacked));
-            }
-        }
-        msg.delivery
-            .acker
-            .ack(BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| broker_error(state, e))?;
+        move_one(channel, state, msg).await?;
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Move one dead letter (got unacknowledged on `channel`, in confirm mode)
+/// back to the `messages` exchange: drop its record, republish it afresh
+/// and wait for the confirm, and only then ack it off the dead-letter
+/// queue. Shared by redriving all and redriving one.
+pub(super) async fn move_one(
+    channel: &Channel,
+    state: &AppState,
+    msg: lapin::message::BasicGetMessage,
+) -> Result<(), ApiError> {
+    let topology = state.publisher.topology();
+    // Queued again, no longer dead-lettered: drop its record before the
+    // republish, so that failing again (which writes a new one) wins.
+    let id = dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties);
+    let forgotten = match id {
+        Some(id) => {
+            state
+                .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
+                .await?
+        }
+        None => None,
+    };
+    let published = shared::publish::confirmed(
+        channel,
+        &topology.exchange,
+        "",
+        &msg.delivery.data,
+        fresh_properties(&msg.delivery.properties),
+        state.publisher.publish_timeout(),
+    )
+    .await;
+    match published {
+        Ok(()) => {}
+        Err(e) => {
+            log::warn!("redrive stopped: republish not confirmed: {e}");
+            // Still in messages.dead (the unacked get goes back when the
+            // channel closes): put its record back unless a newer one exists.
+            if let Some(record) = forgotten {
+                let restored = state
+                    .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
+                    .await;
+                if let Err(e) = restored {
+                    log::warn!("redrive: cannot restore a dead-letter record: {e}");
+                }
+            }
+            return Err(broker_error(state, e));
+        }
+    }
+    msg.delivery
+        .acker
+        .ack(BasicAckOptions { multiple: false })
+        .await
+        .map_err(|e| broker_error(state, e))?;
+    Ok(())
+}
+
+/// The properties of a redriven message: the original's, without the
+/// headers the pipeline (or the broker's dead-lettering) added, so it starts
+/// afresh (attempts from zero).
+pub fn fresh_properties(props: &lapin::BasicProperties) -> lapin::BasicProperties {
+    let mut props = props.clone();
+    if let Some(headers) = props.headers().clone() {
+        let mut kept = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if !dead_letter::PIPELINE_HEADERS.contains(&name.as_str()) {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        props = props.with_headers(kept);
+    }
+    props
 }
 
 /// `DELETE /dead-letters?confirm=true`: purge the dead-letter queue.

@@ -12,18 +12,42 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 only when the broker connection is open and the
-/// database answers; otherwise 503 saying which is down.
+/// `GET /readyz`: 200 while messages can be accepted, that is while the
+/// broker connection is open and not blocked by a resource alarm. The
+/// database is reported (`"database": "up"|"down"`, and the
+/// `pipeline_database_up` metric) but does not count: publishing does not
+/// touch it, and an orchestrator must not stop ingestion for a database
+/// outage that the consumers wait out.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = r#"{"status": "ready", "broker": "up", "database": "up"}"#),
-        (status = 503, description = r#"{"error": "not ready", "broker", "database"}"#),
+        (status = 200, description = r#"{"status": "ready", "broker": "up", "database": "up"|"down"}"#),
+        (status = 503, description = r#"{"error": "not ready", "broker": "down"|"blocked", "database"}"#),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let broker = state.publisher.is_connected();
-    let database = shared::db::pool_answers(&state.pool).await;
-    match shared::db::readiness(broker, database) {
+    let broker = broker_state(&state);
+    let database = database_up(&state).await;
+    let node = state.metrics.broker.node();
+    match shared::db::readiness(broker, node, database, false) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
+}
+
+/// The broker connection as `/readyz` reports it.
+pub fn broker_state(state: &AppState) -> shared::db::BrokerState {
+    use shared::db::BrokerState;
+    if !state.publisher.is_connected() {
+        BrokerState::Down
+    } else if state.publisher.is_blocked() {
+        BrokerState::Blocked
+    } else {
+        BrokerState::Up
+    }
+}
+
+/// Whether the database answers, kept in `pipeline_database_up` too.
+pub async fn database_up(state: &AppState) -> bool {
+    let up = shared::db::pool_answers(&state.pool).await;
+    state.metrics.database_up.set(i64::from(up));
+    up
 }

@@ -2,12 +2,16 @@
 
 mod add_message;
 mod batch;
+mod dashboard;
+mod dashboard_api;
 mod dead_letters;
 mod events;
 mod health;
 mod messages;
 mod metrics;
 mod openapi;
+mod overview;
+mod redrive_one;
 mod rejections;
 mod schemas;
 
@@ -18,6 +22,7 @@ use crate::error::ApiError;
 
 pub use add_message::add_message;
 pub use batch::{post_batch, MAX_BATCH};
+pub use dashboard::is_public as is_public_dashboard_path;
 pub use health::{healthz, readyz};
 pub use messages::{get_message, list_messages, post_message};
 pub use metrics::metrics;
@@ -27,6 +32,7 @@ pub use rejections::count_rejections;
 /// `POST /messages/batch` (the others use the app-wide one). The three
 /// message-submitting resources count their refusals (see [`count_rejections`]).
 pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
+    dashboard::configure(cfg);
     cfg.service(
         web::resource("/dead-letters")
             .route(web::get().to(dead_letters::list))

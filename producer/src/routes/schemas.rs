@@ -168,7 +168,7 @@ pub enum ConfirmTrue {
 #[allow(dead_code)]
 #[derive(Debug, ToSchema)]
 pub struct DeadLetterList {
-    /// Oldest first: `{"id", "content", "reason", "attempts",
+    /// Oldest first: `{"id", "content", "reason", "category", "attempts",
     /// "dead_lettered_at"}`, each `null` when the message does not carry it.
     pub dead_letters: Vec<serde_json::Map<String, serde_json::Value>>,
     /// Messages in `messages.dead` when browsing began.

@@ -1,0 +1,109 @@
+//! Keeping the `dead_letters` table complete: every dead letter, whoever
+//! made it, is also routed to `messages.dead.index`, and each consumer
+//! records what it takes from there.
+//!
+//! The consumer records its own dead letters before acking them; this is
+//! for the ones RabbitMQ makes by itself (a message redelivered past the
+//! delivery limit), which would otherwise sit in `messages.dead` while
+//! `GET /messages/{id}` says `not_found`. A record that exists is kept
+//! (`ON CONFLICT DO NOTHING`): the consumer's own reason wins.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use shared::db::{DbError, PgPool};
+use shared::dead_letter::Category;
+use shared::models::DeadLetter;
+use shared::Backoff;
+
+use crate::dead_letter::{attempts_in, message_uuid};
+
+/// Most index entries recorded in one transaction.
+const BATCH: usize = 100;
+
+/// Consume `queue` on `channel` and record every entry, acking after the
+/// commit, until the channel fails (the session's supervisor restarts it
+/// with the next session).
+pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), String> {
+    channel
+        .basic_qos(BATCH as u16, BasicQosOptions { global: false })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(), // server-named tag
+            BasicConsumeOptions {
+                no_local: false,
+                no_ack: false,    // ack only after the record is committed
+                exclusive: false, // every consumer replica shares the work
+                nowait: false,
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    while let Some(first) = consumer.next().await {
+        let mut batch = vec![first.map_err(|e| e.to_string())?];
+        // Take what is already buffered, without waiting for more.
+        while batch.len() < BATCH {
+            match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => batch.push(delivery),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let records: Vec<DeadLetter> = batch.iter().filter_map(record_of).collect();
+        loop {
+            let (pool, recs) = (pool.clone(), records.clone());
+            let result = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
+                let mut conn = pool.get()?;
+                Ok(shared::db::index_dead_letters(&mut conn, &recs)?)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    if !channel.status().connected() {
+                        return Err("channel closed".into());
+                    }
+                    let delay = backoff.next_delay();
+                    log::warn!("cannot index dead letters ({e}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        backoff.reset();
+        if let Some(last) = batch.last() {
+            last.acker
+                .ack(BasicAckOptions { multiple: true })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The record of one index entry; `None` for a message without a UUID id
+/// (it is in `messages.dead` all the same, for the admin tools).
+fn record_of(delivery: &Delivery) -> Option<DeadLetter> {
+    let id = message_uuid(&delivery.data, &delivery.properties)?;
+    let headers = delivery.properties.headers().as_ref();
+    let category = Category::of(headers);
+    let attempts = attempts_in(headers)
+        .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+        .unwrap_or(shared::topology::DELIVERY_LIMIT + 1);
+    Some(DeadLetter {
+        id,
+        reason: category.as_str().to_owned(),
+        attempts,
+        dead_lettered_at: Utc::now(),
+    })
+}

@@ -1,0 +1,153 @@
+//! The dead-letter contract: the headers a dead letter (or a retry) carries,
+//! and the categories clients are told. The consumer writes them, the
+//! producer's dead-letter tools read and strip them; both take them from here.
+//!
+//! Clients (`GET /messages/{id}`, `/events`) see only a [`Category`]: the
+//! detailed reason can quote PostgreSQL (constraint and trigger names), so it
+//! goes to the logs and to the admin-only dead-letter listing (`x-error`).
+
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use uuid::Uuid;
+
+/// Header holding the detailed, human-readable reason (admin only).
+pub const REASON_HEADER: &str = "x-error";
+/// Header holding the [`Category`] (what clients are told).
+pub const CATEGORY_HEADER: &str = "x-error-category";
+/// Header holding how many attempts were made.
+pub const ATTEMPTS_HEADER: &str = "x-attempts";
+/// Header holding the last error of a message waiting to be retried.
+pub const LAST_ERROR_HEADER: &str = "x-last-error";
+/// Header holding when the consumer dead-lettered the message (RFC 3339).
+pub const DEAD_LETTERED_AT_HEADER: &str = "x-dead-lettered-at";
+/// Header holding the exchange the message was first published to.
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
+/// Header holding the routing key the message was first published with.
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// Set by RabbitMQ when it dead-letters a message itself (`delivery_limit`,
+/// `rejected`, `expired`, `maxlen`).
+pub const BROKER_REASON_HEADER: &str = "x-first-death-reason";
+
+/// Every header the pipeline (or the broker's dead-lettering) adds; a redrive
+/// removes them so that the message starts afresh.
+pub const PIPELINE_HEADERS: [&str; 12] = [
+    REASON_HEADER,
+    CATEGORY_HEADER,
+    ATTEMPTS_HEADER,
+    LAST_ERROR_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    "x-death",
+    BROKER_REASON_HEADER,
+    "x-first-death-queue",
+    "x-first-death-exchange",
+    "x-delivery-count",
+];
+
+/// The id of a (dead-lettered) message as a UUID: the body's `"id"`, else
+/// the `message_id` property (the same precedence as `Envelope::decode`).
+pub fn message_uuid(body: &[u8], properties: &BasicProperties) -> Option<Uuid> {
+    let from_body = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("id")?
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s.trim()).ok())
+        });
+    from_body.or_else(|| {
+        let id = properties.message_id().as_ref()?;
+        Uuid::parse_str(id.as_str().trim()).ok()
+    })
+}
+
+/// Why a message was dead-lettered, as clients see it (and as the
+/// `reason` label of the dead-letter metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Undecodable or invalid: not JSON, no id, bad content.
+    InvalidMessage,
+    /// The database refused the row itself (a constraint or bad data).
+    RejectedByDatabase,
+    /// Storing failed unexpectedly `MAX_ATTEMPTS` times.
+    MaxAttempts,
+    /// RabbitMQ dead-lettered it after too many redeliveries.
+    DeliveryLimit,
+    /// RabbitMQ dead-lettered it for another reason (expired, rejected, ...).
+    Broker,
+}
+
+impl Category {
+    /// Every category, for metrics that show zeros.
+    pub const ALL: [Category; 5] = [
+        Category::InvalidMessage,
+        Category::RejectedByDatabase,
+        Category::MaxAttempts,
+        Category::DeliveryLimit,
+        Category::Broker,
+    ];
+
+    /// The stable name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::InvalidMessage => "invalid_message",
+            Category::RejectedByDatabase => "rejected_by_database",
+            Category::MaxAttempts => "max_attempts",
+            Category::DeliveryLimit => "delivery_limit",
+            Category::Broker => "dead_lettered_by_broker",
+        }
+    }
+
+    /// The category of a dead letter, from its headers: ours if the consumer
+    /// made it, else the broker's own reason.
+    pub fn of(headers: Option<&FieldTable>) -> Category {
+        let text = |name: &str| -> Option<String> {
+            match headers?.inner().get(name)? {
+                AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into()),
+                AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+                _ => None,
+            }
+        };
+        if let Some(ours) = text(CATEGORY_HEADER) {
+            return Category::ALL
+                .into_iter()
+                .find(|c| c.as_str() == ours)
+                .unwrap_or(Category::Broker);
+        }
+        match text(BROKER_REASON_HEADER).as_deref() {
+            Some("delivery_limit") => Category::DeliveryLimit,
+            _ => Category::Broker,
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::LongString;
+
+    #[test]
+    fn categories_round_trip_and_broker_reasons_map() {
+        for c in Category::ALL {
+            let mut h = FieldTable::default();
+            h.insert(
+                CATEGORY_HEADER.into(),
+                AMQPValue::LongString(LongString::from(c.as_str())),
+            );
+            assert_eq!(Category::of(Some(&h)), c);
+        }
+        let mut h = FieldTable::default();
+        h.insert(
+            BROKER_REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from("delivery_limit")),
+        );
+        assert_eq!(Category::of(Some(&h)), Category::DeliveryLimit);
+        assert_eq!(Category::of(None), Category::Broker);
+    }
+}
