@@ -75,6 +75,12 @@ impl DbError {
 }
 
 impl DbError {
+    /// True when PostgreSQL itself raised the error (whatever its SQLSTATE),
+    /// as opposed to a failure to get a connection or to decode a row.
+    pub fn is_database_error(&self) -> bool {
+        matches!(self, DbError::Query(DieselError::DatabaseError(..)))
+    }
+
     /// The primary message of a statement's error, to compare two failures.
     pub fn message(&self) -> String {
         match self {
