@@ -18,7 +18,6 @@ use shared::dead_letter::{
     ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER,
 };
 use shared::publish::PublishError;
-use uuid::Uuid;
 
 /// How many attempts were already made on `delivery` (0 for a fresh one),
 /// read from the header a retry carries.
@@ -37,21 +36,7 @@ pub fn attempts_in(headers: Option<&FieldTable>) -> Option<u32> {
     }
 }
 
-/// The message id as a UUID: the body's `"id"`, else the `message_id`
-/// property (the same precedence as `Envelope::decode`).
-pub fn message_uuid(body: &[u8], properties: &BasicProperties) -> Option<Uuid> {
-    let from_body = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("id")?
-                .as_str()
-                .and_then(|s| Uuid::parse_str(s.trim()).ok())
-        });
-    from_body.or_else(|| {
-        let id = properties.message_id().as_ref()?;
-        Uuid::parse_str(id.as_str().trim()).ok()
-    })
-}
+pub use shared::dead_letter::message_uuid;
 
 /// Publish a copy of `delivery` to `dlx` carrying the client-facing
 /// `category`, the detailed `reason` (admin only) and the attempt count,

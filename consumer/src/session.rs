@@ -14,7 +14,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::db::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Settings;
 use crate::dead_index;
@@ -35,6 +35,7 @@ pub async fn run(
     settings: &Settings,
     pool: &PgPool,
     stats: &Arc<Stats>,
+    owed: &Arc<Notify>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Ended, String> {
     let common = &settings.common;
@@ -60,6 +61,7 @@ pub async fn run(
         settings,
         pool,
         stats,
+        owed,
         shutdown,
         &connection,
         outbound.clone(),
@@ -80,6 +82,7 @@ async fn consume(
     settings: &Settings,
     pool: &PgPool,
     stats: &Arc<Stats>,
+    owed: &Arc<Notify>,
     shutdown: &mut watch::Receiver<bool>,
     connection: &Connection,
     outbound: Arc<Outbound>,
@@ -152,6 +155,7 @@ async fn consume(
         publish_timeout: settings.common.amqp_timeout,
         stats: stats.clone(),
         settings: settings.clone(),
+        owed: owed.clone(),
     };
 
     // Normal operation: batches until shutdown.

@@ -31,6 +31,10 @@ pub struct Settings {
     pub admin_token: crate::auth::AdminToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
+    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated, default none): callback
+    /// hosts accepted even though they are or resolve to loopback, private
+    /// or link-local addresses.
+    pub webhook_allowed_hosts: shared::webhook::AllowedHosts,
 }
 
 impl Settings {
@@ -54,6 +58,9 @@ impl Settings {
                 env.raw("ADMIN_TOKEN")?.map(crate::auth::Secret::new),
             ),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
+            webhook_allowed_hosts: shared::webhook::AllowedHosts::parse(
+                &env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?,
+            ),
         })
     }
 }

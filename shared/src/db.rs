@@ -26,8 +26,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 const MIGRATION_LOCK_KEY: i64 = 0x6d73_6773_746f_7265; // "msgstore"
 
 /// PostgreSQL accepts at most 65 535 bind parameters per statement; a row of
-/// `messages` takes three.
-pub const MAX_ROWS_PER_INSERT: usize = 65_535 / 3;
+/// `messages` takes at most four.
+pub const MAX_ROWS_PER_INSERT: usize = 65_535 / 4;
 
 /// A database failure: either no connection could be had, or a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,13 +160,14 @@ pub fn try_insert_each(
     conn: &mut PgConnection,
     rows: &[NewMessage<'_>],
 ) -> Result<Vec<RowOutcome>, DbError> {
-    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3) AS outcome")
+        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
             .bind::<SqlUuid, _>(row.id)
             .bind::<Text, _>(row.content)
             .bind::<Timestamptz, _>(row.created_at)
+            .bind::<Nullable<SqlUuid>, _>(row.batch_id)
             .get_result::<TryInsert>(conn)?;
         outcomes.push(RowOutcome::parse(&result.outcome));
     }

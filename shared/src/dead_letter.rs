@@ -43,6 +43,22 @@ pub const PIPELINE_HEADERS: [&str; 12] = [
     "x-delivery-count",
 ];
 
+/// The message id as a UUID: the body's `"id"`, else the `message_id`
+/// property (the same precedence as `Envelope::decode`).
+pub fn message_uuid(body: &[u8], properties: &lapin::BasicProperties) -> Option<uuid::Uuid> {
+    let from_body = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("id")?
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok())
+        });
+    from_body.or_else(|| {
+        let id = properties.message_id().as_ref()?;
+        uuid::Uuid::parse_str(id.as_str().trim()).ok()
+    })
+}
+
 /// Why a message was dead-lettered, as clients see it (and as the
 /// `reason` label of the dead-letter metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

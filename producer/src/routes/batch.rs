@@ -16,18 +16,19 @@ use crate::state::AppState;
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-/// Accept `[{"content": "..."}, …]`. All items are validated before any is
+/// Accept `[{"content": "..."}, …]` or `{"messages": [...], "callback_url"}`;
+/// the answer names the `batch_id` (see `GET /batches/{id}`). All items are validated before any is
 /// published: one bad item rejects the batch with a 400 naming its index.
 /// 202 `{"status": "queued", "ids": […]}` when every message is confirmed;
 /// otherwise 503 listing which were confirmed and which must be retried.
 /// With `Idempotency-Key: K`, item `i` gets the id of key `K/i`, so a retried
 /// batch yields the same ids.
 #[utoipa::path(post, path = "/messages/batch", tag = "messages",
-    request_body(content = String, content_type = "application/json", description = r#"[{"content": "text"}, ...] (1-1000)"#),
+    request_body(content = String, content_type = "application/json", description = r#"[{"content": "text"}, ...] (1-1000), or {"messages": [...], "callback_url": "https://..."}"#),
     params(("Idempotency-Key" = Option<String>, Header, description = "Item i gets the id of key K/i")),
     responses(
-        (status = 202, description = r#"All confirmed: {"status": "queued", "ids": [...]}"#),
-        (status = 400, description = "Not an array, empty, over 1000, or an invalid item (named by index)"),
+        (status = 202, description = r#"All confirmed: {"status": "queued", "batch_id", "ids": [...]}"#),
+        (status = 400, description = "Not an array or batch object, empty, over 1000, an invalid item (named by index), or a refused callback_url"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
@@ -38,9 +39,13 @@ pub async fn post_batch(
     body: web::Json<Value>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = body.as_array().ok_or_else(|| {
-        ApiError::BadRequest("body must be a JSON array of {\"content\": \"...\"} objects".into())
-    })?;
+    let key = match req.headers().get(idempotency::HEADER) {
+        Some(_) => Some(idempotency::key(&req)?),
+        None => None,
+    };
+    // Either body form; the batch id and callback (issue 11) live in batches.rs.
+    let shape = super::batches::read_body(&body, key.as_deref(), &state).await?;
+    let items = shape.items;
     if items.is_empty() {
         return Err(ApiError::BadRequest("batch must not be empty".into()));
     }
@@ -50,10 +55,6 @@ pub async fn post_batch(
             items.len()
         )));
     }
-    let key = match req.headers().get(idempotency::HEADER) {
-        Some(_) => Some(idempotency::key(&req)?),
-        None => None,
-    };
     let mut envelopes = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         if !item.is_object() {
@@ -69,6 +70,13 @@ pub async fn post_batch(
         };
         envelopes.push(Envelope::with_id(id, content));
     }
+    let batch_id = shape.id;
+    if let Some(first) = envelopes.first() {
+        let batch = shape.reference(envelopes.len(), first.created_at);
+        for envelope in &mut envelopes {
+            envelope.batch = Some(batch.clone());
+        }
+    }
 
     let results = state.publisher.publish_many(&envelopes).await;
     let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
@@ -83,7 +91,8 @@ pub async fn post_batch(
         .metrics
         .record_accepted(Endpoint::Batch, ids.len() - failed.len());
     if failed.is_empty() {
-        return Ok(HttpResponse::Accepted().json(json!({ "status": "queued", "ids": ids })));
+        return Ok(HttpResponse::Accepted()
+            .json(json!({ "status": "queued", "batch_id": batch_id, "ids": ids })));
     }
     log::warn!(
         "batch: {} of {} messages not confirmed (first: {})",
@@ -109,6 +118,7 @@ pub async fn post_batch(
                 failed.len(),
                 ids.len()
             ),
+            "batch_id": batch_id,
             "queued": queued,
             "failed": failed,
         })))

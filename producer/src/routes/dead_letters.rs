@@ -62,7 +62,7 @@ fn broker_error(state: &AppState, source: impl Into<PublishError>) -> ApiError {
 
 /// Disabled without `ADMIN_TOKEN` (404, as if the route did not exist);
 /// otherwise the admin bearer token is required.
-fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest) -> Result<(), ApiError> {
     let admin = req
         .app_data::<web::Data<AdminToken>>()
         .and_then(|t| t.0.clone());
@@ -227,6 +227,16 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
                 }
             }
             props = props.with_headers(kept);
+        }
+        // Forget its record first: once republished it may be stored, or
+        // dead-lettered again (a new record), within milliseconds. Its
+        // batch, if any, is pending again (a trigger reopens it).
+        if let Some(id) =
+            shared::dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties)
+        {
+            state
+                .with_db(move |conn| Ok(shared::outbox::forget_dead_letter(conn, id)?))
+                .await?;
         }
         let publish = async {
             channel

@@ -23,11 +23,11 @@ const MAX_LIMIT: u32 = 1000;
 /// `POST /messages` `{"content": "..."}`: 202 `{"id", "status": "queued"}`
 /// with `Location`, answered only after the broker confirmed the message.
 #[utoipa::path(post, path = "/messages", tag = "messages",
-    request_body(content = String, content_type = "application/json", description = r#"{"content": "text"}"#),
+    request_body(content = String, content_type = "application/json", description = r#"{"content": "text", "callback_url"?: "https://..."}"#),
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key always yields the same id")),
     responses(
         (status = 202, description = r#"Confirmed by the broker: {"id", "status": "queued"}, Location: /messages/{id}"#),
-        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key"),
+        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key, callback_url not http(s) or to a private/local host"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 413, description = "Body larger than MAX_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
@@ -44,7 +44,8 @@ pub async fn post_message(
         ));
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let envelope = Envelope::with_id(message_id(&req)?, content);
+    let mut envelope = Envelope::with_id(message_id(&req)?, content);
+    envelope.callback_url = super::webhooks::callback_url(&body, &state).await?;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()
@@ -117,7 +118,7 @@ pub async fn list_messages(
     params(("id" = uuid::Uuid, Path, description = "Message id"),
            ("wait" = Option<u64>, Query, description = "Seconds (0-30) to wait for the message to be stored or dead-lettered")),
     responses(
-        (status = 200, description = r#"{"status": "stored", "id", "content", "timestamp", "stored_at"} or {"status": "dead_lettered", "id", "reason", "attempts", "dead_lettered_at"}"#),
+        (status = 200, description = r#"{"status": "stored", "id", "content", "timestamp", "stored_at"} or {"status": "dead_lettered", "id", "reason", "attempts", "dead_lettered_at"}; with a callback also "notification": {"id", "type", "status", "attempts", "last_status", "last_error", "delivered_at"}"#),
         (status = 400, description = "id is not a UUID, or bad wait"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 404, description = r#"{"status": "not_found"}: neither stored nor dead-lettered (still queued, or never accepted)"#),
@@ -155,28 +156,33 @@ pub async fn get_message(
         }
     }
     let (row, dead) = found;
-    match (row, dead) {
-        (Some(m), _) => Ok(HttpResponse::Ok().json(json!({
+    let mut body = match (row, dead) {
+        (Some(m), _) => json!({
             "id": m.id,
             "status": "stored",
             "content": m.content,
             "timestamp": m.created_at,
             "stored_at": m.stored_at,
-        }))),
-        (None, Some(d)) => Ok(HttpResponse::Ok().json(json!({
+        }),
+        (None, Some(d)) => json!({
             "id": d.id,
             "status": "dead_lettered",
             "reason": d.reason,
             "attempts": d.attempts,
             "dead_lettered_at": d.dead_lettered_at,
-        }))),
+        }),
         // Still queued, or never accepted: we cannot tell which, so we
         // do not make up a "pending".
-        (None, None) => Ok(HttpResponse::NotFound().json(json!({
-            "error": format!("message {id} is neither stored nor dead-lettered"),
-            "status": "not_found",
-        }))),
-    }
+        (None, None) => {
+            return Ok(HttpResponse::NotFound().json(json!({
+                "error": format!("message {id} is neither stored nor dead-lettered"),
+                "status": "not_found",
+            })))
+        }
+    };
+    // With a callback: the notification's state (issue 11).
+    super::webhooks::attach_notification(&state, id, &mut body).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// The longest `?wait=` on `GET /messages/{id}`.

@@ -2,6 +2,7 @@
 
 mod add_message;
 mod batch;
+mod batches;
 mod dead_letters;
 mod events;
 mod health;
@@ -9,6 +10,7 @@ mod messages;
 mod metrics;
 mod openapi;
 mod rejections;
+mod webhooks;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
@@ -64,6 +66,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
             .wrap(from_fn(count_rejections))
             .route(web::post().to(post_message))
             .route(web::get().to(list_messages))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/batches/{id}")
+            .route(web::get().to(batches::get_batch))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/webhooks/failed")
+            .route(web::get().to(webhooks::list_failed))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/webhooks/failed/resend")
+            .route(web::post().to(webhooks::resend_failed))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
