@@ -15,3 +15,4 @@ mod openapi;
 mod poison;
 mod retries;
 mod shutdown;
+mod webhooks;
