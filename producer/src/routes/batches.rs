@@ -24,6 +24,10 @@ use crate::state::AppState;
 /// retried batch keeps its id, and no message id can equal it.
 const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x8d5e_61a4_3b0f_4c2e_9a57_2f0e_b1c3_d4a9);
 
+/// What a batch body may be, for errors.
+const SHAPES: &str = "body must be a JSON array of {\"content\": \"...\"} objects, \
+    or an object {\"messages\": [...], \"callback_url\": \"...\"}";
+
 /// The longest `?wait=` on `GET /batches/{id}`.
 const MAX_WAIT_SECS: u64 = 30;
 
@@ -53,7 +57,7 @@ pub async fn read_body<'a>(
                 .find(|k| !matches!(k.as_str(), "messages" | "callback_url"))
             {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown field {unknown:?}: a batch object has \"messages\" and \"callback_url\""
+                    "unknown field {unknown:?}: {SHAPES}"
                 )));
             }
             let items = fields
@@ -66,11 +70,7 @@ pub async fn read_body<'a>(
                 })?;
             (items, super::webhooks::callback_url(body, state).await?)
         }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "body must be a JSON array of {\"content\": \"...\"} objects, or {\"messages\": [...], \"callback_url\": \"...\"}".into(),
-            ))
-        }
+        _ => return Err(ApiError::BadRequest(SHAPES.into())),
     };
     let id = match key {
         Some(k) => Uuid::new_v5(&BATCH_NAMESPACE, k.as_bytes()),
