@@ -151,8 +151,9 @@ impl Deliverer {
         }))
     }
 
-    /// Deliver until `shutdown` turns true. Attempts in flight then are
-    /// abandoned; their leases run out and another consumer redelivers.
+    /// Deliver until `shutdown` turns true, then give the attempts in flight
+    /// a few seconds to finish. Any still running are abandoned: their
+    /// leases run out and another consumer sends them again.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut attempts = JoinSet::new();
         loop {
@@ -196,7 +197,11 @@ impl Deliverer {
                 }
             }
         }
-        attempts.abort_all();
+        let grace = self.settings.timeout.min(Duration::from_secs(5));
+        let finish = async { while attempts.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, finish).await.is_err() {
+            log::info!("webhook attempts still in flight at shutdown are left to their leases");
+        }
     }
 
     async fn claim(&self, n: usize) -> Vec<Claimed> {

@@ -76,6 +76,13 @@ pub struct Extras {
     pub batch: Option<BatchRef>,
 }
 
+/// Whether a callback URL can be stored at all (PostgreSQL `text` holds no
+/// NUL). Anything else about it is checked when delivering: a bad URL from
+/// another publisher fails its notification, never the message's storing.
+fn storable_url(url: &str) -> bool {
+    !url.contains('\0') && url.len() <= crate::webhook::MAX_URL_LEN
+}
+
 impl Extras {
     /// Read the extras of a JSON object (anything else has none).
     pub fn of_json(value: &serde_json::Value) -> Extras {
@@ -83,11 +90,12 @@ impl Extras {
             callback_url: value
                 .get("callback_url")
                 .and_then(|v| v.as_str())
+                .filter(|u| storable_url(u))
                 .map(str::to_owned),
             batch: value
                 .get("batch")
                 .and_then(|b| serde_json::from_value::<BatchRef>(b.clone()).ok())
-                .filter(|b| b.total > 0),
+                .filter(|b| b.total > 0 && b.callback_url.as_deref().is_none_or(storable_url)),
         }
     }
 

@@ -581,3 +581,79 @@ async fn a_slow_receiver_does_not_slow_storing() {
     drop(consumer);
     producer.stop().await;
 }
+
+#[test]
+fn when_the_last_two_items_race_exactly_one_transaction_completes_the_batch() {
+    // Two transactions store the last two items of a batch at once: the
+    // first holds the batch's row lock while the second waits for it. Each
+    // sees only its own uncommitted item unless the second counts after the
+    // first commits; with the lock taken before counting, the second
+    // completes the batch, and only it.
+    use diesel::Connection;
+    use shared::envelope::BatchRef;
+    use shared::Envelope;
+    use std::sync::mpsc;
+
+    let db = TestDb::new();
+    shared::db::run_migrations(&mut db.connect()).unwrap();
+    let batch = BatchRef {
+        id: Uuid::new_v4(),
+        total: 3,
+        callback_url: Some("http://127.0.0.1:9/never-called".into()),
+        created_at: chrono::Utc::now(),
+    };
+    let item = |content: &str| {
+        let mut e = Envelope::new(content.into());
+        e.batch = Some(batch.clone());
+        e
+    };
+    // The first item is stored before: the batch's row exists, committed,
+    // so nothing but the completion's own lock orders the last two.
+    let zero = shared::outbox::store_envelopes(&mut db.connect(), &[item("zero")]).unwrap();
+    assert!(zero.completed.is_empty());
+    let (first, second) = (item("one"), item("two"));
+    let (stored_tx, stored_rx) = mpsc::channel::<()>();
+    let (commit_tx, commit_rx) = mpsc::channel::<()>();
+    let url = db.url.clone();
+    let t1 = std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.transaction(|c| {
+            let r = shared::outbox::store_envelopes(c, &[first])?;
+            stored_tx.send(()).unwrap();
+            commit_rx.recv().unwrap();
+            Ok::<_, diesel::result::Error>(r.completed)
+        })
+        .unwrap()
+    });
+    stored_rx.recv().unwrap();
+    let url = db.url.clone();
+    let t2 = std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        shared::outbox::store_envelopes(&mut conn, &[second])
+            .unwrap()
+            .completed
+    });
+    // Let the second reach its count (it waits for the first's lock, if
+    // there is one to wait for), then commit the first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline
+        && db.scalar("SELECT count(*) AS n FROM pg_locks WHERE NOT granted") == 0
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    commit_tx.send(()).unwrap();
+    let (c1, c2) = (t1.join().unwrap(), t2.join().unwrap());
+    assert_eq!(c1.len() + c2.len(), 1, "first: {c1:?}, second: {c2:?}");
+    assert_eq!(c2.len(), 1, "the later transaction sees both items");
+    assert_eq!(c2[0].status, "completed");
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM batches WHERE completed_at IS NOT NULL"),
+        1
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) AS n FROM webhook_deliveries WHERE event_type = 'batch.completed'"
+        ),
+        1
+    );
+}
