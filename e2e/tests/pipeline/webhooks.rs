@@ -657,3 +657,30 @@ fn when_the_last_two_items_race_exactly_one_transaction_completes_the_batch() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_need_the_api_token_and_webhook_tools_the_admin_token() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(
+        &db,
+        &broker,
+        &[("API_TOKEN", "api"), ("ADMIN_TOKEN", "adm")],
+    )
+    .await;
+    let get = |path: String, token: Option<&'static str>| {
+        let req = producer.client.get(format!("{}{path}", producer.base));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+        .send()
+    };
+    let batch = format!("/batches/{}", Uuid::new_v4());
+    assert_eq!(get(batch.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(get(batch, Some("api")).await.unwrap().status(), 404);
+    let tools = "/webhooks/failed".to_owned();
+    assert_eq!(get(tools.clone(), Some("api")).await.unwrap().status(), 401);
+    assert_eq!(get(tools, Some("adm")).await.unwrap().status(), 200);
+    producer.stop().await;
+}
