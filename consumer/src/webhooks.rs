@@ -228,6 +228,20 @@ impl Deliverer {
     /// One attempt, and its outcome recorded.
     async fn attempt(&self, row: Claimed) {
         let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+        // A URL refused by its form or address literal will never be
+        // allowed: failed at once. (A name refused by what it resolves to
+        // is retried: DNS answers change.)
+        if let Err(e) = shared::webhook::check_url(&row.url, &self.settings.allowed_hosts) {
+            self.metrics.webhooks_failed.inc();
+            log::warn!("webhook {} to {} refused: {e}", row.id, row.url);
+            let error = Some(e.to_string());
+            let outcome = AttemptOutcome::Failed {
+                status: None,
+                error,
+            };
+            self.record(row.id, outcome).await;
+            return;
+        }
         let (status, error) = self.post(&row).await;
         let outcome = match (status, error) {
             (Some(s), _) if (200..300).contains(&s) => AttemptOutcome::Delivered { status: s },
