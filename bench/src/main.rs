@@ -7,11 +7,10 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bench::{http, rows, stages};
 use chrono::Utc;
 
@@ -30,17 +29,7 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let Some(name) = flag.strip_prefix("--") else {
-            bail!("unexpected argument {flag:?}; flags are --name value");
-        };
-        let value = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
-        map.insert(name.to_owned(), value);
-    }
+    let map = bench::flags::parse()?;
     let get = |k: &str, default: &str| map.get(k).cloned().unwrap_or_else(|| default.to_owned());
     let num = |k: &str, default: usize| -> anyhow::Result<usize> {
         get(k, &default.to_string())
@@ -54,14 +43,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .rsplit_once('/')
         .map(|(server, _)| server.to_owned())
         .context("--database-url needs a database name")?;
-    let pids = get("pids", "")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|pair| {
-            let (name, pid) = pair.split_once('=').context("--pids is name=pid,…")?;
-            Ok((name.to_owned(), pid.parse()?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let pids = bench::flags::pids(&get("pids", ""))?;
     Ok(Args {
         url: addr
             .parse()

@@ -111,11 +111,13 @@ fn record_of(delivery: &Delivery) -> Option<(DeadLetter, Extras)> {
     let attempts = attempts_in(headers)
         .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
         .unwrap_or(shared::topology::DELIVERY_LIMIT + 1);
+    let extras = Extras::peek(&delivery.data);
     let record = DeadLetter {
         id,
         reason: category.as_str().to_owned(),
         attempts,
         dead_lettered_at: Utc::now(),
+        batch_id: extras.batch.as_ref().map(|b| b.id),
     };
-    Some((record, Extras::peek(&delivery.data)))
+    Some((record, extras))
 }

@@ -76,7 +76,8 @@ async fn readyz(state: web::Data<ProbeState>) -> HttpResponse {
     } else {
         shared::db::BrokerState::Down
     };
-    match shared::db::readiness(broker, database, true) {
+    let node = state.metrics.broker.node();
+    match shared::db::readiness(broker, node, database, true) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }

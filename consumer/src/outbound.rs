@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
-use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection};
+use shared::amqp::Nodes;
 
 /// The publishing connection and its two channels.
 pub struct Outbound {
@@ -24,10 +24,17 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Connect and open both channels, within `timeout`.
-    pub async fn open(uri: &AMQPUri, name: &str, timeout: Duration) -> Result<Self, String> {
+    /// Connect (to `node` when it answers, else the next live node) and
+    /// open both channels, within `timeout` per step.
+    pub async fn open(
+        nodes: &Nodes,
+        node: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let setup = async {
-            let connection = shared::amqp::connect(uri, name, timeout)
+            let (connection, _) = nodes
+                .connect_near(node, name, timeout)
                 .await
                 .map_err(|e| e.to_string())?;
             let confirms = connection
@@ -48,7 +55,8 @@ impl Outbound {
                 events,
             })
         };
-        tokio::time::timeout(timeout.saturating_mul(2), setup)
+        let bound = timeout.saturating_mul(u32::try_from(nodes.len()).unwrap_or(u32::MAX) + 1);
+        tokio::time::timeout(bound, setup)
             .await
             .unwrap_or_else(|_| Err("timed out opening the publishing connection".into()))
     }

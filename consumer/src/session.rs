@@ -40,23 +40,29 @@ pub async fn run(
 ) -> Result<Ended, String> {
     let common = &settings.common;
     let name = shared::amqp::connection_name("consumer");
+    let nodes = &common.amqp_nodes;
     let connect = async {
-        let connection = shared::amqp::connect(&common.amqp_uri, &name, common.amqp_timeout)
+        let (connection, node) = nodes
+            .connect(&name, common.amqp_timeout)
             .await
             .map_err(|e| e.to_string())?;
+        // The publishing connection goes to the same node when it can.
         let outbound = Outbound::open(
-            &common.amqp_uri,
+            nodes,
+            &node,
             &format!("{name}-publish"),
             common.amqp_timeout,
         )
         .await?;
-        Ok::<_, String>((connection, outbound))
+        log::info!("connected to RabbitMQ node {node}");
+        Ok::<_, String>((connection, outbound, node))
     };
-    let (connection, outbound) = tokio::select! {
+    let (connection, outbound, node) = tokio::select! {
         c = connect => c?,
         _ = shutdown.wait_for(|stop| *stop) => return Ok(Ended::Drained),
     };
     let outbound = Arc::new(outbound);
+    stats.set_node(Some(&node));
     let result = consume(
         settings,
         pool,
@@ -67,6 +73,7 @@ pub async fn run(
         outbound.clone(),
     )
     .await;
+    stats.set_node(None);
     outbound.close().await;
     // Closing returns unacked deliveries to the queue at once instead of
     // after a heartbeat timeout.
@@ -88,14 +95,14 @@ async fn consume(
     outbound: Arc<Outbound>,
 ) -> Result<Ended, String> {
     let topology = settings.topology();
+    topology
+        .declare_on(connection)
+        .await
+        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    topology
-        .declare(&channel)
-        .await
-        .map_err(|e| format!("cannot declare the topology: {e}"))?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
         .await

@@ -121,6 +121,11 @@ impl Stats {
         self.metrics.broker.set_connected(true);
     }
 
+    /// The RabbitMQ node the session is on (`None` between sessions).
+    pub fn set_node(&self, node: Option<&str>) {
+        self.metrics.broker.set_node(node);
+    }
+
     /// The consuming session is over (failed, or shut down).
     pub fn record_session_ended(&self) {
         self.metrics.broker.set_connected(false);

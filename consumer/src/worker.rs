@@ -391,16 +391,16 @@ impl Worker {
         // always be looked up; redone harmlessly if we crash before the ack.
         let mut completed = Vec::new();
         if let Some(id) = id {
+            let extras = Extras::peek(&delivery.data);
             let record = DeadLetter {
                 id,
                 reason: category.as_str().to_owned(),
                 attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
                 dead_lettered_at: Utc::now(),
+                batch_id: extras.batch.as_ref().map(|b| b.id),
             };
             let owed;
-            (completed, owed) = self
-                .record_dead_letter(record, Extras::peek(&delivery.data))
-                .await?;
+            (completed, owed) = self.record_dead_letter(record, extras).await?;
             if owed {
                 self.owed.notify_one();
             }

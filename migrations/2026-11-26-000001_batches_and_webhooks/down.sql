@@ -1,5 +1,3 @@
-DROP TRIGGER IF EXISTS dead_letters_reopen_batch ON dead_letters;
-DROP FUNCTION IF EXISTS pipeline_reopen_batch();
 DROP FUNCTION IF EXISTS pipeline_settle_batches(uuid[]);
 DROP FUNCTION IF EXISTS pipeline_record_dead_letter(uuid, text, integer, uuid, text, boolean);
 DROP FUNCTION IF EXISTS pipeline_owe_stored(uuid[], text[]);

@@ -219,18 +219,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- A dead letter that leaves (redrive, purge) reopens its batch: the item
--- is in flight again, and the batch completes anew when it settles.
-CREATE FUNCTION pipeline_reopen_batch() RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    UPDATE batches SET completed_at = NULL, status = 'pending'
-    WHERE id = OLD.batch_id AND completed_at IS NOT NULL;
-    RETURN OLD;
-END
-$$;
-CREATE TRIGGER dead_letters_reopen_batch AFTER DELETE ON dead_letters
-    FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL)
-    EXECUTE FUNCTION pipeline_reopen_batch();

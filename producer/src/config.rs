@@ -15,6 +15,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `MAX_BATCH_BODY_BYTES` (default 4 MiB): body limit of `POST /messages/batch`.
     pub max_batch_body_bytes: usize,
+    /// `BODY_TIMEOUT_MS` (default 30000): the longest a request body may
+    /// take to arrive, from the end of the head (408 after).
+    pub body_timeout: Duration,
     /// `PUBLISH_TIMEOUT_MS` (default 5000): the longest a request waits for
     /// the broker's confirm before answering 503.
     pub publish_timeout: Duration,
@@ -31,6 +34,9 @@ pub struct Settings {
     pub admin_token: crate::auth::AdminToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
+    /// `RABBITMQ_MANAGEMENT_URL` (default unset): RabbitMQ's management
+    /// API, asked by the dashboard for deliveries in flight.
+    pub rabbitmq_management: Option<crate::management::ManagementUrl>,
     /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated, default none): callback
     /// hosts accepted even though they are or resolve to loopback, private
     /// or link-local addresses.
@@ -50,6 +56,7 @@ impl Settings {
                 4 * 1024 * 1024,
                 16..=256 * 1024 * 1024,
             )?,
+            body_timeout: env.millis_or("BODY_TIMEOUT_MS", 30_000)?,
             publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,
@@ -58,9 +65,39 @@ impl Settings {
                 env.raw("ADMIN_TOKEN")?.map(crate::auth::Secret::new),
             ),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
+            rabbitmq_management: env
+                .raw("RABBITMQ_MANAGEMENT_URL")?
+                .map(|url| crate::management::ManagementUrl::parse(&url))
+                .transpose()
+                .map_err(|reason| ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason))?,
             webhook_allowed_hosts: shared::webhook::AllowedHosts::parse(
                 &env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut pairs = vec![
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("DATABASE_URL", "postgres://root@127.0.0.1:5432/x"),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::from_env(&Env::from_pairs(pairs))
+    }
+
+    #[test]
+    fn a_bad_management_url_names_the_variable() {
+        assert!(with(&[]).unwrap().rabbitmq_management.is_none());
+        let ok = with(&[("RABBITMQ_MANAGEMENT_URL", "http://u:p@rabbit:15672")]).unwrap();
+        assert!(ok.rabbitmq_management.is_some());
+        let err = with(&[("RABBITMQ_MANAGEMENT_URL", "https://rabbit")]).unwrap_err();
+        assert_eq!(err.var, "RABBITMQ_MANAGEMENT_URL");
+        // The password never shows in the settings' debug output.
+        assert!(!format!("{ok:?}").contains(":p@"));
     }
 }

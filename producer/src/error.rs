@@ -27,9 +27,17 @@ pub enum ApiError {
     /// Unknown route or id.
     #[error("{0}")]
     NotFound(String),
-    /// The route exists but not with this method.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// The route exists but not with this method; the methods it has (the
+    /// `Allow` header, which RFC 9110 requires with a 405).
+    #[error("method not allowed; this resource allows {0}")]
+    MethodNotAllowed(&'static str),
+    /// Well-formed, but cannot be processed (an `Idempotency-Key` reused
+    /// with a different request).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The body did not arrive within `BODY_TIMEOUT_MS`.
+    #[error("request body not received in time (BODY_TIMEOUT_MS); send it faster or smaller")]
+    RequestTimeout,
     /// The broker did not confirm the message; retry later.
     #[error("message broker unavailable, retry later")]
     BrokerUnavailable {
@@ -54,7 +62,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -77,6 +87,14 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if let ApiError::RequestTimeout = self {
+            // The rest of the body may still be on its way: do not try to
+            // read another request from this connection.
+            response.force_close();
         }
         if let ApiError::DatabaseUnavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(1u32)));

@@ -1,9 +1,16 @@
 //! Request-body and query-string extraction with JSON errors: malformed JSON
-//! is a 400, an oversized body 413, a wrong Content-Type 415, and a bad
-//! query parameter 400, each naming the problem.
+//! is a 400, an oversized body 413, a wrong Content-Type 415, a body that
+//! does not arrive in time 408, and a bad query parameter 400, each naming
+//! the problem.
 
-use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::web;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use futures_util::StreamExt;
 
 use crate::error::ApiError;
 
@@ -21,6 +28,11 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
         }
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        JsonPayloadError::Payload(PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::RequestTimeout
+        }
         JsonPayloadError::Payload(e) => ApiError::BadRequest(format!("cannot read body: {e}")),
         other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
     }
@@ -67,4 +79,47 @@ pub fn bounded_number(
                 ))
             }),
     }
+}
+
+/// `BODY_TIMEOUT_MS`: the longest a request body may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// Middleware bounding the time to receive a whole request body.
+///
+/// actix's `client_request_timeout` covers only the head; a body trickled a
+/// byte at a time would hold a worker's connection (and a publish slot's
+/// worth of memory) for ever. The payload is wrapped so that once the
+/// deadline passes it yields a `TimedOut` I/O error, which the JSON
+/// extractor turns into a 408 (see `json_error`). A deadline for the whole
+/// body, not per read: per-read timeouts are what a trickle defeats.
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(BodyTimeout(timeout)) = req
+        .app_data::<web::Data<BodyTimeout>>()
+        .map(|t| *t.get_ref())
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let payload = req.take_payload();
+        let bounded = futures_util::stream::unfold(Some(payload), move |state| async move {
+            let mut payload = state?;
+            match tokio::time::timeout_at(deadline, payload.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(payload))),
+                Ok(None) => None,
+                // Yield the error once, then end the stream.
+                Err(_) => Some((
+                    Err(PayloadError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request body not received in time",
+                    ))),
+                    None,
+                )),
+            }
+        });
+        let bounded: std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(bounded);
+        req.set_payload(Payload::from(bounded));
+    }
+    next.call(req).await
 }

@@ -1,36 +1,69 @@
-//! `Idempotency-Key`: the same key always yields the same message id, so a
-//! client retrying after a timeout or a 503 cannot create a second message.
+//! `Idempotency-Key`, after the IETF httpapi Idempotency-Key draft.
+//!
+//! The same key always yields the same message id(s), so a client retrying
+//! after a timeout or a 503 cannot create a second message. Because the id
+//! alone cannot tell a retry from a new message that reuses the key, each
+//! key is also bound, in PostgreSQL, to a fingerprint of the request it was
+//! first used with: the same request again gets the original answer (202,
+//! same id), another request is refused with 422 instead of being accepted
+//! and then silently dropped as a duplicate id.
+//!
+//! The binding is written *before* publishing. Written after, two different
+//! requests racing with one key could both be published under one id and
+//! one would be lost. A binding whose publish then failed (503) stays: the
+//! broker may still have that message (a lost confirm), so the key must stay
+//! bound to its body; the retry with the same body finds its own fingerprint
+//! and is published again.
 
 use actix_web::HttpRequest;
+use sha2::{Digest, Sha256};
+use shared::models::NewIdempotencyKey;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The header clients set.
 pub const HEADER: &str = "Idempotency-Key";
 
-/// Namespace for name-based (v5) ids derived from idempotency keys. Fixed
-/// forever: changing it would break deduplication across a deploy.
+/// Namespace for name-based (v5) ids derived from the keys of single
+/// `POST /messages`. Fixed forever: changing it would break deduplication
+/// across a deploy.
 const NAMESPACE: Uuid = Uuid::from_u128(0x0b6f_5c1e_9a4d_4e0f_8f3b_6d2a_1c7e_5a90);
 
-/// Longest accepted key.
-const MAX_LEN: usize = 255;
+/// Namespace for the ids of batch items (`key/index`), apart from
+/// [`NAMESPACE`] so that item `i` of key `K` never collides with a single
+/// POST whose key is literally `K/i`.
+const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x6a1d_83f2_57c4_4b9e_a0d5_3e8f_12c6_b471);
 
-/// The id of the message: derived from `Idempotency-Key` when present (a
-/// v5 UUID), random otherwise.
-pub fn message_id(req: &HttpRequest) -> Result<Uuid, ApiError> {
-    match req.headers().get(HEADER) {
-        None => Ok(Uuid::new_v4()),
-        Some(_) => Ok(id_for_key(&key(req)?)),
+/// Longest accepted key.
+pub const MAX_LEN: usize = 255;
+
+/// Which endpoint a key was used on: each has a namespace of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /messages`.
+    Message,
+    /// `POST /messages/batch`.
+    Batch,
+}
+
+impl Scope {
+    /// The `scope` column value, also the endpoint's part of the fingerprint.
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Message => "message",
+            Scope::Batch => "batch",
+        }
     }
 }
 
-/// The validated `Idempotency-Key` of `req` (an error if absent or bad).
-pub fn key(req: &HttpRequest) -> Result<String, ApiError> {
-    let key = req
-        .headers()
-        .get(HEADER)
-        .ok_or_else(|| ApiError::BadRequest(format!("{HEADER} is missing")))?
+/// The validated `Idempotency-Key` of `req`, if it has one.
+pub fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
         .to_str()
         .map_err(|_| ApiError::BadRequest(format!("{HEADER} must be visible ASCII")))?;
     if key.is_empty() || key.len() > MAX_LEN {
@@ -38,12 +71,63 @@ pub fn key(req: &HttpRequest) -> Result<String, ApiError> {
             "{HEADER} must be 1 to {MAX_LEN} characters"
         )));
     }
-    Ok(key.to_owned())
+    Ok(Some(key.to_owned()))
 }
 
-/// The message id for an idempotency key.
+/// The message id for the key of a single `POST /messages`.
 pub fn id_for_key(key: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, key.as_bytes())
+}
+
+/// The id of item `index` of a batch posted with `key`.
+pub fn batch_item_id(key: &str, index: usize) -> Uuid {
+    Uuid::new_v5(&BATCH_NAMESPACE, format!("{key}/{index}").as_bytes())
+}
+
+/// SHA-256 of the canonical request: the endpoint and the contents it
+/// would publish, each length-prefixed so that no two requests share an
+/// encoding. Fields the endpoint ignores (anything but `content`) and JSON
+/// formatting do not count: they change nothing that is stored.
+pub fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(scope.as_str().as_bytes());
+    hash.update([0]);
+    for content in contents {
+        hash.update((content.len() as u64).to_be_bytes());
+        hash.update(content.as_bytes());
+    }
+    hash.finalize().into()
+}
+
+/// Bind `key` to `fingerprint` (first use), or check that it is bound to
+/// it already (a retry). A key bound to another request is a 422.
+pub async fn bind(
+    state: &AppState,
+    scope: Scope,
+    key: &str,
+    fingerprint: [u8; 32],
+) -> Result<(), ApiError> {
+    let owned_key = key.to_owned();
+    let bound = state
+        .with_db(move |conn| {
+            Ok(shared::db::bind_idempotency_key(
+                conn,
+                &NewIdempotencyKey {
+                    scope: scope.as_str(),
+                    key: &owned_key,
+                    fingerprint: &fingerprint,
+                },
+            )?)
+        })
+        .await?;
+    if bound == fingerprint {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{HEADER} {key:?} was already used with a different request; \
+             send a new message with a new key"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +138,22 @@ mod tests {
     fn same_key_same_id_different_key_different_id() {
         assert_eq!(id_for_key("order-17"), id_for_key("order-17"));
         assert_ne!(id_for_key("order-17"), id_for_key("order-18"));
+    }
+
+    #[test]
+    fn batch_items_do_not_collide_with_single_keys() {
+        assert_ne!(batch_item_id("K", 1), id_for_key("K/1"));
+        assert_ne!(batch_item_id("K", 0), batch_item_id("K", 1));
+    }
+
+    #[test]
+    fn fingerprint_tells_requests_apart() {
+        let one = fingerprint(Scope::Message, ["ab"]);
+        assert_eq!(one, fingerprint(Scope::Message, ["ab"]));
+        assert_ne!(one, fingerprint(Scope::Batch, ["ab"]));
+        assert_ne!(
+            fingerprint(Scope::Batch, ["a", "b"]),
+            fingerprint(Scope::Batch, ["ab"])
+        );
     }
 }

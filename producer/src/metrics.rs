@@ -10,6 +10,8 @@ use actix_web::http::StatusCode;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
 
+use crate::rates::RateWindow;
+
 /// The endpoint that accepted a message: the `endpoint` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -93,6 +95,9 @@ pub struct Metrics {
     pub database_up: IntGauge,
     /// Connection state, kept by the publisher's supervisor.
     pub broker: BrokerMetrics,
+    /// Accepted messages per second over the last minutes (the dashboard's
+    /// chart; Prometheus keeps only the running total).
+    pub accepted_recent: RateWindow,
 }
 
 impl Metrics {
@@ -153,6 +158,7 @@ impl Metrics {
             broker_blocked,
             database_up,
             broker,
+            accepted_recent: RateWindow::default(),
         })
     }
 
@@ -161,6 +167,8 @@ impl Metrics {
         self.accepted
             .with_label_values(&[endpoint.label()])
             .inc_by(n as u64);
+        self.accepted_recent
+            .record(chrono::Utc::now().timestamp(), n as u64);
     }
 
     /// One submission refused.

@@ -39,6 +39,8 @@ pub use shared::publish::PublishError;
 /// One live connection and its confirm-mode channels.
 struct Link {
     connection: Connection,
+    /// The node (`host:port`) it is connected to.
+    node: String,
     channels: Vec<Channel>,
     next: AtomicUsize,
     /// Kept open for as long as the link: it carries the events consumer.
@@ -84,8 +86,8 @@ pub struct Publisher {
 /// Connection settings for [`Publisher::start`].
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
-    /// The broker to connect to.
-    pub uri: lapin::uri::AMQPUri,
+    /// The broker nodes to connect to (one, or a cluster's).
+    pub nodes: shared::amqp::Nodes,
     /// Names to declare and publish to.
     pub topology: Topology,
     /// Channels to open.
@@ -135,6 +137,12 @@ impl Publisher {
             .await
             .map_err(|_| PublishError::Timeout(self.inner.timeout))?
             .map_err(PublishError::Broker)
+    }
+
+    /// Longest wait for a confirm (`PUBLISH_TIMEOUT_MS`), for every publish
+    /// of this process.
+    pub fn publish_timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     /// The names this publisher declared.
@@ -314,11 +322,12 @@ async fn supervise(
                 }
             }
         };
+        inner.metrics.broker.set_node(Some(&link.node));
         if connected_once {
-            log::info!("publisher: reconnected to RabbitMQ");
+            log::info!("publisher: reconnected to RabbitMQ node {}", link.node);
             inner.metrics.broker.record_reconnect();
         } else {
-            log::info!("publisher: connected to RabbitMQ");
+            log::info!("publisher: connected to RabbitMQ node {}", link.node);
             connected_once = true;
         }
         backoff.reset();
@@ -357,6 +366,7 @@ async fn supervise(
             }
         };
         set_link(&inner, None);
+        inner.metrics.broker.set_node(None);
         inner.metrics.broker_blocked.set(0);
         // Best effort: on a dead connection this fails fast, which is fine.
         let _ = tokio::time::timeout(
@@ -386,19 +396,16 @@ async fn connect(
 ) -> Result<Link, String> {
     let setup = async {
         let name = shared::amqp::connection_name("producer");
-        let connection = shared::amqp::connect(&config.uri, &name, config.connect_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let declare_channel = connection
-            .create_channel()
+        let (connection, node) = config
+            .nodes
+            .connect(&name, config.connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
         config
             .topology
-            .declare(&declare_channel)
+            .declare_on(&connection)
             .await
             .map_err(|e| format!("cannot declare the topology: {e}"))?;
-        let _ = declare_channel.close(200, "declared".into()).await;
         let mut channels = Vec::with_capacity(config.channels);
         for _ in 0..config.channels {
             let channel = connection
@@ -416,12 +423,15 @@ async fn connect(
             .map_err(|e| format!("cannot listen for completion events: {e}"))?;
         Ok(Link {
             connection,
+            node,
             channels,
             next: AtomicUsize::new(0),
             _events: events_channel,
         })
     };
-    tokio::time::timeout(config.connect_timeout.saturating_mul(2), setup)
+    // Each node may take the connect timeout; then the setup its own.
+    let nodes = u32::try_from(config.nodes.len()).unwrap_or(u32::MAX);
+    tokio::time::timeout(config.connect_timeout.saturating_mul(nodes + 1), setup)
         .await
         .unwrap_or_else(|_| Err("timed out setting up the broker connection".into()))
 }

@@ -40,7 +40,7 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (publisher, publisher_task) = Publisher::start(
             PublisherConfig {
-                uri: common.amqp_uri.clone(),
+                nodes: common.amqp_nodes.clone(),
                 topology: common.topology(),
                 channels: settings.publish_channels,
                 publish_timeout: settings.publish_timeout,
@@ -70,6 +70,10 @@ impl Application {
         let max_batch_body = settings.max_batch_body_bytes;
         let api_token = web::Data::new(settings.api_token.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
+        let in_flight = web::Data::new(
+            crate::management::InFlight::from_settings(&settings).map_err(anyhow::Error::msg)?,
+        );
+        let body_timeout = web::Data::new(crate::extract::BodyTimeout(settings.body_timeout));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
@@ -80,6 +84,11 @@ impl Application {
                 .default_service(web::to(routes::not_found))
                 .app_data(api_token.clone())
                 .app_data(admin_token.clone())
+                .app_data(in_flight.clone())
+                .app_data(body_timeout.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::extract::body_deadline,
+                ))
                 // Outermost: refuse before any body is read.
                 .wrap(actix_web::middleware::from_fn(
                     crate::auth::require_api_token,

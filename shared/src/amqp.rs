@@ -1,6 +1,9 @@
 //! Opening a RabbitMQ connection the same way on both sides: heartbeats on,
-//! a bounded connect time, and a connection name visible in the management UI.
+//! a bounded connect time, a connection name visible in the management UI,
+//! and, with several nodes (a cluster), moving to the next live one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
@@ -31,6 +34,111 @@ pub fn parse_url(url: &str) -> Result<AMQPUri, ConnectError> {
         uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
     }
     Ok(uri)
+}
+
+/// The broker nodes a process may use: `AMQP_URL`, one URL or several
+/// separated by commas (the nodes of one cluster). The order is shuffled
+/// once per process, so replicas spread over the nodes; each connect starts
+/// with the node after the one used last, so a process whose node went away
+/// moves to the next live one instead of waiting for it to come back.
+#[derive(Debug, Clone)]
+pub struct Nodes {
+    uris: Vec<AMQPUri>,
+    /// `host:port` of each node, for logs, `/readyz` and metrics.
+    names: Vec<String>,
+    /// Where the next connect starts.
+    next: Arc<AtomicUsize>,
+}
+
+impl Nodes {
+    /// Parse a comma-separated list of AMQP URLs (a single URL is fine).
+    pub fn parse(list: &str) -> Result<Self, ConnectError> {
+        let mut uris = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(parse_url)
+            .collect::<Result<Vec<_>, _>>()?;
+        if uris.is_empty() {
+            return Err(ConnectError::BadUrl("no URL given".into()));
+        }
+        fastrand::shuffle(&mut uris);
+        let names = uris
+            .iter()
+            .map(|u| format!("{}:{}", u.authority.host, u.authority.port))
+            .collect();
+        Ok(Self {
+            uris,
+            names,
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.uris.len()
+    }
+
+    /// Always false: parsing refuses an empty list.
+    pub fn is_empty(&self) -> bool {
+        self.uris.is_empty()
+    }
+
+    /// The virtual host (the nodes of one cluster share it): for RabbitMQ's
+    /// management API, which names queues by vhost.
+    pub fn vhost(&self) -> &str {
+        self.uris.first().map_or("/", |u| u.vhost.as_str())
+    }
+
+    /// Connect to the first node that answers, trying each once, starting
+    /// after the node used last. Returns the connection and the node's
+    /// `host:port`. Each attempt is bounded by `timeout`.
+    pub async fn connect(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Connection, String), ConnectError> {
+        let start = self.next.load(Ordering::Relaxed);
+        self.connect_from(start, name, timeout).await
+    }
+
+    /// Connect to `node` if it answers, else to the next live one (a second
+    /// connection of a process goes where its first went).
+    pub async fn connect_near(
+        &self,
+        node: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Connection, String), ConnectError> {
+        let start = self.names.iter().position(|n| n == node).unwrap_or(0);
+        self.connect_from(start, name, timeout).await
+    }
+
+    async fn connect_from(
+        &self,
+        start: usize,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Connection, String), ConnectError> {
+        let mut last = ConnectError::BadUrl("no URL given".into());
+        for k in 0..self.uris.len() {
+            let i = (start + k) % self.uris.len();
+            match connect(&self.uris[i], name, timeout).await {
+                Ok(connection) => {
+                    // Next time (after this connection is lost), start with
+                    // the following node.
+                    self.next.store(i + 1, Ordering::Relaxed);
+                    return Ok((connection, self.names[i].clone()));
+                }
+                Err(e) => {
+                    log::warn!("RabbitMQ node {} unavailable: {e}", self.names[i]);
+                    last = e;
+                }
+            }
+        }
+        self.next.store(start + 1, Ordering::Relaxed);
+        Err(last)
+    }
 }
 
 /// Open a connection named `name` (shown in the management UI), giving up
@@ -95,6 +203,40 @@ mod tests {
             Some(3)
         );
         assert!(parse_url("http://nope").is_err());
+    }
+
+    #[test]
+    fn node_lists_parse_and_name_each_node() {
+        let nodes = Nodes::parse(
+            "amqp://u:p@rabbitmq-1:5672/%2f, amqp://u:p@rabbitmq-2:5672/%2f,amqp://u:p@rabbitmq-3:5672/%2f",
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 3);
+        let mut names = nodes.names.clone();
+        names.sort();
+        assert_eq!(
+            names,
+            ["rabbitmq-1:5672", "rabbitmq-2:5672", "rabbitmq-3:5672"]
+        );
+        assert_eq!(Nodes::parse("amqp://127.0.0.1:5672/%2f").unwrap().len(), 1);
+        assert!(Nodes::parse(" , ").is_err());
+        assert!(Nodes::parse("amqp://a,http://b").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dead_node_is_skipped() {
+        // Port 1 refuses at once; the second node is the local broker.
+        let nodes = Nodes {
+            uris: vec![
+                parse_url("amqp://guest:guest@127.0.0.1:1/%2f").unwrap(),
+                parse_url("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap(),
+            ],
+            names: vec!["127.0.0.1:1".into(), "127.0.0.1:5672".into()],
+            next: Arc::new(AtomicUsize::new(0)),
+        };
+        let (connection, node) = nodes.connect("test", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(node, "127.0.0.1:5672");
+        let _ = connection.close(200, "".into()).await;
     }
 
     #[test]

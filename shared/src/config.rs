@@ -139,9 +139,10 @@ impl Env {
 /// and how long to wait for them.
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
-    /// `AMQP_URL` (required), parsed, with a default heartbeat added.
-    pub amqp_uri: lapin::uri::AMQPUri,
-    /// `AMQP_URL` with the password redacted, for logs.
+    /// `AMQP_URL` (required): one URL, or the comma-separated URLs of a
+    /// cluster's nodes; each parsed, with a default heartbeat added.
+    pub amqp_nodes: crate::amqp::Nodes,
+    /// `AMQP_URL` with the passwords redacted, for logs.
     pub amqp_url_redacted: String,
     /// `DATABASE_URL` (required).
     pub database_url: String,
@@ -164,7 +165,7 @@ impl CommonSettings {
     /// Read the shared settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let amqp_url = env.required("AMQP_URL")?;
-        let amqp_uri = crate::amqp::parse_url(&amqp_url)
+        let amqp_nodes = crate::amqp::Nodes::parse(&amqp_url)
             .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?;
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
@@ -175,8 +176,12 @@ impl CommonSettings {
         }
         let topology_prefix = env.string_or("TOPOLOGY_PREFIX", "")?;
         Ok(Self {
-            amqp_url_redacted: crate::amqp::redact(&amqp_url),
-            amqp_uri,
+            amqp_url_redacted: amqp_url
+                .split(',')
+                .map(|u| crate::amqp::redact(u.trim()))
+                .collect::<Vec<_>>()
+                .join(","),
+            amqp_nodes,
             database_url,
             topology_prefix,
             db_pool_size: env.number_in("DB_POOL_SIZE", 8, 1..=1000)?,

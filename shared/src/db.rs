@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use uuid::Uuid;
 
-use crate::models::{DeadLetter, Message, NewMessage};
+use crate::models::{DeadLetter, Message, NewIdempotencyKey, NewMessage};
 use crate::schema::messages;
 
 /// The pool type both binaries use.
@@ -282,28 +282,50 @@ pub fn insert_new_messages(
     })
 }
 
-/// A keyset cursor: the last row of the previous page.
-pub type Cursor = (DateTime<Utc>, Uuid);
+/// A keyset cursor: the commit-order key of the last row of the previous
+/// page: its inserting transaction's id, `created_at` and id.
+pub type Cursor = (i64, DateTime<Utc>, Uuid);
 
-/// Stored messages oldest first (by acceptance time, then id), after `after`.
-pub fn list_messages(
+/// Stored messages in commit order, after `after`: by inserting
+/// transaction id, then acceptance time, then id; each with its cursor.
+///
+/// Only rows whose transaction id is below the xmin of the current snapshot
+/// are listed: every transaction older than such a row has ended, so no
+/// row can still commit before it. A row of a later transaction that
+/// committed first waits until the older ones end; a client following
+/// cursors therefore never skips a row that commits late.
+pub fn list_committed_messages(
     conn: &mut PgConnection,
     after: Option<Cursor>,
     limit: i64,
-) -> QueryResult<Vec<Message>> {
+) -> QueryResult<Vec<(Cursor, Message)>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let horizon = sql::<BigInt>("pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
     let mut query = messages::table
-        .select(Message::as_select())
-        .order((messages::created_at.asc(), messages::id.asc()))
+        .select((messages::txid, Message::as_select()))
+        .filter(messages::txid.lt(horizon))
+        .order((
+            messages::txid.asc(),
+            messages::created_at.asc(),
+            messages::id.asc(),
+        ))
         .limit(limit)
         .into_boxed();
-    if let Some((ts, id)) = after {
+    if let Some((txid, ts, id)) = after {
         query = query.filter(
-            messages::created_at
-                .gt(ts)
-                .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            messages::txid.gt(txid).or(messages::txid.eq(txid).and(
+                messages::created_at
+                    .gt(ts)
+                    .or(messages::created_at.eq(ts).and(messages::id.gt(id))),
+            )),
         );
     }
-    query.load(conn)
+    let rows: Vec<(i64, Message)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(txid, m)| ((txid, m.created_at, m.id), m))
+        .collect())
 }
 
 /// One stored message, if it is stored.
@@ -338,6 +360,76 @@ pub fn find_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
         .select(DeadLetter::as_select())
         .first(conn)
         .optional()
+}
+
+/// Bind an `Idempotency-Key` to a request fingerprint, first come first
+/// served, and return the fingerprint it is bound to: `record`'s own when
+/// this call bound it (or an equal one did before), another when the key
+/// was first used with another request. Safe under concurrency: of two
+/// first uses racing, the primary key lets one insert win and the other
+/// reads the winner (each statement commits on its own, so the read sees it).
+pub fn bind_idempotency_key(
+    conn: &mut PgConnection,
+    record: &NewIdempotencyKey<'_>,
+) -> QueryResult<Vec<u8>> {
+    use crate::schema::idempotency_keys::dsl;
+    let inserted = diesel::insert_into(dsl::idempotency_keys)
+        .values(record)
+        .on_conflict((dsl::scope, dsl::key))
+        .do_nothing()
+        .returning(dsl::fingerprint)
+        .get_result::<Vec<u8>>(conn)
+        .optional()?;
+    match inserted {
+        Some(fingerprint) => Ok(fingerprint),
+        None => dsl::idempotency_keys
+            .find((record.scope, record.key))
+            .select(dsl::fingerprint)
+            .first(conn),
+    }
+}
+
+/// Delete the dead-letter record of message `id` (it was redriven: queued
+/// again), returning it so that a failed redrive can put it back. Its
+/// batch, if any, is pending again (in the same transaction): the item is
+/// in flight, and the batch completes anew when it settles.
+pub fn forget_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<DeadLetter>> {
+    use crate::schema::dead_letters::dsl;
+    conn.transaction(|conn| {
+        let forgotten = diesel::delete(dsl::dead_letters.find(id))
+            .returning(DeadLetter::as_returning())
+            .get_result(conn)
+            .optional()?;
+        if let Some(batch) = forgotten.as_ref().and_then(|d| d.batch_id) {
+            crate::outbox::reopen_batch(conn, batch)?;
+        }
+        Ok(forgotten)
+    })
+}
+
+/// Put back a record [`forget_dead_letter`] removed, unless the message was
+/// dead-lettered again meanwhile (the newer record wins).
+/// Its batch, reopened by the forgetting, is completed again if this was
+/// its last open item.
+pub fn restore_dead_letter(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> {
+    use crate::schema::dead_letters::dsl;
+    conn.transaction(|conn| {
+        diesel::insert_into(dsl::dead_letters)
+            .values(record)
+            .on_conflict(dsl::id)
+            .do_nothing()
+            .execute(conn)?;
+        if let Some(batch) = record.batch_id {
+            crate::outbox::settle_batches(conn, &[batch])?;
+        }
+        Ok(())
+    })
+}
+
+/// Delete every dead-letter record (the dead-letter queue was purged).
+/// Returns how many.
+pub fn forget_all_dead_letters(conn: &mut PgConnection) -> QueryResult<usize> {
+    diesel::delete(crate::schema::dead_letters::table).execute(conn)
 }
 
 /// Whether a pooled connection can be had and answers a ping, checked off
@@ -378,15 +470,22 @@ impl BrokerState {
 /// saying the state of each dependency. Readiness needs the broker up, and
 /// the database only where it is `database_required` (the consumer stores;
 /// the producer publishes without it, and reports it only).
+/// `node` is the RabbitMQ node (`host:port`) the process is connected to.
 pub fn readiness(
     broker: BrokerState,
+    node: Option<String>,
     database: bool,
     database_required: bool,
 ) -> (bool, serde_json::Value) {
     let ready = broker == BrokerState::Up && (database || !database_required);
     let database = if database { "up" } else { "down" };
     if ready {
-        let body = serde_json::json!({ "status": "ready", "broker": broker.as_str(), "database": database });
+        let body = serde_json::json!({
+            "status": "ready",
+            "broker": broker.as_str(),
+            "node": node,
+            "database": database,
+        });
         (true, body)
     } else {
         (
@@ -395,6 +494,7 @@ pub fn readiness(
                 "error": "not ready",
                 "status": "not ready",
                 "broker": broker.as_str(),
+                "node": node,
                 "database": database,
             }),
         )

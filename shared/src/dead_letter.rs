@@ -7,6 +7,8 @@
 //! goes to the logs and to the admin-only dead-letter listing (`x-error`).
 
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use uuid::Uuid;
 
 /// Header holding the detailed, human-readable reason (admin only).
 pub const REASON_HEADER: &str = "x-error";
@@ -43,19 +45,19 @@ pub const PIPELINE_HEADERS: [&str; 12] = [
     "x-delivery-count",
 ];
 
-/// The message id as a UUID: the body's `"id"`, else the `message_id`
-/// property (the same precedence as `Envelope::decode`).
-pub fn message_uuid(body: &[u8], properties: &lapin::BasicProperties) -> Option<uuid::Uuid> {
+/// The id of a (dead-lettered) message as a UUID: the body's `"id"`, else
+/// the `message_id` property (the same precedence as `Envelope::decode`).
+pub fn message_uuid(body: &[u8], properties: &BasicProperties) -> Option<Uuid> {
     let from_body = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
             v.get("id")?
                 .as_str()
-                .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok())
+                .and_then(|s| Uuid::parse_str(s.trim()).ok())
         });
     from_body.or_else(|| {
         let id = properties.message_id().as_ref()?;
-        uuid::Uuid::parse_str(id.as_str().trim()).ok()
+        Uuid::parse_str(id.as_str().trim()).ok()
     })
 }
 

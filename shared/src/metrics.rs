@@ -5,7 +5,9 @@
 //! default one), so several producers and consumers can live in one test
 //! process without their metrics colliding.
 
-use prometheus::{IntCounter, IntGauge, Registry, TextEncoder};
+use std::sync::{Arc, Mutex};
+
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The `Content-Type` of a `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -15,11 +17,15 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
-/// `pipeline_broker_connected` and `pipeline_broker_reconnects_total`.
+/// `pipeline_broker_connected`, `pipeline_broker_reconnects_total` and
+/// `pipeline_broker_node`.
 #[derive(Clone)]
 pub struct BrokerMetrics {
     connected: IntGauge,
     reconnects: IntCounter,
+    node: IntGaugeVec,
+    /// The node of [`Self::set_node`], for `/readyz`.
+    current: Arc<Mutex<Option<String>>>,
 }
 
 impl BrokerMetrics {
@@ -33,12 +39,43 @@ impl BrokerMetrics {
             "pipeline_broker_reconnects_total",
             "Connections to RabbitMQ established after the first one.",
         )?;
+        let node = IntGaugeVec::new(
+            Opts::new(
+                "pipeline_broker_node",
+                "1 for the RabbitMQ node (host:port) this process is connected to.",
+            ),
+            &["node"],
+        )?;
         registry.register(Box::new(connected.clone()))?;
         registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(node.clone()))?;
         Ok(Self {
             connected,
             reconnects,
+            node,
+            current: Arc::default(),
         })
+    }
+
+    /// Record which node (`host:port`) the process is connected to, if any.
+    pub fn set_node(&self, node: Option<&str>) {
+        self.node.reset();
+        if let Some(node) = node {
+            self.node.with_label_values(&[node]).set(1);
+        }
+        let mut current = match self.current.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = node.map(str::to_owned);
+    }
+
+    /// What [`Self::set_node`] last recorded.
+    pub fn node(&self) -> Option<String> {
+        match self.current.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Record whether the broker connection is usable now.

@@ -1,4 +1,4 @@
-//! Diesel models for the `messages` table.
+//! Diesel models for the `messages`, `dead_letters` and `idempotency_keys` tables.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -63,4 +63,21 @@ pub struct DeadLetter {
     pub attempts: i32,
     /// When it was dead-lettered (the latest time, if more than once).
     pub dead_lettered_at: DateTime<Utc>,
+    /// The batch of the message, if any (kept so that a record put back
+    /// after a failed redrive still counts for its batch). Not shown.
+    #[serde(skip)]
+    pub batch_id: Option<Uuid>,
+}
+
+/// An `Idempotency-Key` bound to the request it was first used with.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = crate::schema::idempotency_keys)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct NewIdempotencyKey<'a> {
+    /// `message` (`POST /messages`) or `batch` (`POST /messages/batch`).
+    pub scope: &'a str,
+    /// The key as the client sent it.
+    pub key: &'a str,
+    /// SHA-256 of the canonical request.
+    pub fingerprint: &'a [u8],
 }

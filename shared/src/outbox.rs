@@ -194,7 +194,7 @@ fn ensure_batches(conn: &mut PgConnection, refs: &[&BatchRef]) -> QueryResult<()
 
 /// Complete the batches among `ids` whose items are all settled (see the
 /// SQL function `pipeline_settle_batches` for why exactly once).
-fn settle_batches(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<CompletedBatch>> {
+pub fn settle_batches(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<CompletedBatch>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -248,13 +248,20 @@ pub fn record_dead_letter(
     })
 }
 
-/// Forget the dead-letter record of `id` (it was redriven): its status is
-/// no longer `dead_lettered`, and its batch, if any, is pending again.
-pub fn forget_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
-    use crate::schema::dead_letters::dsl;
-    diesel::delete(dsl::dead_letters.find(id))
-        .execute(conn)
-        .map(|_| ())
+/// Put batch `id` back to pending: one of its dead letters was redriven.
+pub fn reopen_batch(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+    use crate::schema::batches::dsl;
+    diesel::update(
+        dsl::batches
+            .find(id)
+            .filter(dsl::completed_at.is_not_null()),
+    )
+    .set((
+        dsl::completed_at.eq(None::<DateTime<Utc>>),
+        dsl::status.eq("pending"),
+    ))
+    .execute(conn)
+    .map(|_| ())
 }
 
 /// A batch as `GET /batches/{id}` shows it; the counts are counted from the
@@ -291,7 +298,9 @@ impl BatchView {
     }
 }
 
-/// The batch `id`, if any item of it has reached the database.
+/// The batch `id`, if any item of it has reached the database. Once it is
+/// completed, every item not stored counts as dead-lettered, even if its
+/// dead letter was purged since.
 pub fn find_batch(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<BatchView>> {
     diesel::sql_query(
         "SELECT b.id, b.total, b.status, b.created_at, b.completed_at,
@@ -302,8 +311,16 @@ pub fn find_batch(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Batch
          FROM batches b WHERE b.id = $1",
     )
     .bind::<SqlUuid, _>(id)
-    .get_result(conn)
+    .get_result::<BatchView>(conn)
     .optional()
+    .map(|found| {
+        found.map(|mut b| {
+            if b.completed_at.is_some() {
+                b.dead_lettered = (i64::from(b.total) - b.stored).max(0);
+            }
+            b
+        })
+    })
 }
 
 /// One row of the outbox, as the API shows it.

@@ -22,11 +22,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Uuid,
         content -> Text,
         created_at -> Timestamptz,
         stored_at -> Timestamptz,
+        txid -> Int8,
         batch_id -> Nullable<Uuid>,
     }
 }
@@ -48,4 +58,10 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(batches, dead_letters, messages, webhook_deliveries,);
+diesel::allow_tables_to_appear_in_same_query!(
+    batches,
+    dead_letters,
+    idempotency_keys,
+    messages,
+    webhook_deliveries,
+);

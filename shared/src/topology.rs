@@ -51,7 +51,14 @@ pub struct Topology {
     /// One delay queue per delay: a message waits there for the delay, then
     /// the broker moves it back to the store queue for another attempt.
     pub retry_delays: Vec<Duration>,
+    /// `x-quorum-initial-group-size` of every quorum queue: how many nodes
+    /// hold a replica. RabbitMQ uses every node when the cluster has fewer,
+    /// so the default 3 spans a 3-node cluster and is valid on one node.
+    pub initial_group_size: Option<i32>,
 }
+
+/// The default [`Topology::initial_group_size`].
+pub const INITIAL_GROUP_SIZE: i32 = 3;
 
 impl Default for Topology {
     fn default() -> Self {
@@ -73,6 +80,7 @@ impl Topology {
             events_exchange: format!("{prefix}messages.events"),
             prefix: prefix.to_owned(),
             retry_delays: Vec::new(),
+            initial_group_size: Some(INITIAL_GROUP_SIZE),
         }
     }
 
@@ -96,6 +104,7 @@ impl Topology {
         // Quorum (with message TTL, 3.10+) so that a waiting retry survives
         // a broker restart and is moved back with at-least-once guarantees.
         args.insert("x-queue-type".into(), long_string("quorum"));
+        self.insert_group_size(&mut args);
         let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
         // Expired messages go back through the default exchange straight to
@@ -122,6 +131,7 @@ impl Topology {
         let mut args = FieldTable::default();
         // Quorum: replicated, fsynced before confirms, tracks delivery counts.
         args.insert("x-queue-type".into(), long_string("quorum"));
+        self.insert_group_size(&mut args);
         args.insert(
             "x-dead-letter-exchange".into(),
             long_string(&self.dead_letter_exchange),
@@ -142,6 +152,49 @@ impl Topology {
         args
     }
 
+    fn insert_group_size(&self, args: &mut FieldTable) {
+        if let Some(size) = self.initial_group_size {
+            args.insert(
+                "x-quorum-initial-group-size".into(),
+                AMQPValue::LongInt(size),
+            );
+        }
+    }
+
+    /// Declare everything on channels of `connection` (closed afterwards).
+    /// Quorum queues created by a version without
+    /// `x-quorum-initial-group-size` cannot be redeclared with it (RabbitMQ
+    /// refuses an inequivalent argument), and they keep their membership
+    /// anyway: on that refusal the declaration is repeated without it, with
+    /// a warning (`rabbitmq-queues grow` adds replicas to such a queue).
+    pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
+        let channel = connection.create_channel().await?;
+        match self.declare(&channel).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e)
+                if self.initial_group_size.is_some()
+                    && e.to_string().contains("x-quorum-initial-group-size") =>
+            {
+                log::warn!(
+                    "quorum queues created without x-quorum-initial-group-size keep their \
+                     membership; use `rabbitmq-queues grow` to add replicas"
+                );
+                let legacy = Self {
+                    initial_group_size: None,
+                    ..self.clone()
+                };
+                let channel = connection.create_channel().await?;
+                let result = legacy.declare(&channel).await;
+                let _ = channel.close(200, "declared".into()).await;
+                result
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The arguments of the dead-letter queue.
     pub fn dead_queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
@@ -157,6 +210,7 @@ impl Topology {
         // Quorum: the broker's at-least-once dead-lettering confirms into it,
         // and an entry must survive a restart until a consumer recorded it.
         args.insert("x-queue-type".into(), long_string("quorum"));
+        self.insert_group_size(&mut args);
         args
     }
 

@@ -11,7 +11,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,17 +41,7 @@ fn mb(bytes: u64) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let Some(name) = flag.strip_prefix("--") else {
-            bail!("unexpected argument {flag:?}; flags are --name value");
-        };
-        let value = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
-        map.insert(name.to_owned(), value);
-    }
+    let map = bench::flags::parse()?;
     let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_owned());
     let addr: SocketAddr = get("url", "http://127.0.0.1:8080")
         .trim_start_matches("http://")
@@ -63,14 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = get("n", "1000000").parse().context("--n")?;
     let rate: f64 = get("rate", "3000").parse().context("--rate")?;
     let connections: usize = get("c", "16").parse().context("--c")?;
-    let pids: Vec<(String, u32)> = get("pids", "")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|pair| {
-            let (name, pid) = pair.split_once('=').context("--pids is name=pid,…")?;
-            Ok((name.to_owned(), pid.parse()?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let pids = bench::flags::pids(&get("pids", ""))?;
 
     // Sample every process every second until the load is done.
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);

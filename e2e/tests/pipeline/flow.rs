@@ -78,8 +78,13 @@ async fn tutorial_add_message_endpoint_is_compatible() {
     let rows = db.messages();
     assert_eq!((rows[0].id, rows[0].content.as_str()), (job, "from flask"));
 
-    // The tutorial's GET /messages shape.
-    let list: Value = producer.get("/messages").await.json().await.unwrap();
+    // The tutorial's GET /messages shape (listed once every older
+    // transaction on the server has ended: commit order).
+    let list: Value = wait_for("the row listed", Duration::from_secs(10), || async {
+        let list: Value = producer.get("/messages").await.json().await.unwrap();
+        (list.as_array().is_some_and(|l| !l.is_empty())).then_some(list)
+    })
+    .await;
     assert_eq!(
         list,
         json!([{"id": job, "content": "from flask", "timestamp": rows[0].created_at}])
@@ -219,8 +224,11 @@ async fn list_paginates_oldest_first_with_a_link_header() {
         assert_eq!(res.status(), 202);
         sent.push(format!("m{i}"));
     }
-    wait_for("5 rows", Duration::from_secs(10), || async {
-        (db.count() == 5).then_some(())
+    // Rows are listed once every older transaction on the server has ended
+    // (commit order), which may be a moment after they are stored.
+    wait_for("5 rows listed", Duration::from_secs(10), || async {
+        let page: Vec<Value> = producer.get("/messages").await.json().await.unwrap();
+        (page.len() == 5).then_some(())
     })
     .await;
 

@@ -186,9 +186,11 @@ async fn consumer_counts_rows_dead_letters_and_end_to_end_latency() {
     assert_eq!(consumer.get("/healthz").await.status(), 200);
     let ready = consumer.get("/readyz").await;
     assert_eq!(ready.status(), 200);
+    let uri: lapin::uri::AMQPUri = e2e::broker::amqp_url().parse().unwrap();
+    let node = format!("{}:{}", uri.authority.host, uri.authority.port);
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({"status": "ready", "broker": "up", "database": "up"})
+        json!({"status": "ready", "broker": "up", "node": node, "database": "up"})
     );
     consumer.stop().await;
 }

@@ -10,7 +10,7 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/messages",
-        &["202", "400", "401", "413", "415", "503"],
+        &["202", "400", "401", "408", "413", "415", "422", "503"],
     ),
     ("get", "/messages", &["200", "400", "401", "503"]),
     (
@@ -21,12 +21,12 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/messages/batch",
-        &["202", "400", "401", "413", "415", "503"],
+        &["202", "400", "401", "408", "413", "415", "422", "503"],
     ),
     (
         "post",
         "/add_message",
-        &["202", "400", "401", "413", "415", "503"],
+        &["202", "400", "401", "408", "413", "415", "503"],
     ),
     ("get", "/events", &["200", "400", "401"]),
     ("get", "/batches/{id}", &["200", "400", "401", "404", "503"]),
@@ -56,6 +56,29 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     ("get", "/metrics", &["200"]),
     ("get", "/openapi.json", &["200"]),
     ("get", "/docs", &["200"]),
+    ("get", "/dashboard", &["200"]),
+    ("get", "/dashboard/api/access", &["200"]),
+    ("get", "/dashboard/api/overview", &["200", "401"]),
+    (
+        "get",
+        "/dashboard/api/messages",
+        &["200", "400", "401", "503"],
+    ),
+    (
+        "get",
+        "/dashboard/api/messages/{id}",
+        &["200", "400", "401", "404", "503"],
+    ),
+    (
+        "get",
+        "/dashboard/api/idempotency-key",
+        &["200", "400", "401"],
+    ),
+    (
+        "post",
+        "/dead-letters/{id}/redrive",
+        &["200", "400", "401", "404", "503"],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,5 +151,49 @@ async fn openapi_document_matches_the_routes() {
         .unwrap()
         .starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("openapi.json"));
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_says_which_methods_are_allowed() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm")]).await;
+    let doc: Value = producer.get("/openapi.json").await.json().await.unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        documented.sort();
+        let url = format!(
+            "{}{}",
+            producer.base,
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string())
+        );
+        for method in ["PATCH", "PUT", "TRACE"] {
+            let res = producer
+                .client
+                .request(method.parse().unwrap(), &url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 405, "{method} {path}");
+            let allow = res
+                .headers()
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+            allowed.sort();
+            assert_eq!(allowed, documented, "{method} {path}: Allow: {allow}");
+            let body: Value = res.json().await.unwrap();
+            assert!(body["error"].is_string(), "{method} {path}");
+        }
+    }
     producer.stop().await;
 }

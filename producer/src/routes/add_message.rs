@@ -18,6 +18,7 @@ use crate::state::AppState;
         (status = 202, description = r#"{"message": "Message enqueued", "job_id"}"#),
         (status = 400, description = r#"{"error": "Content is required"} and other invalid content"#),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
         (status = 413, description = "Body larger than MAX_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
         (status = 503, description = "Not confirmed by the broker; see Retry-After"),

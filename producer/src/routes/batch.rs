@@ -9,7 +9,7 @@ use shared::Envelope;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::idempotency;
+use crate::idempotency::{self, Scope};
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
@@ -21,17 +21,20 @@ pub const MAX_BATCH: usize = 1000;
 /// published: one bad item rejects the batch with a 400 naming its index.
 /// 202 `{"status": "queued", "ids": […]}` when every message is confirmed;
 /// otherwise 503 listing which were confirmed and which must be retried.
-/// With `Idempotency-Key: K`, item `i` gets the id of key `K/i`, so a retried
-/// batch yields the same ids.
+/// With `Idempotency-Key: K`, item `i` gets an id derived from `K` and `i`
+/// (a namespace apart from single POSTs), so a retried batch yields the same
+/// ids; `K` reused with a different batch is a 422.
 #[utoipa::path(post, path = "/messages/batch", tag = "messages",
     request_body(content = String, content_type = "application/json", description = r#"[{"content": "text"}, ...] (1-1000), or {"messages": [...], "callback_url": "https://..."}"#),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Item i gets the id of key K/i")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key and batch always yield the same ids; the same key with another batch is a 422")),
     responses(
         (status = 202, description = r#"All confirmed: {"status": "queued", "batch_id", "ids": [...]}"#),
         (status = 400, description = "Not an array or batch object, empty, over 1000, an invalid item (named by index), or a refused callback_url"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
         (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
+        (status = 422, description = "Idempotency-Key already used with a different batch"),
         (status = 503, description = r#"Some not confirmed: {"error", "queued": [...], "failed": [{"index", "id"}]}; see Retry-After"#),
     ))]
 pub async fn post_batch(
@@ -39,10 +42,7 @@ pub async fn post_batch(
     body: web::Json<Value>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get(idempotency::HEADER) {
-        Some(_) => Some(idempotency::key(&req)?),
-        None => None,
-    };
+    let key = idempotency::key(&req)?;
     // Either body form; the batch id and callback (issue 11) live in batches.rs.
     let shape = super::batches::read_body(&body, key.as_deref(), &state).await?;
     let items = shape.items;
@@ -65,7 +65,7 @@ pub async fn post_batch(
         let content =
             content_from_json(item).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?;
         let id = match &key {
-            Some(k) => idempotency::id_for_key(&format!("{k}/{i}")),
+            Some(k) => idempotency::batch_item_id(k, i),
             None => Uuid::new_v4(),
         };
         envelopes.push(Envelope::with_id(id, content));
@@ -76,6 +76,12 @@ pub async fn post_batch(
         for envelope in &mut envelopes {
             envelope.batch = Some(batch.clone());
         }
+    }
+    if let Some(key) = &key {
+        // Bound before publishing: see `idempotency` for why.
+        let fingerprint =
+            idempotency::fingerprint(Scope::Batch, envelopes.iter().map(|e| e.content.as_str()));
+        idempotency::bind(&state, Scope::Batch, key, fingerprint).await?;
     }
 
     let results = state.publisher.publish_many(&envelopes).await;

@@ -3,16 +3,13 @@
 //! /dead-letters?confirm=true` (purge). Only with `ADMIN_TOKEN` set (404
 //! otherwise) and presented as `Authorization: Bearer <ADMIN_TOKEN>`.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Confirmation};
+use lapin::Channel;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::dead_letter;
 
 use crate::auth::AdminToken;
 use crate::error::ApiError;
@@ -22,18 +19,6 @@ use crate::state::AppState;
 /// Default and maximum messages per call.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-
-/// Headers the consumer adds when it dead-letters or retries a message;
-/// removed on redrive so the message starts afresh.
-const OUR_HEADERS: [&str; 7] = [
-    "x-error",
-    "x-attempts",
-    "x-last-error",
-    "x-dead-lettered-at",
-    "x-original-exchange",
-    "x-original-routing-key",
-    "x-death",
-];
 
 /// `limit` and `confirm` query parameters.
 #[derive(Debug, Deserialize)]
@@ -102,7 +87,7 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
 #[utoipa::path(get, path = "/dead-letters", tag = "dead letters",
     params(("limit" = Option<u32>, Query, description = "1-1000, default 100")),
     responses(
-        (status = 200, description = r#"{"dead_letters": [{"id", "content", "reason", "attempts", "dead_lettered_at"}], "total"}"#),
+        (status = 200, description = r#"{"dead_letters": [{"id", "content", "reason", "category", "attempts", "dead_lettered_at"}], "total"}"#),
         (status = 400, description = "Bad limit"),
         (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
         (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
@@ -155,14 +140,15 @@ async fn browse(
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| props.message_id().as_ref().map(|s| s.to_string()));
-        let reason =
-            header_text(props, "x-error").or_else(|| header_text(props, "x-first-death-reason"));
+        let reason = header_text(props, dead_letter::REASON_HEADER)
+            .or_else(|| header_text(props, dead_letter::BROKER_REASON_HEADER));
         items.push(json!({
             "id": id,
             "content": content,
             "reason": reason,
-            "attempts": header_text(props, "x-attempts"),
-            "dead_lettered_at": header_text(props, "x-dead-lettered-at"),
+            "category": dead_letter::Category::of(props.headers().as_ref()).as_str(),
+            "attempts": header_text(props, dead_letter::ATTEMPTS_HEADER),
+            "dead_lettered_at": header_text(props, dead_letter::DEAD_LETTERED_AT_HEADER),
         }));
     }
     Ok((items, total))
@@ -209,7 +195,12 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
         .await
         .map_err(|e| broker_error(state, e))?;
     let mut moved = 0;
-    while moved < limit {
+    // Set by the first get: the depth of the queue when the call began. A
+    // message that fails again is dead-lettered back onto the tail within
+    // milliseconds; without this bound one call would redrive it again and
+    // again (and count it each time).
+    let mut bound = limit;
+    while moved < bound {
         let got = channel
             .basic_get(
                 topology.dead_queue.as_str().into(),
@@ -218,56 +209,86 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
             .await
             .map_err(|e| broker_error(state, e))?;
         let Some(msg) = got else { break };
-        let mut props = msg.delivery.properties.clone();
-        if let Some(headers) = props.headers().clone() {
-            let mut kept = FieldTable::default();
-            for (name, value) in headers.inner() {
-                if !OUR_HEADERS.contains(&name.as_str()) {
-                    kept.insert(name.clone(), value.clone());
-                }
-            }
-            props = props.with_headers(kept);
+        if moved == 0 {
+            // `message_count` is what is left besides this one.
+            bound = bound.min(msg.message_count as usize + 1);
         }
-        // Forget its record first: once republished it may be stored, or
-        // dead-lettered again (a new record), within milliseconds. Its
-        // batch, if any, is pending again (a trigger reopens it).
-        if let Some(id) =
-            shared::dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties)
-        {
-            state
-                .with_db(move |conn| Ok(shared::outbox::forget_dead_letter(conn, id)?))
-                .await?;
-        }
-        let publish = async {
-            channel
-                .basic_publish(
-                    topology.exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions {
-                        mandatory: true,  // nowhere to go must fail, not drop it
-                        immediate: false, // not supported by RabbitMQ
-                    },
-                    &msg.delivery.data,
-                    props,
-                )
-                .await?
-                .await
-        };
-        match tokio::time::timeout(Duration::from_secs(10), publish).await {
-            Ok(Ok(Confirmation::Ack(None))) => {}
-            other => {
-                log::warn!("redrive stopped: republish not confirmed: {other:?}");
-                return Err(broker_error(state, PublishError::Nacked));
-            }
-        }
-        msg.delivery
-            .acker
-            .ack(BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| broker_error(state, e))?;
+        move_one(channel, state, msg).await?;
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Move one dead letter (got unacknowledged on `channel`, in confirm mode)
+/// back to the `messages` exchange: drop its record, republish it afresh
+/// and wait for the confirm, and only then ack it off the dead-letter
+/// queue. Shared by redriving all and redriving one.
+pub(super) async fn move_one(
+    channel: &Channel,
+    state: &AppState,
+    msg: lapin::message::BasicGetMessage,
+) -> Result<(), ApiError> {
+    let topology = state.publisher.topology();
+    // Queued again, no longer dead-lettered: drop its record before the
+    // republish, so that failing again (which writes a new one) wins.
+    let id = dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties);
+    let forgotten = match id {
+        Some(id) => {
+            state
+                .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
+                .await?
+        }
+        None => None,
+    };
+    let published = shared::publish::confirmed(
+        channel,
+        &topology.exchange,
+        "",
+        &msg.delivery.data,
+        fresh_properties(&msg.delivery.properties),
+        state.publisher.publish_timeout(),
+    )
+    .await;
+    match published {
+        Ok(()) => {}
+        Err(e) => {
+            log::warn!("redrive stopped: republish not confirmed: {e}");
+            // Still in messages.dead (the unacked get goes back when the
+            // channel closes): put its record back unless a newer one exists.
+            if let Some(record) = forgotten {
+                let restored = state
+                    .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
+                    .await;
+                if let Err(e) = restored {
+                    log::warn!("redrive: cannot restore a dead-letter record: {e}");
+                }
+            }
+            return Err(broker_error(state, e));
+        }
+    }
+    msg.delivery
+        .acker
+        .ack(BasicAckOptions { multiple: false })
+        .await
+        .map_err(|e| broker_error(state, e))?;
+    Ok(())
+}
+
+/// The properties of a redriven message: the original's, without the
+/// headers the pipeline (or the broker's dead-lettering) added, so it starts
+/// afresh (attempts from zero).
+pub fn fresh_properties(props: &lapin::BasicProperties) -> lapin::BasicProperties {
+    let mut props = props.clone();
+    if let Some(headers) = props.headers().clone() {
+        let mut kept = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if !dead_letter::PIPELINE_HEADERS.contains(&name.as_str()) {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        props = props.with_headers(kept);
+    }
+    props
 }
 
 /// `DELETE /dead-letters?confirm=true`: purge the dead-letter queue.
@@ -303,5 +324,19 @@ pub async fn purge(
         .await;
     let _ = channel.close(200, "purged".into()).await;
     let purged = result.map_err(|e| broker_error(&state, e))?;
+    // The purged messages are gone for good: their records must not say
+    // `dead_lettered` for ever. Deleted, not marked: a purged id then reads
+    // like one never accepted (404 `not_found`). A message dead-lettered
+    // between the purge and this delete loses its record too (its copy sits
+    // in messages.dead); the window is one round trip.
+    // The purge happened whatever the database says: a failure here is
+    // logged, not turned into an error the client would retry.
+    match state
+        .with_db(|conn| Ok(shared::db::forget_all_dead_letters(conn)?))
+        .await
+    {
+        Ok(n) => log::info!("purged {purged} dead letters and {n} dead-letter records"),
+        Err(e) => log::warn!("purged {purged} dead letters but kept their records: {e}"),
+    }
     Ok(HttpResponse::Ok().json(json!({ "purged": purged })))
 }

@@ -26,7 +26,8 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let broker = broker_state(&state);
     let database = database_up(&state).await;
-    match shared::db::readiness(broker, database, false) {
+    let node = state.metrics.broker.node();
+    match shared::db::readiness(broker, node, database, false) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }

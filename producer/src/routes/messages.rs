@@ -2,9 +2,10 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::db::Cursor;
 use shared::envelope::content_from_json;
 use shared::models::Message;
 use shared::Envelope;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::bounded_number;
-use crate::idempotency::message_id;
+use crate::idempotency::{self, Scope};
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
@@ -24,13 +25,15 @@ const MAX_LIMIT: u32 = 1000;
 /// with `Location`, answered only after the broker confirmed the message.
 #[utoipa::path(post, path = "/messages", tag = "messages",
     request_body(content = String, content_type = "application/json", description = r#"{"content": "text", "callback_url"?: "https://..."}"#),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key always yields the same id")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; the same key and content always yield the same id; the same key with other content is a 422")),
     responses(
         (status = 202, description = r#"Confirmed by the broker: {"id", "status": "queued"}, Location: /messages/{id}"#),
         (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key, callback_url not http(s) or to a private/local host"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
         (status = 413, description = "Body larger than MAX_BODY_BYTES"),
         (status = 415, description = "Content-Type is not application/json"),
+        (status = 422, description = "Idempotency-Key already used with different content"),
         (status = 503, description = "Not confirmed (broker down, nack, unroutable, timeout); see Retry-After"),
     ))]
 pub async fn post_message(
@@ -44,7 +47,16 @@ pub async fn post_message(
         ));
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut envelope = Envelope::with_id(message_id(&req)?, content);
+    let id = match idempotency::key(&req)? {
+        Some(key) => {
+            // Bound before publishing: see `idempotency` for why.
+            let fingerprint = idempotency::fingerprint(Scope::Message, [content.as_str()]);
+            idempotency::bind(&state, Scope::Message, &key, fingerprint).await?;
+            idempotency::id_for_key(&key)
+        }
+        None => Uuid::new_v4(),
+    };
+    let mut envelope = Envelope::with_id(id, content);
     envelope.callback_url = super::webhooks::callback_url(&body, &state).await?;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
@@ -62,14 +74,19 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// `GET /messages?limit=&cursor=`: stored messages oldest first, in the
+/// `GET /messages?limit=&cursor=`: stored messages in commit order, in the
 /// tutorial's shape `{"id", "content", "timestamp"}`. When more rows follow,
-/// a `Link: <…>; rel="next"` header gives the next page's URL.
+/// a `Link: <…>; rel="next"` header gives the next page's URL; the `Cursor`
+/// header always carries the position after this page, for tailing.
 #[utoipa::path(get, path = "/messages", tag = "messages",
     params(("limit" = Option<u32>, Query, description = "1-1000, default 100"),
-           ("cursor" = Option<String>, Query, description = "From the Link header of the previous page")),
+           ("cursor" = Option<String>, Query, description = "From the Link or Cursor header of a previous page")),
     responses(
-        (status = 200, description = r#"[{"id", "content", "timestamp"}], oldest first; Link: <...>; rel="next" when more follow"#),
+        (status = 200, description = r#"[{"id", "content", "timestamp"}] in commit order (see the README: a client following cursors sees every row exactly once, even one that commits late)"#,
+            headers(
+                ("Link" = String, description = r#"<URL of the next page>; rel="next", when more rows follow now"#),
+                ("Cursor" = String, description = "Opaque position after this page's last row (or the given cursor when the page is empty): pass it as ?cursor= to continue, now or later"),
+            )),
         (status = 400, description = "Bad limit or cursor"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 503, description = "Database unavailable; see Retry-After"),
@@ -88,27 +105,32 @@ pub async fn list_messages(
     // One extra row tells whether there is a next page.
     let fetch = i64::from(limit) + 1;
     let mut rows = state
-        .with_db(move |conn| Ok(shared::db::list_messages(conn, after, fetch)?))
+        .with_db(move |conn| Ok(shared::db::list_committed_messages(conn, after, fetch)?))
         .await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
 
     let mut response = HttpResponse::Ok();
-    if has_more {
-        if let Some(last) = rows.last() {
-            let next = format!(
-                "</messages?limit={limit}&cursor={}>; rel=\"next\"",
-                encode_cursor(last)
-            );
+    let here = match rows.last() {
+        Some((cursor, _)) => Some(encode_cursor(cursor)),
+        None => params.cursor.clone(),
+    };
+    if let Some(here) = &here {
+        if has_more {
+            let next = format!("</messages?limit={limit}&cursor={here}>; rel=\"next\"");
             response.insert_header((header::LINK, next));
         }
+        response.insert_header((CURSOR_HEADER, here.as_str()));
     }
     let body: Vec<Value> = rows
         .iter()
-        .map(|m| json!({ "id": m.id, "content": m.content, "timestamp": m.created_at }))
+        .map(|(_, m)| json!({ "id": m.id, "content": m.content, "timestamp": m.created_at }))
         .collect();
     Ok(response.json(body))
 }
+
+/// The response header carrying the position after a page of `GET /messages`.
+const CURSOR_HEADER: &str = "Cursor";
 
 /// `GET /messages/{id}[?wait=S]`: 200 `stored` with the row, 200
 /// `dead_lettered` with the reason, or 404 `not_found` (still queued, or
@@ -144,7 +166,13 @@ pub async fn get_message(
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => break, // waited long enough
+                Err(_) => {
+                    // Waited long enough. Events are best effort (transient,
+                    // lost while reconnecting, never sent for a redelivered
+                    // duplicate): the database has the last word.
+                    found = lookup(&state, id).await?;
+                    break;
+                }
                 Ok(Ok(event)) if !event.mentions(&id) => continue,
                 // Mentioned, lagged or closed: look again either way.
                 Ok(_) => {}
@@ -213,19 +241,25 @@ async fn lookup(
         .await
 }
 
-/// A cursor is the last row's `created_at` (microseconds since the epoch)
-/// and id: `1763783786123456_6f1c…`. Opaque to clients, readable in logs.
-fn encode_cursor(m: &Message) -> String {
-    format!("{}_{}", m.created_at.timestamp_micros(), m.id)
+/// A cursor is the last row's commit-order key: its transaction id,
+/// `created_at` (microseconds since the epoch) and id, as
+/// `812345_1763783786123456_6f1c…`. Opaque to clients (only ever handed
+/// back), readable in logs.
+fn encode_cursor((txid, created_at, id): &Cursor) -> String {
+    format!("{txid}_{}_{id}", created_at.timestamp_micros())
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+fn decode_cursor(cursor: &str) -> Result<Cursor, ApiError> {
     let bad = || ApiError::BadRequest("cursor is malformed; use the Link header's URL".into());
-    let (micros, id) = cursor.split_once('_').ok_or_else(bad)?;
+    let mut parts = cursor.splitn(3, '_');
+    let (Some(txid), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let txid: i64 = txid.parse().map_err(|_| bad())?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((ts, id))
+    Ok((txid, ts, id))
 }
 
 #[cfg(test)]
@@ -234,15 +268,15 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let m = Message {
-            id: Uuid::new_v4(),
-            content: "x".into(),
-            created_at: DateTime::from_timestamp_micros(1_763_783_786_123_456).unwrap(),
-            stored_at: Utc::now(),
-        };
-        let (ts, id) = decode_cursor(&encode_cursor(&m)).unwrap();
-        assert_eq!((ts, id), (m.created_at, m.id));
+        let cursor: Cursor = (
+            812_345,
+            DateTime::from_timestamp_micros(1_763_783_786_123_456).unwrap(),
+            Uuid::new_v4(),
+        );
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         assert!(decode_cursor("nope").is_err());
-        assert!(decode_cursor("12_notauuid").is_err());
+        assert!(decode_cursor("1_12_notauuid").is_err());
+        // The format before commit order (no transaction id) is refused.
+        assert!(decode_cursor(&format!("12_{}", Uuid::new_v4())).is_err());
     }
 }

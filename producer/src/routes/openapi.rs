@@ -29,6 +29,13 @@ use utoipa::OpenApi;
         super::health::healthz,
         super::health::readyz,
         super::metrics::metrics,
+        super::dashboard::page,
+        super::dashboard::access,
+        super::overview::overview,
+        super::dashboard_api::latest_messages,
+        super::dashboard_api::message_detail,
+        super::dashboard_api::id_for_key,
+        super::redrive_one::redrive_one,
         openapi_json,
         docs,
     )
@@ -57,7 +64,7 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
 h2{margin-top:1.5em;font-family:monospace}code{background:#eee;padding:0 .3em}
 td{vertical-align:top;padding:.2em .6em}</style></head>
-<body><h1>pipeline API</h1><p id="desc"></p><div id="ops">Loading /openapi.json…</div>
+<body><h1>pipeline API</h1><p id="desc"></p><p><a href="dashboard">Dashboard</a>: live overview, message lookup, dead letters.</p><div id="ops">Loading /openapi.json…</div>
 <script>
 fetch('openapi.json').then(r => r.json()).then(doc => {
   document.getElementById('desc').textContent = doc.info.description || '';

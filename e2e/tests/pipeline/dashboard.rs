@@ -1,0 +1,500 @@
+//! The dashboard's server side: the page is public and self-contained, its
+//! data needs the same tokens as the API, the overview counts what happened,
+//! the latest messages come newest first, a message's page knows its whole
+//! story, and one dead letter can be redriven without disturbing the rest.
+//! (The page itself is driven in a real browser by scripts/browser-test.sh.)
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use e2e::broker::header;
+use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use serde_json::{json, Value};
+use shared::models::{DeadLetter, NewMessage};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_public_and_its_data_needs_the_tokens() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(
+        &db,
+        &broker,
+        &[("API_TOKEN", "t0ken"), ("ADMIN_TOKEN", "adm1n")],
+    )
+    .await;
+    let url = |p: &str| format!("{}{p}", producer.base);
+
+    // The page and its assets hold no data: served without a token, with a
+    // policy that forbids anything from elsewhere.
+    for (path, kind) in [
+        ("/dashboard", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/app.css", "text/css"),
+    ] {
+        let res = producer.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let headers = res.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    }
+    let page = producer.get("/dashboard").await.text().await.unwrap();
+    assert!(page.contains("dashboard/app.js"));
+    // The API's page links to it, and a trailing slash finds it too.
+    let docs = producer
+        .client
+        .get(url("/docs"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(docs.contains("href=\"dashboard\""));
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url("/dashboard/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "../dashboard");
+    let access: Value = producer
+        .get("/dashboard/api/access")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(access, json!({ "api_token": true, "admin": true }));
+
+    // Data: 401 without the API token, 200 with it.
+    for path in [
+        "/dashboard/api/overview",
+        "/dashboard/api/messages",
+        "/dashboard/api/idempotency-key?key=k",
+    ] {
+        assert_eq!(producer.get(path).await.status(), 401, "{path}");
+        let res = producer
+            .client
+            .get(url(path))
+            .bearer_auth("t0ken")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    // Redriving one needs the admin token; the API token does not open it.
+    let redrive = url(&format!("/dead-letters/{}/redrive", Uuid::new_v4()));
+    for token in ["t0ken", "wrong"] {
+        let res = producer
+            .client
+            .post(&redrive)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    producer.stop().await;
+
+    // Without ADMIN_TOKEN the page is told the tools are off, and they are.
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let access: Value = producer
+        .get("/dashboard/api/access")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(access, json!({ "api_token": false, "admin": false }));
+    let redrive = format!("{}/dead-letters/{}/redrive", producer.base, Uuid::new_v4());
+    let res = producer.client.post(&redrive).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_accepted_stored_and_dead_lettered() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+
+    for i in 0..30 {
+        let res = producer
+            .post_json("/messages", &json!({ "content": format!("m{i}") }))
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    // Poison with an id: dead-lettered and recorded.
+    let poison = Uuid::new_v4();
+    broker
+        .publish_raw(
+            json!({ "id": poison }).to_string().as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    wait_for(
+        "30 rows and 1 dead letter",
+        Duration::from_secs(15),
+        || async {
+            (db.count() == 30 && consumer.stats.snapshot().dead_lettered == 1).then_some(())
+        },
+    )
+    .await;
+
+    let overview = || async {
+        let o: Value = producer
+            .get("/dashboard/api/overview")
+            .await
+            .json()
+            .await
+            .unwrap();
+        o
+    };
+    let o = wait_for(
+        "the overview to count them",
+        Duration::from_secs(10),
+        || async {
+            let o = overview().await;
+            (o["totals"]["stored"] == 30 && o["totals"]["dead_lettered"] == 1).then_some(o)
+        },
+    )
+    .await;
+    assert_eq!(o["totals"]["accepted"], 30, "{o}");
+    assert_eq!(o["broker"], "up");
+    assert_eq!(o["database"], "up");
+    assert_eq!(o["queue"]["consumers"], 1, "{o}");
+    assert_eq!(o["queue"]["ready"], 0, "{o}");
+    assert_eq!(o["queue"]["dead"], 1, "{o}");
+    assert_eq!(o["step_secs"], 5);
+    for series in ["accepted", "stored", "dead_lettered"] {
+        assert_eq!(
+            o["series"][series].as_array().unwrap().len(),
+            60,
+            "{series}"
+        );
+    }
+    assert!(o["rates"]["stored"].as_f64().unwrap() > 0.0, "{o}");
+
+    // Asked again (now partly from the cache), the same totals.
+    let again = overview().await;
+    assert_eq!(again["totals"]["stored"], 30);
+    assert_eq!(again["totals"]["accepted"], 30);
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+
+    // Five rows accepted one second apart (the producer migrated the database).
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let long = "x".repeat(500);
+    let rows: Vec<NewMessage<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| NewMessage {
+            id: *id,
+            content: if i == 4 { &long } else { "short" },
+            created_at: Utc.timestamp_opt(1_760_000_000 + i as i64, 0).unwrap(),
+            batch_id: None,
+        })
+        .collect();
+    shared::db::insert_messages(&mut db.connect(), &rows).unwrap();
+
+    let page = |q: String| {
+        let producer = &producer;
+        async move {
+            let res = producer.get(&format!("/dashboard/api/messages{q}")).await;
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let ids_of = |v: &Value| -> Vec<Uuid> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let first = page("?limit=2".into()).await;
+    assert_eq!(ids_of(&first), vec![ids[4], ids[3]]);
+    assert_eq!(first["messages"][0]["truncated"], true);
+    assert_eq!(first["messages"][0]["preview"].as_str().unwrap().len(), 120);
+    let next = first["next"].as_str().unwrap();
+    let second = page(format!("?limit=2&before={next}")).await;
+    assert_eq!(ids_of(&second), vec![ids[2], ids[1]]);
+    let next = second["next"].as_str().unwrap();
+    let last = page(format!("?limit=2&before={next}")).await;
+    assert_eq!(ids_of(&last), vec![ids[0]]);
+    assert!(last["next"].is_null());
+    for bad in ["?limit=0", "?limit=201", "?before=nonsense", "?sort=asc"] {
+        let res = producer.get(&format!("/dashboard/api/messages{bad}")).await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+
+    // A stored message; one dead-lettered; one dead-lettered, redriven and
+    // then stored (both records show); one nobody knows.
+    let dead = Uuid::new_v4();
+    for (id, reason) in [
+        (dead, "invalid message: content is required"),
+        (ids[0], "rejected: check"),
+    ] {
+        shared::db::record_dead_letter(
+            &mut db.connect(),
+            &DeadLetter {
+                id,
+                reason: reason.into(),
+                attempts: 3,
+                dead_lettered_at: Utc::now(),
+                batch_id: None,
+            },
+        )
+        .unwrap();
+    }
+    let detail = |id: Uuid| {
+        let producer = &producer;
+        async move {
+            let res = producer.get(&format!("/dashboard/api/messages/{id}")).await;
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, m) = detail(ids[1]).await;
+    assert_eq!(status, 200);
+    assert_eq!(m["status"], "stored");
+    assert_eq!(m["content"], "short");
+    assert!(m["dead_letter"].is_null());
+    let (_, m) = detail(dead).await;
+    assert_eq!(m["status"], "dead_lettered");
+    assert_eq!(m["dead_letter"]["attempts"], 3);
+    assert_eq!(
+        m["dead_letter"]["reason"],
+        "invalid message: content is required"
+    );
+    let (_, m) = detail(ids[0]).await;
+    assert_eq!(m["status"], "stored");
+    assert_eq!(m["dead_letter"]["reason"], "rejected: check");
+    let (status, m) = detail(Uuid::new_v4()).await;
+    assert_eq!(status, 404);
+    assert_eq!(m["status"], "not_found");
+    assert_eq!(
+        producer.get("/dashboard/api/messages/nope").await.status(),
+        400
+    );
+
+    // An Idempotency-Key names the id POST /messages gives it.
+    let res = producer
+        .client
+        .post(format!("{}/messages", producer.base))
+        .header("Idempotency-Key", "order-1234")
+        .json(&json!({ "content": "hello" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let posted: Value = res.json().await.unwrap();
+    let looked_up: Value = producer
+        .get("/dashboard/api/idempotency-key?key=order-1234")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(looked_up["id"], posted["id"]);
+    let too_long = "k".repeat(256);
+    for bad in ["", "?key=", "?key=%C3%A9", &format!("?key={too_long}")] {
+        let res = producer
+            .get(&format!("/dashboard/api/idempotency-key{bad}"))
+            .await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm1n")]).await;
+    // No consumer: what is redriven stays in the store queue to be looked at.
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let channel = broker.channel().await;
+    for id in &ids {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-error".into(),
+            AMQPValue::LongString(LongString::from("invalid message: content is required")),
+        );
+        channel
+            .basic_publish(
+                broker.topology.dead_letter_exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                json!({ "id": id }).to_string().as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .unwrap();
+    }
+    // Their records, as the consumer would have written them.
+    for id in &ids {
+        shared::db::record_dead_letter(
+            &mut db.connect(),
+            &DeadLetter {
+                id: *id,
+                reason: "invalid_message".into(),
+                attempts: 1,
+                dead_lettered_at: Utc::now(),
+                batch_id: None,
+            },
+        )
+        .unwrap();
+    }
+    let dead_queue = broker.topology.dead_queue.clone();
+    let store_queue = broker.topology.store_queue.clone();
+    wait_for("3 dead letters", Duration::from_secs(10), || async {
+        (broker.depth(&dead_queue).await == 3).then_some(())
+    })
+    .await;
+
+    let redrive = |id: String| {
+        let producer = &producer;
+        async move {
+            producer
+                .client
+                .post(format!("{}/dead-letters/{id}/redrive", producer.base))
+                .bearer_auth("adm1n")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Unknown id: 404 saying so (not "no route"), and nothing moves.
+    let res = redrive(Uuid::new_v4().to_string()).await;
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not in the dead-letter queue"));
+    assert_eq!(redrive("nope".into()).await.status(), 400);
+    assert_eq!(broker.depth(&dead_queue).await, 3);
+
+    let res = redrive(ids[1].to_string()).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["redriven"], 1);
+
+    // The other two are still there, in their order.
+    let listed: Value = producer
+        .client
+        .get(format!("{}/dead-letters", producer.base))
+        .bearer_auth("adm1n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = listed["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![ids[0].to_string(), ids[2].to_string()]);
+    // The redriven one waits in the store queue, without its x-error.
+    let moved = broker.take_all(&store_queue).await;
+    assert_eq!(moved.len(), 1);
+    let body: Value = serde_json::from_slice(&moved[0].delivery.data).unwrap();
+    assert_eq!(body["id"], ids[1].to_string());
+    assert_eq!(header(&moved[0].delivery.properties, "x-error"), None);
+    // Its record went with it (queued again, no longer dead-lettered); the
+    // others keep theirs.
+    let mut conn = db.connect();
+    assert!(shared::db::find_dead_letter(&mut conn, ids[1])
+        .unwrap()
+        .is_none());
+    for id in [ids[0], ids[2]] {
+        assert!(shared::db::find_dead_letter(&mut conn, id)
+            .unwrap()
+            .is_some());
+    }
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_comes_from_the_management_api_when_one_is_configured() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    // A stand-in for RabbitMQ's management API (the machine's broker runs
+    // without the plugin, and tests do not reconfigure it): it answers the
+    // store queue's figures, to the right credentials only.
+    let wanted = format!("/api/queues/%2F/{}", broker.topology.store_queue);
+    let server = HttpServer::new(move || {
+        let wanted = wanted.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let ok_path = req.uri().path() == wanted;
+            let ok_auth = req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == "Basic b3BzOnMzY3JldA=="); // ops:s3cret
+            async move {
+                match (ok_path, ok_auth) {
+                    (true, true) => HttpResponse::Ok()
+                        .json(json!({ "messages_ready": 0, "messages_unacknowledged": 7 })),
+                    (true, false) => HttpResponse::Unauthorized().finish(),
+                    _ => HttpResponse::NotFound().finish(),
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let in_flight = |extra: Vec<(&'static str, String)>| {
+        let (db, broker) = (&db, &broker);
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let producer = spawn_producer(db, broker, &extra).await;
+            let o: Value = producer
+                .get("/dashboard/api/overview")
+                .await
+                .json()
+                .await
+                .unwrap();
+            producer.stop().await;
+            o["queue"]["in_flight"].clone()
+        }
+    };
+    let url = |creds: &str| format!("http://{creds}@127.0.0.1:{port}");
+    assert_eq!(
+        in_flight(vec![("RABBITMQ_MANAGEMENT_URL", url("ops:s3cret"))]).await,
+        json!(7)
+    );
+    // Refused, or not configured: unknown, and the overview still answers.
+    assert_eq!(
+        in_flight(vec![("RABBITMQ_MANAGEMENT_URL", url("ops:wrong"))]).await,
+        Value::Null
+    );
+    assert_eq!(in_flight(vec![]).await, Value::Null);
+    handle.stop(true).await;
+}

@@ -1,0 +1,124 @@
+//! Redrive and purge keep the status table honest: one redrive call moves at
+//! most the dead letters it found, and `GET /messages/{id}` stops saying
+//! `dead_lettered` for a message that was redriven or purged.
+
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
+use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
+use serde_json::Value;
+use shared::Envelope;
+
+const ADMIN: &str = "adm1n";
+
+/// Make every message whose content starts with "forbidden" poison.
+fn forbid(db: &TestDb) {
+    diesel::sql_query(
+        "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content NOT LIKE 'forbidden%')",
+    )
+    .execute(&mut db.connect())
+    .unwrap();
+}
+
+async fn dead_letter(broker: &TestBroker, n: usize) -> Vec<Envelope> {
+    let doomed: Vec<Envelope> = (0..n)
+        .map(|i| Envelope::new(format!("forbidden {i}")))
+        .collect();
+    for envelope in &doomed {
+        broker.publish(envelope).await;
+    }
+    let dead_queue = broker.topology.dead_queue.clone();
+    wait_for("the dead letters", Duration::from_secs(20), || async {
+        (broker.depth(&dead_queue).await as usize == n).then_some(())
+    })
+    .await;
+    doomed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_without_limit_stops_at_the_depth_it_found() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", ADMIN)]).await;
+    // One row per batch: a redriven message fails again and is back in the
+    // dead-letter queue within milliseconds, while the redrive still runs.
+    let consumer = spawn_consumer(&db, &broker, &[("BATCH_SIZE", "1"), ("PREFETCH", "1")]).await;
+    forbid(&db);
+    dead_letter(&broker, 10).await;
+
+    let res = producer
+        .client
+        .post(format!("{}/dead-letters/redrive", producer.base))
+        .bearer_auth(ADMIN)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("redrive must end");
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["redriven"], 10,
+        "a message that failed again is not redriven twice in one call"
+    );
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_stops_saying_dead_lettered_after_redrive_and_purge() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", ADMIN)]).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+    forbid(&db);
+    let doomed = dead_letter(&broker, 3).await;
+    // Nobody consumes any more: a redriven message stays queued.
+    consumer.stop().await;
+
+    let status = |i: usize| {
+        let path = format!("/messages/{}", doomed[i].id);
+        let producer = &producer;
+        async move {
+            let res = producer.get(&path).await;
+            let code = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (code, body["status"].as_str().unwrap().to_owned())
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(status(i).await, (200, "dead_lettered".to_owned()));
+    }
+
+    let res = producer
+        .client
+        .post(format!("{}/dead-letters/redrive?limit=1", producer.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["redriven"], 1);
+    assert_eq!(broker.depth(&broker.topology.store_queue).await, 1);
+    assert_eq!(
+        status(0).await,
+        (404, "not_found".to_owned()),
+        "redriven: queued again, no longer dead-lettered"
+    );
+    assert_eq!(status(1).await, (200, "dead_lettered".to_owned()));
+
+    let res = producer
+        .client
+        .delete(format!("{}/dead-letters?confirm=true", producer.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["purged"], 2);
+    for i in 1..3 {
+        assert_eq!(
+            status(i).await,
+            (404, "not_found".to_owned()),
+            "purged: gone for good, not dead-lettered for ever"
+        );
+    }
+    producer.stop().await;
+}

@@ -1,0 +1,2 @@
+DROP INDEX dead_letters_dead_lettered_at_brin;
+DROP INDEX messages_stored_at_brin;

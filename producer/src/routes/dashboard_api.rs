@@ -1,0 +1,249 @@
+//! The dashboard's read endpoints that the public API does not have:
+//! the latest messages newest first, one message with its whole history,
+//! and the id an `Idempotency-Key` stands for. Same access as the API
+//! (`API_TOKEN` when set).
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::models::{DeadLetter, Message};
+use shared::schema::messages;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::bounded_number;
+use crate::state::AppState;
+
+/// Default and maximum page sizes of the latest-messages list.
+const DEFAULT_LIMIT: u64 = 25;
+const MAX_LIMIT: u64 = 200;
+/// Characters of content shown in a list (the message page shows it all).
+const PREVIEW_CHARS: usize = 120;
+/// Longest `Idempotency-Key`, as `POST /messages` accepts it.
+const MAX_KEY_LEN: usize = 255;
+
+/// Query of `GET /dashboard/api/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatestParams {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// Stored messages newest first (by acceptance time, then id), before the
+/// keyset cursor `before`. Walks the `(created_at, id)` index backwards.
+fn latest(
+    conn: &mut PgConnection,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    let mut query = messages::table
+        .select(Message::as_select())
+        .order((messages::created_at.desc(), messages::id.desc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some((ts, id)) = before {
+        query = query.filter(
+            messages::created_at
+                .lt(ts)
+                .or(messages::created_at.eq(ts).and(messages::id.lt(id))),
+        );
+    }
+    query.load(conn)
+}
+
+fn preview(content: &str) -> (String, bool) {
+    let mut chars = content.char_indices();
+    match chars.nth(PREVIEW_CHARS) {
+        Some((cut, _)) => (content[..cut].to_owned(), true),
+        None => (content.to_owned(), false),
+    }
+}
+
+/// The cursor of a row: `<created_at µs>_<id>` (the same shape as
+/// `GET /messages` uses, read the other way).
+fn cursor_of(m: &Message) -> String {
+    format!("{}_{}", m.created_at.timestamp_micros(), m.id)
+}
+
+fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let bad = || {
+        ApiError::BadRequest("before: malformed cursor; use the previous page's \"next\"".into())
+    };
+    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
+    let ts = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((ts, id))
+}
+
+/// `GET /dashboard/api/messages?limit=&before=`: the latest stored
+/// messages, newest first, with a content preview.
+#[utoipa::path(get, path = "/dashboard/api/messages", tag = "dashboard",
+    params(("limit" = Option<u32>, Query, description = "1-200, default 25"),
+           ("before" = Option<String>, Query, description = "The previous page's \"next\" cursor")),
+    responses(
+        (status = 200, description = r#"{"messages": [{"id", "preview", "truncated", "created_at", "stored_at"}], "next": cursor or null}, newest first"#),
+        (status = 400, description = "Bad limit or cursor"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 503, description = "Database unavailable; see Retry-After"),
+    ))]
+pub async fn latest_messages(
+    params: web::Query<LatestParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = bounded_number(
+        params.limit.as_deref(),
+        "limit",
+        DEFAULT_LIMIT,
+        1..=MAX_LIMIT,
+    )?;
+    let before = params.before.as_deref().map(parse_cursor).transpose()?;
+    // One extra row tells whether an older page exists.
+    let fetch = limit as i64 + 1;
+    let mut rows = state
+        .with_db(move |conn| Ok(latest(conn, before, fetch)?))
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|m| {
+            let (text, truncated) = preview(&m.content);
+            json!({
+                "id": m.id,
+                "preview": text,
+                "truncated": truncated,
+                "created_at": m.created_at,
+                "stored_at": m.stored_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "messages": items, "next": next })))
+}
+
+/// `GET /dashboard/api/messages/{id}`: everything the database knows about
+/// one message: the stored row and the dead-letter record, both if it was
+/// dead-lettered and later redriven and stored.
+#[utoipa::path(get, path = "/dashboard/api/messages/{id}", tag = "dashboard",
+    params(("id" = uuid::Uuid, Path, description = "Message id")),
+    responses(
+        (status = 200, description = r#"{"id", "status": "stored|dead_lettered", "content", "created_at", "stored_at", "dead_letter": {"reason", "attempts", "dead_lettered_at"} or null}"#),
+        (status = 400, description = "id is not a UUID"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 404, description = r#"{"status": "not_found"}: neither stored nor dead-lettered (still queued, or never accepted)"#),
+        (status = 503, description = "Database unavailable; see Retry-After"),
+    ))]
+pub async fn message_detail(
+    path: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (row, dead): (Option<Message>, Option<DeadLetter>) = state
+        .with_db(move |conn| {
+            Ok((
+                shared::db::find_message(conn, id)?,
+                shared::db::find_dead_letter(conn, id)?,
+            ))
+        })
+        .await?;
+    let dead_letter = dead.as_ref().map(|d| {
+        json!({ "reason": d.reason, "attempts": d.attempts, "dead_lettered_at": d.dead_lettered_at })
+    });
+    let body = match (&row, &dead) {
+        (Some(m), _) => json!({
+            "id": id,
+            "status": "stored",
+            "content": m.content,
+            "created_at": m.created_at,
+            "stored_at": m.stored_at,
+            "dead_letter": dead_letter,
+        }),
+        (None, Some(_)) => json!({
+            "id": id,
+            "status": "dead_lettered",
+            "content": Value::Null,
+            "created_at": Value::Null,
+            "stored_at": Value::Null,
+            "dead_letter": dead_letter,
+        }),
+        (None, None) => {
+            return Ok(HttpResponse::NotFound().json(json!({
+                "error": format!("message {id} is neither stored nor dead-lettered (still queued, or never accepted)"),
+                "status": "not_found",
+            })))
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Query of `GET /dashboard/api/idempotency-key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyParams {
+    key: Option<String>,
+}
+
+/// `GET /dashboard/api/idempotency-key?key=K`: the message id `POST
+/// /messages` gives a request with `Idempotency-Key: K`. Computed here, not
+/// in the page, so there is one derivation (and none in JavaScript).
+#[utoipa::path(get, path = "/dashboard/api/idempotency-key", tag = "dashboard",
+    params(("key" = String, Query, description = "An Idempotency-Key: 1-255 visible ASCII characters")),
+    responses(
+        (status = 200, description = r#"{"key", "id"}"#),
+        (status = 400, description = "key missing, empty, too long or not visible ASCII"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+    ))]
+pub async fn id_for_key(params: web::Query<KeyParams>) -> Result<HttpResponse, ApiError> {
+    let key = params
+        .key
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("key is missing".into()))?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "key must be 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    // What an HTTP header value can carry as text: visible ASCII and space.
+    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ApiError::BadRequest("key must be visible ASCII".into()));
+    }
+    let id = crate::idempotency::id_for_key(key);
+    Ok(HttpResponse::Ok().json(json!({ "key": key, "id": id })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_cut_on_characters() {
+        let long = "é".repeat(PREVIEW_CHARS + 5);
+        let (text, cut) = preview(&long);
+        assert!(cut);
+        assert_eq!(text.chars().count(), PREVIEW_CHARS);
+        assert_eq!(preview("short"), ("short".to_owned(), false));
+    }
+
+    #[test]
+    fn cursors_parse_back() {
+        let m = Message {
+            id: Uuid::new_v4(),
+            content: String::new(),
+            created_at: DateTime::from_timestamp_micros(1_763_783_786_123_456).unwrap(),
+            stored_at: Utc::now(),
+        };
+        assert_eq!(parse_cursor(&cursor_of(&m)).unwrap(), (m.created_at, m.id));
+        assert!(parse_cursor("x_y").is_err());
+    }
+}
