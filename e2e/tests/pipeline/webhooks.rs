@@ -685,3 +685,51 @@ async fn batches_need_the_api_token_and_webhook_tools_the_admin_token() {
     assert_eq!(get(tools, Some("adm")).await.unwrap().status(), 200);
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_attempt_leaves_the_notification_to_be_sent_again() {
+    // Killed while the receiver handles the request (it answers 200 to a
+    // dead client): the outcome was never recorded, so when the claim's
+    // lease runs out another consumer sends it again, same webhook-id.
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let receiver = Receiver::start().await;
+    receiver.slow(Duration::from_millis(1500));
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
+    // A 2 s attempt bound: the lease is 2 x 2 s + 10 s.
+    let env = consumer_env(&[("WEBHOOK_TIMEOUT_MS", "2000")]);
+    let first = spawn_consumer(&db, &broker, &env).await;
+    let id = post_with_callback(&producer, "mid-flight", &receiver.url("/slow")).await;
+    wait_for("the attempt in flight", Duration::from_secs(20), || async {
+        (receiver.in_flight().0 == 1).then_some(())
+    })
+    .await;
+    drop(first); // kill -9
+    wait_for("the receiver answered", Duration::from_secs(5), || async {
+        (receiver.received().len() == 1).then_some(())
+    })
+    .await;
+    let second = spawn_consumer(&db, &broker, &env).await;
+    let status = wait_for(
+        "sent again and recorded",
+        Duration::from_secs(40),
+        || async {
+            let s = status_of(&producer, &format!("/messages/{id}")).await;
+            (s["notification"]["status"] == "delivered").then_some(s)
+        },
+    )
+    .await;
+    let got = receiver.received();
+    assert_eq!(
+        got.len(),
+        2,
+        "at least once: the unrecorded attempt is repeated"
+    );
+    assert_eq!(
+        got[0].id, got[1].id,
+        "with the same webhook-id, to deduplicate on"
+    );
+    assert_eq!(status["notification"]["attempts"], 2);
+    second.stop().await;
+    producer.stop().await;
+}
