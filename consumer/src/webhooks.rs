@@ -35,6 +35,9 @@ use crate::metrics::Metrics;
 
 /// Most deliveries claimed in one query.
 const CLAIM_BATCH: usize = 32;
+/// How often delivered rows past the retention are pruned, and most per go.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: i64 = 10_000;
 
 /// The webhook settings (all optional; delivery is off without a secret).
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub struct WebhookSettings {
     /// for due rows (other consumers' and retries); a commit that owes a
     /// notification wakes it at once.
     pub poll: Duration,
+    /// `WEBHOOK_RETENTION_HOURS` (default 168): delivered rows are deleted
+    /// this long after delivery (failed ones stay for the admin tools).
+    pub retention: Duration,
 }
 
 impl WebhookSettings {
@@ -87,6 +93,9 @@ impl WebhookSettings {
             retry_base: env.millis_or("WEBHOOK_RETRY_BASE_MS", 5_000)?,
             retry_max: env.millis_or("WEBHOOK_RETRY_MAX_MS", 3_600_000)?,
             poll: env.millis_or("WEBHOOK_POLL_MS", 1_000)?,
+            retention: Duration::from_secs(
+                3600 * env.number_in("WEBHOOK_RETENTION_HOURS", 168u64, 1..=24 * 365)?,
+            ),
         })
     }
 
@@ -156,9 +165,14 @@ impl Deliverer {
     /// leases run out and another consumer sends them again.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut attempts = JoinSet::new();
+        let mut pruned = Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if pruned.elapsed() >= PRUNE_EVERY {
+                pruned = Instant::now();
+                self.prune().await;
             }
             // Wait for one free permit before claiming, so nothing claimed
             // waits for a permit while its lease runs.
@@ -201,6 +215,26 @@ impl Deliverer {
         let finish = async { while attempts.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, finish).await.is_err() {
             log::info!("webhook attempts still in flight at shutdown are left to their leases");
+        }
+    }
+
+    /// Delete deliveries delivered longer ago than the retention.
+    async fn prune(&self) {
+        let (pool, age) = (self.pool.clone(), self.settings.retention);
+        let pruned = tokio::task::spawn_blocking(move || -> Result<usize, DbError> {
+            let mut conn = pool.get()?;
+            Ok(shared::outbox::prune_delivered(
+                &mut conn,
+                age,
+                PRUNE_BATCH,
+            )?)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!("pruned {n} delivered webhook notifications"),
+            Ok(Err(e)) => log::warn!("cannot prune delivered webhooks: {e}"),
+            Err(e) => log::warn!("webhook prune task failed: {e}"),
         }
     }
 

@@ -56,6 +56,9 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_failed_idx ON webhook_deliveries (created_at)
     WHERE status = 'failed';
+-- Delivered rows are pruned after WEBHOOK_RETENTION_HOURS.
+CREATE INDEX webhook_deliveries_delivered_idx ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
 CREATE INDEX webhook_deliveries_subject_idx ON webhook_deliveries (subject_id, created_at);
 
 -- RFC 3339 in UTC with microseconds, whatever the session's TimeZone.

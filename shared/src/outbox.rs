@@ -393,6 +393,22 @@ pub fn resend_failed(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> 
     .execute(conn)
 }
 
+/// Delete up to `limit` deliveries delivered more than `age` ago (the outbox
+/// would grow for ever otherwise). Returns how many.
+pub fn prune_delivered(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM webhook_deliveries
+          WHERE id IN (SELECT id FROM webhook_deliveries
+                        WHERE status = 'delivered'
+                          AND delivered_at < now() - $1 * interval '1 second'
+                        LIMIT $2
+                        FOR UPDATE SKIP LOCKED)",
+    )
+    .bind::<BigInt, _>(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+}
+
 /// A delivery claimed for an attempt.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Claimed {

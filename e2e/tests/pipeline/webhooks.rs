@@ -733,3 +733,34 @@ async fn a_consumer_killed_mid_attempt_leaves_the_notification_to_be_sent_again(
     second.stop().await;
     producer.stop().await;
 }
+
+#[test]
+fn delivered_notifications_are_pruned_after_the_retention_and_others_kept() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+    shared::db::run_migrations(&mut conn).unwrap();
+    for (status, delivered) in [
+        ("delivered", "now() - interval '8 days'"),
+        ("delivered", "now() - interval '1 hour'"),
+        ("failed", "NULL"),
+        ("pending", "NULL"),
+    ] {
+        diesel::sql_query(format!(
+            "INSERT INTO webhook_deliveries (id, subject_id, event_type, url, payload, status, delivered_at, created_at) \
+             VALUES (gen_random_uuid(), gen_random_uuid(), 'message.stored', 'http://127.0.0.1:9/', '{{}}', \
+                     '{status}', {delivered}, now() - interval '9 days')"
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    }
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(
+        shared::outbox::prune_delivered(&mut conn, week, 100).unwrap(),
+        1
+    );
+    assert_eq!(
+        shared::outbox::prune_delivered(&mut conn, week, 100).unwrap(),
+        0
+    );
+    assert_eq!(db.scalar("SELECT count(*) AS n FROM webhook_deliveries"), 3);
+}
