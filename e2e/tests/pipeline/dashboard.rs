@@ -390,31 +390,47 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
         .unwrap()
         .contains("not in the dead-letter queue"));
     assert_eq!(redrive("nope".into()).await.status(), 400);
-    assert_eq!(broker.depth(&dead_queue).await, 3);
+    // The browse handed every message back (the broker requeues them as it
+    // processes the channel's close, so wait for that rather than race it).
+    wait_for(
+        "the 3 dead letters back",
+        Duration::from_secs(10),
+        || async { (broker.depth(&dead_queue).await == 3).then_some(()) },
+    )
+    .await;
 
     let res = redrive(ids[1].to_string()).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["redriven"], 1);
 
-    // The other two are still there, in their order.
-    let listed: Value = producer
-        .client
-        .get(format!("{}/dead-letters", producer.base))
-        .bearer_auth("adm1n")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<&str> = listed["dead_letters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, vec![ids[0].to_string(), ids[2].to_string()]);
+    // The other two are still there, in their order (once the broker has
+    // requeued what the redrive's browse handed back).
+    let expected = vec![ids[0].to_string(), ids[2].to_string()];
+    wait_for(
+        "the other two listed in order",
+        Duration::from_secs(10),
+        || async {
+            let listed: Value = producer
+                .client
+                .get(format!("{}/dead-letters", producer.base))
+                .bearer_auth("adm1n")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let listed: Vec<String> = listed["dead_letters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .collect();
+            (listed == expected).then_some(())
+        },
+    )
+    .await;
     // The redriven one waits in the store queue, without its x-error.
     let moved = broker.take_all(&store_queue).await;
     assert_eq!(moved.len(), 1);
