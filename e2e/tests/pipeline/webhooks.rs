@@ -561,15 +561,16 @@ async fn a_slow_receiver_does_not_slow_storing() {
     for i in 0..100 {
         ids.push(post_with_callback(&producer, &format!("slow {i}"), &receiver.url("/slow")).await);
     }
-    // All stored while the receiver has not finished answering even one
-    // notification: storing does not wait for deliveries.
-    wait_for("every message stored", Duration::from_secs(9), || async {
+    // All stored long before the deliveries could be: 100 answers of 10 s,
+    // two at a time, take 500 s. Storing never waits for a delivery.
+    wait_for("every message stored", Duration::from_secs(60), || async {
         (db.count() == 100).then_some(())
     })
     .await;
+    let answered = receiver.received().len();
     assert!(
-        receiver.received().is_empty(),
-        "storing finished before any answer"
+        answered < 20,
+        "storing waited for deliveries ({answered} answered)"
     );
     let (_, most) = receiver.in_flight();
     assert!(
