@@ -21,6 +21,8 @@ pub struct AppState {
     pub retry_after_secs: u32,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
+    /// Callback hosts allowed although private or local.
+    pub webhook_hosts: shared::webhook::AllowedHosts,
 }
 
 impl AppState {

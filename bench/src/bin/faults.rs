@@ -14,6 +14,11 @@
 //! * stops PostgreSQL (`pg_ctlcluster … stop -m fast`) for a while;
 //! * at the end stops every consumer with SIGTERM.
 //!
+//! Every `--callback-every`-th message carries a `callback_url` to a
+//! receiver this tool runs on 127.0.0.1, which is itself down for a few
+//! seconds mid-run: each of those messages must get its signed
+//! `message.stored` notification (at least once), whatever was killed.
+//!
 //! It restarts the machine's shared services: run it alone (see
 //! `scripts/faults.sh`), never next to other tests.
 
@@ -43,6 +48,7 @@ struct Args {
     consumers: usize,
     poison: usize,
     pg_down: Duration,
+    callback_every: usize,
     producer_bin: PathBuf,
     consumer_bin: PathBuf,
     server_url: String,
@@ -74,6 +80,7 @@ fn parse_args() -> anyhow::Result<Args> {
         consumers: num("consumers", 3)? as usize,
         poison: num("poison", 5)? as usize,
         pg_down: Duration::from_secs(num("pg-down-secs", 20)?),
+        callback_every: num("callback-every", 10)?.max(1) as usize,
         producer_bin: get("producer-bin", "target/release/producer").into(),
         consumer_bin: get("consumer-bin", "target/release/consumer").into(),
         server_url: get("server-url", "postgres://root@127.0.0.1:5432"),
@@ -178,6 +185,9 @@ async fn main() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    // The webhook receiver (see `e2e::Receiver`), allowed by the services.
+    let receiver = Arc::new(e2e::Receiver::start().await);
+    let secret = format!("faults-{run}");
     let logs = std::env::temp_dir().join(format!("faults-{run}"));
     std::fs::create_dir_all(&logs)?;
     eprintln!("run {run}: logs in {}", logs.display());
@@ -198,6 +208,12 @@ async fn main() -> anyhow::Result<()> {
         ("HTTP_WORKERS", "2"),
         // Several consumers on one host: let each pick a free metrics port.
         ("METRICS_ADDR", "127.0.0.1:0"),
+        ("WEBHOOK_SECRET", secret.as_str()),
+        ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+        ("WEBHOOK_RETRY_BASE_MS", "200"),
+        ("WEBHOOK_RETRY_MAX_MS", "2000"),
+        ("WEBHOOK_TIMEOUT_MS", "3000"),
+        ("WEBHOOK_POLL_MS", "200"),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -265,8 +281,21 @@ async fn main() -> anyhow::Result<()> {
         sending.clone(),
     ));
 
+    // The receiver goes down for 5 s at 40 % of the run: notifications owed
+    // then are retried until it is back.
+    let outage = tokio::spawn({
+        let (receiver, at) = (receiver.clone(), args.duration.mul_f64(0.4));
+        async move {
+            tokio::time::sleep(at).await;
+            receiver.stop();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            receiver.restart().await;
+        }
+    });
+
     // The real load: N messages paced over the run, retried until accepted.
     let accepted: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
+    let with_callback: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let rate = args.n as f64 / args.duration.as_secs_f64();
     let mut senders = Vec::new();
@@ -279,7 +308,8 @@ async fn main() -> anyhow::Result<()> {
             next.clone(),
             run.clone(),
         );
-        let n = args.n;
+        let (with_callback, hook_url) = (with_callback.clone(), receiver.url("/faults"));
+        let (n, every) = (args.n, args.callback_every);
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -289,12 +319,18 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
                     .await;
                 let content = format!("faults {run} message {i}");
+                let callback = (i % every == 0).then_some(hook_url.as_str());
+                let key = format!("{run}-{i}");
                 if let Some(id) =
-                    send_until_accepted(&client, &base, &format!("{run}-{i}"), &content, &tally)
-                        .await
+                    send_until_accepted(&client, &base, &key, &content, callback, &tally).await
                 {
                     if let Ok(mut map) = accepted.lock() {
                         map.insert(id, content);
+                    }
+                    if callback.is_some() {
+                        if let Ok(mut set) = with_callback.lock() {
+                            set.insert(id);
+                        }
                     }
                 }
             }
@@ -317,6 +353,33 @@ async fn main() -> anyhow::Result<()> {
     let amqp = Amqp::connect(&args.amqp_url, ConnectionProperties::default()).await?;
     let channel = amqp.create_channel().await?;
     let drained = wait_drained(&database_url, accepted.len(), &channel, &topology).await;
+    outage.await?;
+    let with_callback: HashSet<Uuid> = with_callback
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    // Notifications go on while the consumers live: wait for every one.
+    eprintln!("waiting for {} notifications…", with_callback.len());
+    let notified = |receiver: &e2e::Receiver| -> HashSet<Uuid> {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.answered == 200)
+            .filter_map(|r| r.json()["id"].as_str().and_then(|s| s.parse().ok()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && !with_callback.is_subset(&notified(&receiver)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let received = receiver.received();
+    let seen = notified(&receiver);
+    let unnotified = with_callback.difference(&seen).count();
+    let bad_signatures = received
+        .iter()
+        .filter(|r| !e2e::receiver::verify(secret.as_bytes(), r))
+        .count();
+    let webhook_ids: HashSet<&String> = received.iter().map(|r| &r.id).collect();
     let mut graceful = 0;
     let children: Vec<Child> = std::mem::take(
         &mut *system
@@ -428,6 +491,14 @@ async fn main() -> anyhow::Result<()> {
             format!("{store_depth} left"),
         ),
         (
+            "every message sent with a callback was notified, signed",
+            unnotified == 0 && bad_signatures == 0,
+            format!(
+                "{unnotified} of {} never notified, {bad_signatures} bad signatures",
+                with_callback.len()
+            ),
+        ),
+        (
             "malformed requests got 4xx, never 202",
             t(&tally.unexpected) == 0,
             format!("{} unexpected answers", t(&tally.unexpected)),
@@ -468,6 +539,15 @@ async fn main() -> anyhow::Result<()> {
         (
             "dead-lettered (poison sent)",
             format!("{} ({})", dead.len(), poison_ids.len()),
+        ),
+        (
+            "notifications owed (requests received, distinct webhook-ids)",
+            format!(
+                "{} ({}, {})",
+                with_callback.len(),
+                received.len(),
+                webhook_ids.len()
+            ),
         ),
         ("consumer SIGKILLs", t(&tally.consumer_kills).to_string()),
         (
@@ -523,15 +603,20 @@ async fn send_until_accepted(
     base: &str,
     key: &str,
     content: &str,
+    callback: Option<&str>,
     tally: &Tally,
 ) -> Option<Uuid> {
+    let body = match callback {
+        Some(url) => serde_json::json!({ "content": content, "callback_url": url }),
+        None => serde_json::json!({ "content": content }),
+    };
     let mut delay = Duration::from_millis(50);
     for _ in 0..10_000 {
         tally.sent.fetch_add(1, Ordering::Relaxed);
         let response = client
             .post(format!("{base}/messages"))
             .header("Idempotency-Key", key)
-            .json(&serde_json::json!({ "content": content }))
+            .json(&body)
             .send()
             .await;
         match response {

@@ -22,3 +22,4 @@ mod shutdown;
 mod slow_body;
 mod tail;
 mod wait_lookup;
+mod webhooks;

@@ -34,7 +34,7 @@ const MAX_LIMIT: u32 = 1000;
     responses(
         (status = 202, description = "Confirmed by the broker", body = Queued,
             headers(("Location" = String, description = "/messages/{id}"))),
-        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key, callback_url not http(s) or to a private/local host", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
@@ -63,7 +63,8 @@ pub async fn post_message(
         }
         None => Uuid::new_v4(),
     };
-    let envelope = Envelope::with_id(id, content);
+    let mut envelope = Envelope::with_id(id, content);
+    envelope.callback_url = super::webhooks::callback_url(&body, &state).await?;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()
@@ -156,7 +157,7 @@ const CURSOR_HEADER: &str = "Cursor";
     params(("id" = uuid::Uuid, Path, description = "Message id"),
            ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds (0-30) to wait for the message to be stored or dead-lettered; default 0")),
     responses(
-        (status = 200, description = "Stored, or dead-lettered with the reason", body = MessageStatus),
+        (status = 200, description = "Stored, or dead-lettered with the reason; with a callback also \"notification\": {\"id\", \"type\", \"status\", \"attempts\", \"last_status\", \"last_error\", \"delivered_at\"}", body = MessageStatus),
         (status = 400, description = "id is not a UUID, or bad wait", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 404, description = "Neither stored nor dead-lettered (still queued, or never accepted)", body = NotFound),
@@ -201,26 +202,32 @@ pub async fn get_message(
         }
     }
     let (row, dead) = found;
-    match (row, dead) {
-        (Some(m), _) => Ok(HttpResponse::Ok().json(MessageStatus::Stored {
+    let status = match (row, dead) {
+        (Some(m), _) => MessageStatus::Stored {
             id: m.id,
             content: m.content,
             timestamp: m.created_at,
             stored_at: m.stored_at,
-        })),
-        (None, Some(d)) => Ok(HttpResponse::Ok().json(MessageStatus::DeadLettered {
+        },
+        (None, Some(d)) => MessageStatus::DeadLettered {
             id: d.id,
             reason: d.reason,
             attempts: d.attempts,
             dead_lettered_at: d.dead_lettered_at,
-        })),
+        },
         // Still queued, or never accepted: we cannot tell which, so we
         // do not make up a "pending".
-        (None, None) => Ok(HttpResponse::NotFound().json(NotFound {
-            error: format!("message {id} is neither stored nor dead-lettered"),
-            status: NotFoundStatus::NotFound,
-        })),
-    }
+        (None, None) => {
+            return Ok(HttpResponse::NotFound().json(NotFound {
+                error: format!("message {id} is neither stored nor dead-lettered"),
+                status: NotFoundStatus::NotFound,
+            }))
+        }
+    };
+    let mut body = serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.into()))?;
+    // With a callback: the notification's state (issue 11).
+    super::webhooks::attach_notification(&state, id, &mut body).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// The longest `?wait=` on `GET /messages/{id}`.

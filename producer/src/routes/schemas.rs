@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
@@ -25,20 +25,53 @@ pub struct NewMessageBody {
     /// cannot store it).
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
+    /// Where to POST a signed notification once the message is stored or
+    /// dead-lettered: http(s), not to a private or local address unless
+    /// listed in `WEBHOOK_ALLOWED_HOSTS`.
+    #[schema(max_length = 2048)]
+    pub callback_url: Option<String>,
 }
 
-/// `[{"content": "text"}, …]`: 1 to 1000 messages.
+/// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
+/// `{"messages": [...], "callback_url": "https://..."}`.
 #[derive(Debug)]
 pub struct NewBatchBody;
 
 // By hand: utoipa's derive cannot put minItems/maxItems on a bare array.
 impl PartialSchema for NewBatchBody {
     fn schema() -> RefOr<Schema> {
-        ArrayBuilder::new()
-            .items(NewMessageBody::schema())
-            .min_items(Some(1))
-            .max_items(Some(MAX_BATCH))
-            .description(Some("1 to 1000 messages, each {\"content\": \"text\"}"))
+        let items = || {
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .property(
+                            "content",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .pattern(Some("^[^\\u0000]*$")),
+                        )
+                        .required("content"),
+                )
+                .min_items(Some(1))
+                .max_items(Some(MAX_BATCH))
+        };
+        OneOfBuilder::new()
+            .item(items().description(Some("1 to 1000 messages, each {\"content\": \"text\"}")))
+            .item(
+                ObjectBuilder::new()
+                    .property("messages", items())
+                    .required("messages")
+                    .property(
+                        "callback_url",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .max_length(Some(2048)),
+                    )
+                    .description(Some(
+                        "The batch object form: the messages, and where to POST a signed notification when the batch completes",
+                    )),
+            )
             .into()
     }
 }
@@ -83,6 +116,9 @@ pub struct BatchQueued {
     /// Always `queued`.
     #[schema(inline)]
     pub status: QueuedStatus,
+    /// The batch's id (`GET /batches/{id}`); derived from the
+    /// Idempotency-Key when there is one.
+    pub batch_id: Uuid,
     /// The ids, in request order.
     pub ids: Vec<Uuid>,
 }
