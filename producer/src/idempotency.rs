@@ -106,6 +106,12 @@ pub fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>
     hash.finalize().into()
 }
 
+/// The callback URL as one more fingerprinted part. It starts with NUL,
+/// which no content may hold, so it can never equal a message's content.
+pub fn callback_part(url: Option<&str>) -> Option<String> {
+    url.map(|u| format!("\u{0}callback_url:{u}"))
+}
+
 /// Bind `key` to `fingerprint` (first use), or check that it is bound to
 /// it already (a retry). A key bound to another request is a 422.
 pub async fn bind(

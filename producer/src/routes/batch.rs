@@ -82,8 +82,14 @@ pub async fn post_batch(
     }
     if let Some(key) = &key {
         // Bound before publishing: see `idempotency` for why.
-        let fingerprint =
-            idempotency::fingerprint(Scope::Batch, envelopes.iter().map(|e| e.content.as_str()));
+        let callback = idempotency::callback_part(shape.callback_url.as_deref());
+        let fingerprint = idempotency::fingerprint(
+            Scope::Batch,
+            envelopes
+                .iter()
+                .map(|e| e.content.as_str())
+                .chain(callback.as_deref()),
+        );
         idempotency::bind(&state, Scope::Batch, key, fingerprint).await?;
     }
 

@@ -54,17 +54,23 @@ pub async fn post_message(
         ));
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let callback_url = super::webhooks::callback_url(&body, &state).await?;
     let id = match idempotency::key(&req)? {
         Some(key) => {
-            // Bound before publishing: see `idempotency` for why.
-            let fingerprint = idempotency::fingerprint(Scope::Message, [content.as_str()]);
+            // Bound before publishing: see `idempotency` for why. The
+            // callback is part of the request: another one is a 422 too.
+            let callback = idempotency::callback_part(callback_url.as_deref());
+            let fingerprint = idempotency::fingerprint(
+                Scope::Message,
+                std::iter::once(content.as_str()).chain(callback.as_deref()),
+            );
             idempotency::bind(&state, Scope::Message, &key, fingerprint).await?;
             idempotency::id_for_key(&key)
         }
         None => Uuid::new_v4(),
     };
     let mut envelope = Envelope::with_id(id, content);
-    envelope.callback_url = super::webhooks::callback_url(&body, &state).await?;
+    envelope.callback_url = callback_url;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()
