@@ -161,40 +161,6 @@ impl Topology {
         }
     }
 
-    /// Declare everything on channels of `connection` (closed afterwards).
-    /// Quorum queues created by a version without
-    /// `x-quorum-initial-group-size` cannot be redeclared with it (RabbitMQ
-    /// refuses an inequivalent argument), and they keep their membership
-    /// anyway: on that refusal the declaration is repeated without it, with
-    /// a warning (`rabbitmq-queues grow` adds replicas to such a queue).
-    pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
-        let channel = connection.create_channel().await?;
-        match self.declare(&channel).await {
-            Ok(()) => {
-                let _ = channel.close(200, "declared".into()).await;
-                Ok(())
-            }
-            Err(e)
-                if self.initial_group_size.is_some()
-                    && e.to_string().contains("x-quorum-initial-group-size") =>
-            {
-                log::warn!(
-                    "quorum queues created without x-quorum-initial-group-size keep their \
-                     membership; use `rabbitmq-queues grow` to add replicas"
-                );
-                let legacy = Self {
-                    initial_group_size: None,
-                    ..self.clone()
-                };
-                let channel = connection.create_channel().await?;
-                let result = legacy.declare(&channel).await;
-                let _ = channel.close(200, "declared".into()).await;
-                result
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// The arguments of the dead-letter queue.
     pub fn dead_queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
@@ -214,9 +180,71 @@ impl Topology {
         args
     }
 
+    /// Every queue with its arguments, in declaration order.
+    fn queues(&self) -> Vec<(String, FieldTable)> {
+        let mut queues = vec![
+            (self.store_queue.clone(), self.store_queue_arguments()),
+            (self.dead_queue.clone(), self.dead_queue_arguments()),
+            (
+                self.dead_index_queue.clone(),
+                self.dead_index_queue_arguments(),
+            ),
+        ];
+        for delay in &self.retry_delays {
+            queues.push((self.retry_queue(*delay), self.retry_queue_arguments(*delay)));
+        }
+        queues
+    }
+
     /// Declare everything, idempotently. Safe to call from every process at
-    /// every start and after every reconnect.
+    /// every start and after every reconnect. Strict: a queue that exists
+    /// with other arguments fails it (see [`Self::declare_on`]).
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        self.declare_exchanges(channel).await?;
+        for (name, args) in self.queues() {
+            declare_queue(channel, &name, args).await?;
+        }
+        self.declare_bindings(channel).await
+    }
+
+    /// Declare everything on channels of `connection` (closed afterwards).
+    /// A quorum queue created by a version without
+    /// `x-quorum-initial-group-size` cannot be redeclared with it (RabbitMQ
+    /// refuses an inequivalent argument, and closes the channel), and it
+    /// keeps its membership anyway: such a queue is declared again, on a new
+    /// channel, without the argument, with a warning naming `rabbitmq-queues
+    /// grow`. Every queue is checked on its own, so a mix of old and new
+    /// queues works too.
+    pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
+        let mut channel = connection.create_channel().await?;
+        self.declare_exchanges(&channel).await?;
+        let legacy = Self {
+            initial_group_size: None,
+            ..self.clone()
+        };
+        for ((name, args), (_, legacy_args)) in self.queues().into_iter().zip(legacy.queues()) {
+            match declare_queue(&channel, &name, args).await {
+                Ok(()) => {}
+                Err(e)
+                    if self.initial_group_size.is_some()
+                        && e.to_string().contains("x-quorum-initial-group-size") =>
+                {
+                    log::warn!(
+                        "queue {name} was created without x-quorum-initial-group-size; it keeps \
+                         its membership (use `rabbitmq-queues grow` to add replicas)"
+                    );
+                    channel = connection.create_channel().await?;
+                    declare_queue(&channel, &name, legacy_args).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.declare_bindings(&channel).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    async fn declare_exchanges(&self, channel: &Channel) -> lapin::Result<()> {
         let durable_exchange = ExchangeDeclareOptions {
             passive: false,     // create it if missing
             durable: true,      // survive a broker restart
@@ -224,94 +252,38 @@ impl Topology {
             internal: false,    // clients publish to it directly
             nowait: false,      // wait so errors surface here
         };
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.dead_letter_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.events_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-
-        let durable_queue = QueueDeclareOptions {
-            passive: false,
-            durable: true,      // messages survive a broker restart
-            exclusive: false,   // shared by every consumer replica
-            auto_delete: false, // keep messages while no consumer runs
-            nowait: false,
-        };
-        channel
-            .queue_declare(
-                self.store_queue.as_str().into(),
-                durable_queue,
-                self.store_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.dead_queue.as_str().into(),
-                durable_queue,
-                self.dead_queue_arguments(),
-            )
-            .await?;
-
-        channel
-            .queue_declare(
-                self.dead_index_queue.as_str().into(),
-                durable_queue,
-                self.dead_index_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.store_queue.as_str().into(),
-                self.exchange.as_str().into(),
-                ShortString::from(""), // fanout: key ignored
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_queue.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                ShortString::from(""),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_index_queue.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                ShortString::from(""),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        // Delay queues are reached through the default exchange by name: no binding.
-        for delay in &self.retry_delays {
+        for exchange in [
+            &self.exchange,
+            &self.dead_letter_exchange,
+            &self.events_exchange,
+        ] {
             channel
-                .queue_declare(
-                    self.retry_queue(*delay).as_str().into(),
-                    durable_queue,
-                    self.retry_queue_arguments(*delay),
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable_exchange,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn declare_bindings(&self, channel: &Channel) -> lapin::Result<()> {
+        // Fanout exchanges: the routing key is ignored. Delay queues are
+        // reached through the default exchange by name: no binding.
+        for (queue, exchange) in [
+            (&self.store_queue, &self.exchange),
+            (&self.dead_queue, &self.dead_letter_exchange),
+            (&self.dead_index_queue, &self.dead_letter_exchange),
+        ] {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    ShortString::from(""),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
                 )
                 .await?;
         }
@@ -343,6 +315,21 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Declare one durable, shared queue.
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    let durable_queue = QueueDeclareOptions {
+        passive: false,
+        durable: true,      // messages survive a broker restart
+        exclusive: false,   // shared by every consumer replica
+        auto_delete: false, // keep messages while no consumer runs
+        nowait: false,
+    };
+    channel
+        .queue_declare(name.into(), durable_queue, args)
+        .await
+        .map(|_| ())
 }
 
 fn long_string(s: &str) -> AMQPValue {
