@@ -1,17 +1,22 @@
-# syntax=docker/dockerfile:1
-#
 # One image, two binaries: `producer` (default CMD) and `consumer`.
-# Pick one with the container command, e.g. `docker run pipeline:latest consumer`
+# Pick one with the container command, e.g. `docker run <image> consumer`
 # or `command: consumer` in docker-compose.yml. There is no ENTRYPOINT, so a
 # command override simply replaces CMD.
 #
 # Needs BuildKit (the default builder since Docker 23 / in Compose v2) for the
-# cache mounts below.
+# cache mounts below. BuildKit's built-in Dockerfile frontend supports them,
+# so there is deliberately no `# syntax=` line: that line makes every build
+# pull a frontend image first, which fails without a registry (air-gapped or
+# mirrored setups).
+#
+# Base images are pinned to a minor version (rust 1.95, Debian 12 "bookworm");
+# the builder and runtime must share the Debian release, since the binaries
+# link the system's libpq and glibc.
 
 ############################################################################
 # Builder
 ############################################################################
-FROM rust:1-bookworm AS builder
+FROM rust:1.95-bookworm AS builder
 
 # diesel's `postgres` feature links libpq (pq-sys finds it through pkg-config,
 # falling back to pg_config). rust:1-bookworm already ships both through
