@@ -41,8 +41,8 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
   # The run's queues, so a failed run leaves no messages for the next one.
-  for q in messages.store messages.dead messages.dead.index; do
-    rabbitmqctl -q delete_queue "$prefix$q" >/dev/null 2>&1 || true
+  for q in $(rabbitmqctl -q list_queues name --no-table-headers 2>/dev/null | grep "^$prefix"); do
+    rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
   done
   echo "logs: $logdir" >&2
 }

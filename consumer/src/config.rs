@@ -32,6 +32,8 @@ pub struct Settings {
     /// and `/readyz` are served. Each consumer on one host needs its own port
     /// (`127.0.0.1:0` picks a free one).
     pub metrics_addr: String,
+    /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
             retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
             metrics_addr: env.string_or("METRICS_ADDR", "0.0.0.0:9090")?,
+            webhooks: crate::webhooks::WebhookSettings::from_env(env)?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
             return Err(ConfigError::new(

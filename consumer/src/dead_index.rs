@@ -6,7 +6,9 @@
 //! for the ones RabbitMQ makes by itself (a message redelivered past the
 //! delivery limit), which would otherwise sit in `messages.dead` while
 //! `GET /messages/{id}` says `not_found`. A record that exists is kept
-//! (`ON CONFLICT DO NOTHING`): the consumer's own reason wins.
+//! (`ON CONFLICT DO NOTHING`): the consumer's own reason wins. A new record
+//! of a message with a callback or a batch owes its notification and may
+//! complete its batch, in the same transaction (`shared::outbox`).
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use lapin::types::FieldTable;
 use lapin::Channel;
 use shared::db::{DbError, PgPool};
 use shared::dead_letter::Category;
+use shared::envelope::Extras;
 use shared::models::DeadLetter;
 use shared::Backoff;
 
@@ -59,12 +62,20 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), St
                 Ok(None) | Err(_) => break,
             }
         }
-        let records: Vec<DeadLetter> = batch.iter().filter_map(record_of).collect();
+        let records: Vec<(DeadLetter, Extras)> = batch.iter().filter_map(record_of).collect();
         loop {
             let (pool, recs) = (pool.clone(), records.clone());
             let result = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
                 let mut conn = pool.get()?;
-                Ok(shared::db::index_dead_letters(&mut conn, &recs)?)
+                let (plain, extra): (Vec<_>, Vec<_>) = recs
+                    .into_iter()
+                    .partition(|(_, x)| x.batch.is_none() && x.callback_url.is_none());
+                let plain: Vec<DeadLetter> = plain.into_iter().map(|(r, _)| r).collect();
+                shared::db::index_dead_letters(&mut conn, &plain)?;
+                for (record, extras) in &extra {
+                    shared::outbox::record_dead_letter(&mut conn, record, extras, false)?;
+                }
+                Ok(())
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -93,17 +104,20 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), St
 
 /// The record of one index entry; `None` for a message without a UUID id
 /// (it is in `messages.dead` all the same, for the admin tools).
-fn record_of(delivery: &Delivery) -> Option<DeadLetter> {
+fn record_of(delivery: &Delivery) -> Option<(DeadLetter, Extras)> {
     let id = message_uuid(&delivery.data, &delivery.properties)?;
     let headers = delivery.properties.headers().as_ref();
     let category = Category::of(headers);
     let attempts = attempts_in(headers)
         .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
         .unwrap_or(shared::topology::DELIVERY_LIMIT + 1);
-    Some(DeadLetter {
+    let extras = Extras::peek(&delivery.data);
+    let record = DeadLetter {
         id,
         reason: category.as_str().to_owned(),
         attempts,
         dead_lettered_at: Utc::now(),
-    })
+        batch_id: extras.batch.as_ref().map(|b| b.id),
+    };
+    Some((record, extras))
 }

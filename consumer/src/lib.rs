@@ -11,6 +11,7 @@ pub mod session;
 pub mod signal;
 pub mod startup;
 pub mod stats;
+pub mod webhooks;
 pub mod worker;
 
 pub use config::Settings;

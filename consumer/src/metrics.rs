@@ -55,6 +55,12 @@ const END_TO_END_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Buckets (seconds) of `pipeline_webhook_delivery_seconds`: 5 ms to a day,
+/// as retries of a receiver that is down take hours.
+const WEBHOOK_LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86400.0,
+];
+
 /// The registry and every metric handle; shared behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +73,10 @@ pub struct Metrics {
     pub(crate) batch_size: Histogram,
     pub(crate) insert_seconds: Histogram,
     pub(crate) end_to_end_seconds: Histogram,
+    pub(crate) webhooks_delivered: IntCounter,
+    pub(crate) webhooks_failed: IntCounter,
+    pub(crate) webhook_retries: IntCounter,
+    pub(crate) webhook_latency_seconds: Histogram,
     /// Connection state: connected while a session is consuming.
     pub broker: BrokerMetrics,
 }
@@ -134,6 +144,23 @@ impl Metrics {
             "Time from the producer accepting a message (created_at) to its row being committed.",
             &END_TO_END_BUCKETS,
         )?;
+        let webhooks_delivered = counter(
+            "pipeline_webhooks_delivered_total",
+            "Webhook notifications answered with a 2xx.",
+        )?;
+        let webhooks_failed = counter(
+            "pipeline_webhooks_failed_total",
+            "Webhook notifications given up (410, or out of attempts or time).",
+        )?;
+        let webhook_retries = counter(
+            "pipeline_webhook_retries_total",
+            "Webhook attempts that failed and were scheduled again.",
+        )?;
+        let webhook_latency_seconds = histogram(
+            "pipeline_webhook_delivery_seconds",
+            "Time from the commit that owed a notification to the receiver's 2xx.",
+            &WEBHOOK_LATENCY_BUCKETS,
+        )?;
         let broker = BrokerMetrics::register(&registry)?;
         Ok(Self {
             registry,
@@ -146,6 +173,10 @@ impl Metrics {
             batch_size,
             insert_seconds,
             end_to_end_seconds,
+            webhooks_delivered,
+            webhooks_failed,
+            webhook_retries,
+            webhook_latency_seconds,
             broker,
         })
     }

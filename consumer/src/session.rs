@@ -14,7 +14,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::db::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Settings;
 use crate::dead_index;
@@ -35,6 +35,7 @@ pub async fn run(
     settings: &Settings,
     pool: &PgPool,
     stats: &Arc<Stats>,
+    owed: &Arc<Notify>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Ended, String> {
     let common = &settings.common;
@@ -66,6 +67,7 @@ pub async fn run(
         settings,
         pool,
         stats,
+        owed,
         shutdown,
         &connection,
         outbound.clone(),
@@ -87,6 +89,7 @@ async fn consume(
     settings: &Settings,
     pool: &PgPool,
     stats: &Arc<Stats>,
+    owed: &Arc<Notify>,
     shutdown: &mut watch::Receiver<bool>,
     connection: &Connection,
     outbound: Arc<Outbound>,
@@ -159,6 +162,7 @@ async fn consume(
         publish_timeout: settings.common.amqp_timeout,
         stats: stats.clone(),
         settings: settings.clone(),
+        owed: owed.clone(),
     };
 
     // Normal operation: batches until shutdown.

@@ -9,13 +9,14 @@ use actix_web::dev::Server;
 use anyhow::Context;
 use shared::db::PgPool;
 use shared::Backoff;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Settings;
 use crate::health;
 use crate::metrics::Metrics;
 use crate::session::{self, Ended};
 use crate::stats::Stats;
+use crate::webhooks::Deliverer;
 
 /// A built consumer, ready to run.
 pub struct Application {
@@ -91,7 +92,23 @@ impl Application {
                 log::error!("health listener failed: {e}");
             }
         });
-        supervise(&self.settings, &self.pool, &self.stats, shutdown).await;
+        // Webhook delivery lives as long as the process, across broker
+        // sessions: it needs only the database.
+        let owed = Arc::new(Notify::new());
+        let deliverer = match Deliverer::new(
+            self.pool.clone(),
+            self.settings.webhooks.clone(),
+            self.metrics.clone(),
+            owed.clone(),
+        ) {
+            Ok(d) => d.map(|d| tokio::spawn(Arc::new(d).run(shutdown.clone()))),
+            Err(e) => {
+                log::error!("webhook delivery disabled: {e}");
+                None
+            }
+        };
+        let _deliverer = deliverer.map(AbortOnDrop);
+        supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;
         let _ = serving.await;
         log::info!("consumer stopped: {:?}", self.stats.snapshot());
@@ -103,6 +120,7 @@ async fn supervise(
     settings: &Settings,
     pool: &PgPool,
     stats: &Arc<Stats>,
+    owed: &Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -110,7 +128,7 @@ async fn supervise(
     loop {
         let settled_before = stats.snapshot().settled_batches;
         let mut session_shutdown = shutdown.clone();
-        let session = session::run(settings, pool, stats, &mut session_shutdown);
+        let session = session::run(settings, pool, stats, owed, &mut session_shutdown);
         let deadline = async {
             let _ = shutdown.wait_for(|stop| *stop).await;
             tokio::time::sleep(timeout).await;
@@ -141,5 +159,15 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// Ends a spawned task when dropped: the deliverer stops with the consumer
+/// (or with the test that aborted it), and its leases bring its claims back.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

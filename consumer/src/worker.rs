@@ -10,6 +10,11 @@
 //! * retry later (an unexplained failure while the database works) →
 //!   republished to a delay queue, confirmed, then acked.
 //!
+//! A row with a callback or a batch owes its notification, and the batch
+//! its completion, in the transaction that stores (or dead-letters) it
+//! (`shared::outbox`); the deliverer (`crate::webhooks`) is woken after the
+//! commit. Rows without either take the plain multi-row insert.
+//!
 //! A database outage is never an outcome: storing waits it out with capped
 //! backoff, holding the deliveries unacked, for as long as the channel that
 //! must ack them lives. An outage is a failure that is not about the row:
@@ -26,10 +31,13 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::{BasicProperties, Channel};
 use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
+use shared::envelope::Extras;
 use shared::events::Event;
-use shared::models::{DeadLetter, NewMessage};
+use shared::models::DeadLetter;
+use shared::outbox::CompletedBatch;
 use shared::publish::PublishError;
 use shared::{Backoff, Envelope, Topology};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Settings;
@@ -99,6 +107,24 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// Retry policy (`MAX_ATTEMPTS`, delays).
     pub settings: Settings,
+    /// Woken after a commit that owed webhook notifications.
+    pub owed: Arc<Notify>,
+}
+
+/// What a store committed besides the rows.
+#[derive(Debug, Default)]
+struct Committed {
+    /// Batches completed by these commits.
+    completed: Vec<CompletedBatch>,
+    /// Whether notifications were owed.
+    owed: bool,
+}
+
+impl Committed {
+    fn add(&mut self, result: shared::outbox::StoreResult) {
+        self.completed.extend(result.completed);
+        self.owed |= result.owed;
+    }
 }
 
 impl Worker {
@@ -122,7 +148,7 @@ impl Worker {
         }
 
         // Store.
-        let (envelopes, stored) = self.store(envelopes).await?;
+        let (envelopes, stored, committed) = self.store(envelopes).await?;
         let new_ids: Vec<Uuid> = envelopes
             .iter()
             .zip(&stored)
@@ -146,6 +172,7 @@ impl Worker {
             self.stats.record_stored(&committed, &new_ids, Utc::now());
         }
         self.announce(Event::Stored { ids: new_ids }).await;
+        self.after_commit(committed.completed, committed.owed).await;
 
         // Decide.
         let outcomes: Vec<Outcome> = batch
@@ -235,12 +262,32 @@ impl Worker {
         }
     }
 
+    /// Announce the batches a commit completed, and wake the deliverer if
+    /// it owed notifications.
+    async fn after_commit(&self, completed: Vec<CompletedBatch>, owed: bool) {
+        if owed {
+            self.owed.notify_one();
+        }
+        for batch in completed {
+            log::info!("batch {} {}", batch.id, batch.status);
+            self.announce(Event::BatchCompleted {
+                id: batch.id,
+                status: batch.status,
+                total: i64::from(batch.total),
+                stored: batch.stored,
+                dead_lettered: batch.dead_lettered,
+            })
+            .await;
+        }
+    }
+
     /// Store `envelopes`; one result each. Waits out outages. The envelopes
     /// move to the blocking task and back, so the common case copies nothing.
     async fn store(
         &self,
         mut envelopes: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Vec<Stored>), WorkerError> {
+    ) -> Result<(Vec<Envelope>, Vec<Stored>, Committed), WorkerError> {
+        let mut committed = Committed::default();
         let mut results: Vec<Option<Stored>> = vec![None; envelopes.len()];
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
@@ -251,7 +298,11 @@ impl Worker {
                 if backoff.attempts() > 0 {
                     log::info!("database is back; stored the waiting messages");
                 }
-                return Ok((envelopes, results.into_iter().flatten().collect()));
+                return Ok((
+                    envelopes,
+                    results.into_iter().flatten().collect(),
+                    committed,
+                ));
             }
             let attempt = if pending.len() == envelopes.len() {
                 let (back, attempt) = self.try_store(envelopes).await?;
@@ -263,7 +314,8 @@ impl Worker {
                 self.try_store(rows).await?.1
             };
             match attempt {
-                Ok(stored) => {
+                Ok((stored, result)) => {
+                    committed.add(result);
                     for (i, s) in pending.iter().zip(stored) {
                         results[*i] = s;
                     }
@@ -279,12 +331,13 @@ impl Worker {
     }
 
     /// One attempt at storing `rows` (handed back): a result per row (`None`
-    /// for a row that failed transiently), or `Err` saying why the database
-    /// counts as down.
+    /// for a row that failed transiently) and what else was committed, or
+    /// `Err` saying why the database counts as down.
+    #[allow(clippy::type_complexity)]
     async fn try_store(
         &self,
         rows: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Result<Vec<Option<Stored>>, String>), WorkerError> {
+    ) -> Result<(Vec<Envelope>, Result<StoreAttempt, String>), WorkerError> {
         let pool = self.pool.clone();
         let stats = self.stats.clone();
         let (rows, attempt) = tokio::task::spawn_blocking(move || {
@@ -336,14 +389,21 @@ impl Worker {
         let id = dead_letter::message_uuid(&delivery.data, &delivery.properties);
         // Recorded first, so that once the original is acked its status can
         // always be looked up; redone harmlessly if we crash before the ack.
+        let mut completed = Vec::new();
         if let Some(id) = id {
-            self.record_dead_letter(DeadLetter {
+            let extras = Extras::peek(&delivery.data);
+            let record = DeadLetter {
                 id,
                 reason: category.as_str().to_owned(),
                 attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
                 dead_lettered_at: Utc::now(),
-            })
-            .await?;
+                batch_id: extras.batch.as_ref().map(|b| b.id),
+            };
+            let owed;
+            (completed, owed) = self.record_dead_letter(record, extras).await?;
+            if owed {
+                self.owed.notify_one();
+            }
         }
         self.check_not_blocked()?;
         dead_letter::publish(
@@ -362,6 +422,8 @@ impl Worker {
             let reason = category.as_str().to_owned();
             self.announce(Event::DeadLettered { id, reason }).await;
         }
+        // Announced after the ack, like the dead letter itself.
+        self.after_commit(completed, false).await;
         Ok(())
     }
 
@@ -400,19 +462,26 @@ impl Worker {
         }
     }
 
-    /// Upsert the dead-letter record, holding on any failure: a message must
-    /// not sit in `messages.dead` while its status says `not_found`.
-    async fn record_dead_letter(&self, record: DeadLetter) -> Result<(), WorkerError> {
+    /// Upsert the dead-letter record (owing its notification and completing
+    /// its batch in the same transaction), holding on any failure: a message
+    /// must not sit in `messages.dead` while its status says `not_found`.
+    async fn record_dead_letter(
+        &self,
+        record: DeadLetter,
+        extras: Extras,
+    ) -> Result<(Vec<CompletedBatch>, bool), WorkerError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let (pool, rec) = (self.pool.clone(), record.clone());
-            let result = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
+            let (pool, rec, ext) = (self.pool.clone(), record.clone(), extras.clone());
+            let result = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
                 let mut conn = pool.get()?;
-                Ok(shared::db::record_dead_letter(&mut conn, &rec)?)
+                Ok(shared::outbox::record_dead_letter(
+                    &mut conn, &rec, &ext, true,
+                )?)
             })
             .await?;
             match result {
-                Ok(()) => return Ok(()),
+                Ok(done) => return Ok(done),
                 Err(e) => {
                     let why = format!("cannot record dead letter {}: {e}", record.id);
                     self.hold(&mut backoff, &why).await?;
@@ -422,6 +491,9 @@ impl Worker {
     }
 }
 
+/// One attempt's results: one per row, and what else was committed.
+type StoreAttempt = (Vec<Option<Stored>>, shared::outbox::StoreResult);
+
 /// The blocking part of [`Worker::try_store`]: the batch insert, and on a
 /// failure that is not plainly transient, the rows one by one. `Ok(None)`:
 /// the failure looks like an outage; `Err`: the database is unavailable.
@@ -429,14 +501,14 @@ fn store_blocking(
     pool: &PgPool,
     stats: &Stats,
     rows: &[Envelope],
-) -> Result<Option<Vec<Option<Stored>>>, DbError> {
+) -> Result<Option<StoreAttempt>, DbError> {
     let mut conn = pool.get()?;
-    let new: Vec<NewMessage<'_>> = rows.iter().map(NewMessage::from).collect();
     let started = Instant::now();
-    let batch_error = match shared::db::insert_new_messages(&mut conn, &new) {
-        Ok(ids) => {
+    let batch_error = match shared::outbox::store_envelopes(&mut conn, rows) {
+        Ok(mut result) => {
             stats.record_insert(started.elapsed());
-            let new_ids: std::collections::HashSet<Uuid> = ids.into_iter().collect();
+            let new_ids: std::collections::HashSet<Uuid> =
+                std::mem::take(&mut result.new_ids).into_iter().collect();
             let results = rows
                 .iter()
                 .map(|r| {
@@ -447,7 +519,7 @@ fn store_blocking(
                     })
                 })
                 .collect();
-            return Ok(Some(results));
+            return Ok(Some((results, result)));
         }
         Err(e) => DbError::Query(e),
     };
@@ -455,8 +527,8 @@ fn store_blocking(
         return Err(batch_error);
     }
     // Row by row, through the function that reports SQLSTATEs.
-    let outcomes = shared::db::try_insert_each(&mut conn, &new)?;
-    Ok(classify(&batch_error.message(), outcomes))
+    let (outcomes, result) = shared::outbox::try_store_each(&mut conn, rows)?;
+    Ok(classify(&batch_error.message(), outcomes).map(|stored| (stored, result)))
 }
 
 /// Turn the row-by-row outcomes of a failed batch into results, or `None`

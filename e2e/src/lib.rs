@@ -13,12 +13,14 @@ pub mod broker;
 pub mod database;
 pub mod exposition;
 pub mod proxy;
+pub mod receiver;
 pub mod services;
 
 pub use broker::TestBroker;
 pub use database::TestDb;
 pub use exposition::Exposition;
 pub use proxy::TcpProxy;
+pub use receiver::Receiver;
 pub use services::{spawn_consumer, spawn_producer, TestConsumer, TestProducer};
 
 use std::future::Future;

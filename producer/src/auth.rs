@@ -49,8 +49,9 @@ pub struct ApiToken(pub Option<Secret>);
 #[derive(Debug, Clone, Default)]
 pub struct AdminToken(pub Option<Secret>);
 
-/// Paths guarded by [`AdminToken`] instead of the API token.
-pub const ADMIN_PREFIX: &str = "/dead-letters";
+/// Paths guarded by [`AdminToken`] instead of the API token: the
+/// dead-letter tools and the failed-webhook tools.
+pub const ADMIN_PREFIXES: [&str; 2] = ["/dead-letters", "/webhooks/"];
 
 /// Middleware: refuse requests without the right bearer token (when one is
 /// configured) with a JSON 401.
@@ -66,8 +67,8 @@ pub async fn require_api_token(
         Some(_) if PUBLIC_PATHS.contains(&req.path()) => true,
         // The dashboard's page and assets hold no data; it asks for the token.
         Some(_) if crate::routes::is_public_dashboard_path(req.path()) => true,
-        // The dead-letter tools check the admin token themselves.
-        Some(_) if req.path().starts_with(ADMIN_PREFIX) => true,
+        // The admin tools check the admin token themselves.
+        Some(_) if ADMIN_PREFIXES.iter().any(|p| req.path().starts_with(p)) => true,
         Some(secret) => bearer_of(req.headers()).is_some_and(|token| secret.matches(token)),
     };
     if allowed {

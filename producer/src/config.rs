@@ -37,6 +37,10 @@ pub struct Settings {
     /// `RABBITMQ_MANAGEMENT_URL` (default unset): RabbitMQ's management
     /// API, asked by the dashboard for deliveries in flight.
     pub rabbitmq_management: Option<crate::management::ManagementUrl>,
+    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated, default none): callback
+    /// hosts accepted even though they are or resolve to loopback, private
+    /// or link-local addresses.
+    pub webhook_allowed_hosts: shared::webhook::AllowedHosts,
 }
 
 impl Settings {
@@ -66,6 +70,9 @@ impl Settings {
                 .map(|url| crate::management::ManagementUrl::parse(&url))
                 .transpose()
                 .map_err(|reason| ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason))?,
+            webhook_allowed_hosts: shared::webhook::AllowedHosts::parse(
+                &env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?,
+            ),
         })
     }
 }

@@ -65,13 +65,20 @@ pub fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     };
     let key = value
         .to_str()
-        .map_err(|_| ApiError::BadRequest(format!("{HEADER} must be visible ASCII")))?;
-    if key.is_empty() || key.len() > MAX_LEN {
-        return Err(ApiError::BadRequest(format!(
-            "{HEADER} must be 1 to {MAX_LEN} characters"
-        )));
-    }
+        .ok()
+        .filter(|k| is_valid_key(k))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{HEADER} must be 1 to {MAX_LEN} visible ASCII characters (no spaces)"
+            ))
+        })?;
     Ok(Some(key.to_owned()))
+}
+
+/// What the OpenAPI document states (`pattern: ^[!-~]+$`, 1 to
+/// [`MAX_LEN`]): visible ASCII, no spaces, no controls.
+pub fn is_valid_key(key: &str) -> bool {
+    (1..=MAX_LEN).contains(&key.len()) && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
 
 /// The message id for the key of a single `POST /messages`.
@@ -97,6 +104,12 @@ pub fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>
         hash.update(content.as_bytes());
     }
     hash.finalize().into()
+}
+
+/// The callback URL as one more fingerprinted part. It starts with NUL,
+/// which no content may hold, so it can never equal a message's content.
+pub fn callback_part(url: Option<&str>) -> Option<String> {
+    url.map(|u| format!("\u{0}callback_url:{u}"))
 }
 
 /// Bind `key` to `fingerprint` (first use), or check that it is bound to
@@ -138,6 +151,17 @@ mod tests {
     fn same_key_same_id_different_key_different_id() {
         assert_eq!(id_for_key("order-17"), id_for_key("order-17"));
         assert_ne!(id_for_key("order-17"), id_for_key("order-18"));
+    }
+
+    #[test]
+    fn keys_are_visible_ascii_without_spaces() {
+        assert!(is_valid_key("order-17/a:b"));
+        assert!(!is_valid_key(""));
+        assert!(!is_valid_key("a b"));
+        assert!(!is_valid_key("a\tb"));
+        assert!(!is_valid_key("é"));
+        assert!(is_valid_key(&"k".repeat(MAX_LEN)));
+        assert!(!is_valid_key(&"k".repeat(MAX_LEN + 1)));
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Application {
             pool,
             retry_after_secs: settings.retry_after_secs,
             metrics,
+            webhook_hosts: settings.webhook_allowed_hosts.clone(),
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub retry_after_secs: u32,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
+    /// Callback hosts allowed although private or local.
+    pub webhook_hosts: shared::webhook::AllowedHosts,
 }
 
 impl AppState {
@@ -49,8 +51,13 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+        // The producer's statements are fixed and its rows its own, so an
+        // error PostgreSQL raises is the database's state (full disk, out of
+        // memory, too many connections, shutdown...), not the client's
+        // request and not a bug: 503, retry later. Only a failure on our
+        // side of the wire (decoding a row, say) is a 500.
         result.map_err(|e| {
-            if e.is_transient() {
+            if e.is_transient() || e.is_database_error() {
                 ApiError::DatabaseUnavailable(e.into())
             } else {
                 ApiError::Internal(e.into())

@@ -26,8 +26,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 const MIGRATION_LOCK_KEY: i64 = 0x6d73_6773_746f_7265; // "msgstore"
 
 /// PostgreSQL accepts at most 65 535 bind parameters per statement; a row of
-/// `messages` takes three.
-pub const MAX_ROWS_PER_INSERT: usize = 65_535 / 3;
+/// `messages` takes at most four.
+pub const MAX_ROWS_PER_INSERT: usize = 65_535 / 4;
 
 /// A database failure: either no connection could be had, or a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,12 @@ impl DbError {
 }
 
 impl DbError {
+    /// True when PostgreSQL itself raised the error (whatever its SQLSTATE),
+    /// as opposed to a failure to get a connection or to decode a row.
+    pub fn is_database_error(&self) -> bool {
+        matches!(self, DbError::Query(DieselError::DatabaseError(..)))
+    }
+
     /// The primary message of a statement's error, to compare two failures.
     pub fn message(&self) -> String {
         match self {
@@ -160,13 +166,14 @@ pub fn try_insert_each(
     conn: &mut PgConnection,
     rows: &[NewMessage<'_>],
 ) -> Result<Vec<RowOutcome>, DbError> {
-    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3) AS outcome")
+        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
             .bind::<SqlUuid, _>(row.id)
             .bind::<Text, _>(row.content)
             .bind::<Timestamptz, _>(row.created_at)
+            .bind::<Nullable<SqlUuid>, _>(row.batch_id)
             .get_result::<TryInsert>(conn)?;
         outcomes.push(RowOutcome::parse(&result.outcome));
     }
@@ -389,25 +396,40 @@ pub fn bind_idempotency_key(
 }
 
 /// Delete the dead-letter record of message `id` (it was redriven: queued
-/// again), returning it so that a failed redrive can put it back.
+/// again), returning it so that a failed redrive can put it back. Its
+/// batch, if any, is pending again (in the same transaction): the item is
+/// in flight, and the batch completes anew when it settles.
 pub fn forget_dead_letter(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<DeadLetter>> {
     use crate::schema::dead_letters::dsl;
-    diesel::delete(dsl::dead_letters.find(id))
-        .returning(DeadLetter::as_returning())
-        .get_result(conn)
-        .optional()
+    conn.transaction(|conn| {
+        let forgotten = diesel::delete(dsl::dead_letters.find(id))
+            .returning(DeadLetter::as_returning())
+            .get_result(conn)
+            .optional()?;
+        if let Some(batch) = forgotten.as_ref().and_then(|d| d.batch_id) {
+            crate::outbox::reopen_batch(conn, batch)?;
+        }
+        Ok(forgotten)
+    })
 }
 
 /// Put back a record [`forget_dead_letter`] removed, unless the message was
 /// dead-lettered again meanwhile (the newer record wins).
+/// Its batch, reopened by the forgetting, is completed again if this was
+/// its last open item.
 pub fn restore_dead_letter(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> {
     use crate::schema::dead_letters::dsl;
-    diesel::insert_into(dsl::dead_letters)
-        .values(record)
-        .on_conflict(dsl::id)
-        .do_nothing()
-        .execute(conn)
-        .map(|_| ())
+    conn.transaction(|conn| {
+        diesel::insert_into(dsl::dead_letters)
+            .values(record)
+            .on_conflict(dsl::id)
+            .do_nothing()
+            .execute(conn)?;
+        if let Some(batch) = record.batch_id {
+            crate::outbox::settle_batches(conn, &[batch])?;
+        }
+        Ok(())
+    })
 }
 
 /// Delete every dead-letter record (the dead-letter queue was purged).

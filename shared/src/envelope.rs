@@ -12,6 +12,11 @@
 //!   idempotent.
 //! * `created_at` (RFC 3339): when the message was accepted. If absent, the AMQP
 //!   `timestamp` property (seconds) is used, and failing that the time it is stored.
+//! * `callback_url` (optional string): where to POST a signed notification
+//!   when the message is stored or dead-lettered.
+//! * `batch` (optional `{"id", "total", "callback_url"}`): the batch the
+//!   message belongs to, so that the consumer settling its last item can
+//!   complete it.
 //!
 //! Any AMQP client can publish such a message to the `messages` exchange
 //! (routing key ignored); see the README.
@@ -36,6 +41,70 @@ pub struct Envelope {
     pub content: String,
     /// When the producer accepted the message.
     pub created_at: DateTime<Utc>,
+    /// Where to send the message's notification (absent: none). Left out of
+    /// the JSON when absent, so the common message is unchanged on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// The batch this message belongs to (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchRef>,
+}
+
+/// What each item of a batch carries about its batch: enough for whichever
+/// consumer stores an item first to create the batch's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRef {
+    /// The batch id.
+    pub id: Uuid,
+    /// How many messages the batch has.
+    pub total: u32,
+    /// Where to send the `batch.completed` notification (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// When the producer accepted the batch.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The optional parts of a message body, read leniently: a dead letter
+/// whose body is otherwise broken still tells its batch and callback when
+/// it can.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `callback_url`, if a string.
+    pub callback_url: Option<String>,
+    /// `batch`, if well formed.
+    pub batch: Option<BatchRef>,
+}
+
+/// Whether a callback URL can be stored at all (PostgreSQL `text` holds no
+/// NUL). Anything else about it is checked when delivering: a bad URL from
+/// another publisher fails its notification, never the message's storing.
+fn storable_url(url: &str) -> bool {
+    !url.contains('\0') && url.len() <= crate::webhook::MAX_URL_LEN
+}
+
+impl Extras {
+    /// Read the extras of a JSON object (anything else has none).
+    pub fn of_json(value: &serde_json::Value) -> Extras {
+        Extras {
+            callback_url: value
+                .get("callback_url")
+                .and_then(|v| v.as_str())
+                .filter(|u| storable_url(u))
+                .map(str::to_owned),
+            batch: value
+                .get("batch")
+                .and_then(|b| serde_json::from_value::<BatchRef>(b.clone()).ok())
+                .filter(|b| b.total > 0 && b.callback_url.as_deref().is_none_or(storable_url)),
+        }
+    }
+
+    /// Read the extras of a raw body.
+    pub fn peek(body: &[u8]) -> Extras {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .map(|v| Extras::of_json(&v))
+            .unwrap_or_default()
+    }
 }
 
 /// Why a piece of content cannot be accepted.
@@ -115,6 +184,8 @@ impl Envelope {
             // PostgreSQL keeps microseconds; rounding here makes what the
             // producer reports equal to what the row holds.
             created_at: Utc::now().trunc_subsecs(6),
+            callback_url: None,
+            batch: None,
         }
     }
 
@@ -167,10 +238,13 @@ impl Envelope {
             Some(other) => return Err(DecodeError::BadCreatedAt(other.to_string())),
         };
 
+        let extras = Extras::of_json(&value);
         Ok(Self {
             id,
             content,
             created_at: created_at.trunc_subsecs(6),
+            callback_url: extras.callback_url,
+            batch: extras.batch,
         })
     }
 }
@@ -185,6 +259,25 @@ mod tests {
         let back = Envelope::decode(&e.to_body(), &e.properties()).unwrap();
         assert_eq!(back, e);
         assert_eq!(e.properties().delivery_mode(), &Some(PERSISTENT));
+    }
+
+    #[test]
+    fn extras_round_trip_and_are_absent_by_default() {
+        let plain = Envelope::new("x".into());
+        let body = String::from_utf8(plain.to_body()).unwrap();
+        assert!(!body.contains("callback_url") && !body.contains("batch"));
+        let mut e = Envelope::new("y".into());
+        e.callback_url = Some("https://example.com/hook".into());
+        e.batch = Some(BatchRef {
+            id: Uuid::new_v4(),
+            total: 3,
+            callback_url: None,
+            created_at: e.created_at,
+        });
+        let back = Envelope::decode(&e.to_body(), &e.properties()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(Extras::peek(&e.to_body()).batch, e.batch);
+        assert_eq!(Extras::peek(b"\xff"), Extras::default());
     }
 
     #[test]

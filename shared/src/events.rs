@@ -21,6 +21,19 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Every item of this batch is settled (announced once per completion).
+    BatchCompleted {
+        /// The batch id.
+        id: Uuid,
+        /// `completed` or `completed_with_failures`.
+        status: String,
+        /// Items in the batch.
+        total: i64,
+        /// Items stored.
+        stored: i64,
+        /// Items dead-lettered.
+        dead_lettered: i64,
+    },
 }
 
 impl Event {
@@ -29,6 +42,7 @@ impl Event {
         match self {
             Event::Stored { ids } => ids.contains(id),
             Event::DeadLettered { id: dead, .. } => dead == id,
+            Event::BatchCompleted { id: batch, .. } => batch == id,
         }
     }
 
@@ -39,7 +53,9 @@ impl Event {
                 let kept: Vec<Uuid> = stored.iter().filter(|i| ids.contains(i)).copied().collect();
                 (!kept.is_empty()).then_some(Event::Stored { ids: kept })
             }
-            Event::DeadLettered { id, .. } => ids.contains(id).then(|| self.clone()),
+            Event::DeadLettered { id, .. } | Event::BatchCompleted { id, .. } => {
+                ids.contains(id).then(|| self.clone())
+            }
         }
     }
 }

@@ -13,9 +13,11 @@ pub mod envelope;
 pub mod events;
 pub mod metrics;
 pub mod models;
+pub mod outbox;
 pub mod publish;
 pub mod schema;
 pub mod topology;
+pub mod webhook;
 
 pub use backoff::Backoff;
 pub use config::{CommonSettings, ConfigError, Env};

@@ -19,6 +19,9 @@ pub struct NewMessage<'a> {
     pub content: &'a str,
     /// When the producer accepted it.
     pub created_at: DateTime<Utc>,
+    /// Its batch, if any. `None` is written as `DEFAULT` in a multi-row
+    /// insert: no extra bind parameter for the common message.
+    pub batch_id: Option<Uuid>,
 }
 
 impl<'a> From<&'a Envelope> for NewMessage<'a> {
@@ -27,6 +30,7 @@ impl<'a> From<&'a Envelope> for NewMessage<'a> {
             id: e.id,
             content: &e.content,
             created_at: e.created_at,
+            batch_id: e.batch.as_ref().map(|b| b.id),
         }
     }
 }
@@ -59,6 +63,10 @@ pub struct DeadLetter {
     pub attempts: i32,
     /// When it was dead-lettered (the latest time, if more than once).
     pub dead_lettered_at: DateTime<Utc>,
+    /// The batch of the message, if any (kept so that a record put back
+    /// after a failed redrive still counts for its batch). Not shown.
+    #[serde(skip)]
+    pub batch_id: Option<Uuid>,
 }
 
 /// An `Idempotency-Key` bound to the request it was first used with.

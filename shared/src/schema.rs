@@ -1,11 +1,23 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    batches (id) {
+        id -> Uuid,
+        total -> Int4,
+        callback_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        status -> Text,
+    }
+}
+
+diesel::table! {
     dead_letters (id) {
         id -> Uuid,
         reason -> Text,
         attempts -> Int4,
         dead_lettered_at -> Timestamptz,
+        batch_id -> Nullable<Uuid>,
     }
 }
 
@@ -25,7 +37,31 @@ diesel::table! {
         created_at -> Timestamptz,
         stored_at -> Timestamptz,
         txid -> Int8,
+        batch_id -> Nullable<Uuid>,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(dead_letters, idempotency_keys, messages,);
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        subject_id -> Uuid,
+        event_type -> Text,
+        url -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    batches,
+    dead_letters,
+    idempotency_keys,
+    messages,
+    webhook_deliveries,
+);

@@ -165,40 +165,94 @@ impl Topology {
         }
     }
 
+    /// The arguments of the dead-letter queue.
+    pub fn dead_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Classic: a browsing reader that rejects with requeue puts messages
+        // back in their original place, so inspecting keeps the order.
+        args.insert("x-queue-type".into(), long_string("classic"));
+        args
+    }
+
+    /// The arguments of the dead-letter index queue.
+    pub fn dead_index_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        // Quorum: the broker's at-least-once dead-lettering confirms into it,
+        // and an entry must survive a restart until a consumer recorded it.
+        args.insert("x-queue-type".into(), long_string("quorum"));
+        self.insert_group_size(&mut args);
+        args
+    }
+
+    /// Every queue with its arguments, in declaration order.
+    fn queues(&self) -> Vec<(String, FieldTable)> {
+        let mut queues = vec![
+            (self.store_queue.clone(), self.store_queue_arguments()),
+            (self.dead_queue.clone(), self.dead_queue_arguments()),
+            (
+                self.dead_index_queue.clone(),
+                self.dead_index_queue_arguments(),
+            ),
+        ];
+        for delay in &self.retry_delays {
+            queues.push((self.retry_queue(*delay), self.retry_queue_arguments(*delay)));
+        }
+        queues
+    }
+
+    /// Declare everything, idempotently. Safe to call from every process at
+    /// every start and after every reconnect. Strict: a queue that exists
+    /// with other arguments fails it (see [`Self::declare_on`]).
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        self.declare_exchanges(channel).await?;
+        for (name, args) in self.queues() {
+            declare_queue(channel, &name, args).await?;
+        }
+        self.declare_bindings(channel, true).await
+    }
+
     /// Declare everything on channels of `connection` (closed afterwards).
-    /// Quorum queues created by a version without
+    /// A quorum queue created by a version without
     /// `x-quorum-initial-group-size` cannot be redeclared with it (RabbitMQ
-    /// refuses an inequivalent argument), and they keep their membership
-    /// anyway: on that refusal the declaration is repeated without it, with
-    /// a warning (`rabbitmq-queues grow` adds replicas to such a queue).
+    /// refuses an inequivalent argument, and closes the channel), and it
+    /// keeps its membership anyway: such a queue is declared again, on a new
+    /// channel, without the argument, with a warning naming `rabbitmq-queues
+    /// grow`. Every queue is checked on its own, so a mix of old and new
+    /// queues works too.
     ///
     /// `messages.dead` (classic, so not replicated) comes last and may fail:
     /// see [`Topology::declare_dead_queue_on`].
     pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
-        let channel = connection.create_channel().await?;
-        match self.declare_replicated(&channel).await {
-            Ok(()) => {
-                let _ = channel.close(200, "declared".into()).await;
+        let mut channel = connection.create_channel().await?;
+        self.declare_exchanges(&channel).await?;
+        let legacy = Self {
+            initial_group_size: None,
+            ..self.clone()
+        };
+        let queues = self
+            .queues()
+            .into_iter()
+            .zip(legacy.queues())
+            .filter(|((name, _), _)| *name != self.dead_queue);
+        for ((name, args), (_, legacy_args)) in queues {
+            match declare_queue(&channel, &name, args).await {
+                Ok(()) => {}
+                Err(e)
+                    if self.initial_group_size.is_some()
+                        && e.to_string().contains("x-quorum-initial-group-size") =>
+                {
+                    log::warn!(
+                        "queue {name} was created without x-quorum-initial-group-size; it keeps \
+                         its membership (use `rabbitmq-queues grow` to add replicas)"
+                    );
+                    channel = connection.create_channel().await?;
+                    declare_queue(&channel, &name, legacy_args).await?;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e)
-                if self.initial_group_size.is_some()
-                    && e.to_string().contains("x-quorum-initial-group-size") =>
-            {
-                log::warn!(
-                    "quorum queues created without x-quorum-initial-group-size keep their \
-                     membership; use `rabbitmq-queues grow` to add replicas"
-                );
-                let legacy = Self {
-                    initial_group_size: None,
-                    ..self.clone()
-                };
-                let channel = connection.create_channel().await?;
-                let result = legacy.declare_replicated(&channel).await;
-                let _ = channel.close(200, "declared".into()).await;
-                result?;
-            }
-            Err(e) => return Err(e),
         }
+        self.declare_bindings(&channel, false).await?;
+        let _ = channel.close(200, "declared".into()).await;
         self.declare_dead_queue_on(connection).await;
         Ok(())
     }
@@ -219,11 +273,10 @@ impl Topology {
     async fn declare_dead_queue_on(&self, connection: &lapin::Connection) {
         let attempt = async {
             let channel = connection.create_channel().await?;
-            let result = self.declare_dead_queue(&channel).await;
-            if result.is_ok() {
-                let _ = channel.close(200, "declared".into()).await;
-            }
-            result
+            declare_queue(&channel, &self.dead_queue, self.dead_queue_arguments()).await?;
+            bind(&channel, &self.dead_queue, &self.dead_letter_exchange).await?;
+            let _ = channel.close(200, "declared".into()).await;
+            Ok::<(), lapin::Error>(())
         };
         match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, attempt).await {
             Ok(Ok(())) => {}
@@ -239,35 +292,7 @@ impl Topology {
         }
     }
 
-    /// The arguments of the dead-letter queue.
-    pub fn dead_queue_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        // Classic: a browsing reader that rejects with requeue puts messages
-        // back in their original place, so inspecting keeps the order.
-        args.insert("x-queue-type".into(), long_string("classic"));
-        args
-    }
-
-    /// The arguments of the dead-letter index queue.
-    pub fn dead_index_queue_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        // Quorum: the broker's at-least-once dead-lettering confirms into it,
-        // and an entry must survive a restart until a consumer recorded it.
-        args.insert("x-queue-type".into(), long_string("quorum"));
-        self.insert_group_size(&mut args);
-        args
-    }
-
-    /// Declare everything, idempotently. Safe to call from every process at
-    /// every start and after every reconnect.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        self.declare_replicated(channel).await?;
-        self.declare_dead_queue(channel).await
-    }
-
-    /// Everything but the classic dead-letter queue: the exchanges, the
-    /// quorum queues and their bindings.
-    async fn declare_replicated(&self, channel: &Channel) -> lapin::Result<()> {
+    async fn declare_exchanges(&self, channel: &Channel) -> lapin::Result<()> {
         let durable_exchange = ExchangeDeclareOptions {
             passive: false,     // create it if missing
             durable: true,      // survive a broker restart
@@ -275,109 +300,37 @@ impl Topology {
             internal: false,    // clients publish to it directly
             nowait: false,      // wait so errors surface here
         };
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.dead_letter_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.events_exchange.as_str().into(),
-                ExchangeKind::Fanout,
-                durable_exchange,
-                FieldTable::default(),
-            )
-            .await?;
-
-        let durable_queue = QueueDeclareOptions {
-            passive: false,
-            durable: true,      // messages survive a broker restart
-            exclusive: false,   // shared by every consumer replica
-            auto_delete: false, // keep messages while no consumer runs
-            nowait: false,
-        };
-        channel
-            .queue_declare(
-                self.store_queue.as_str().into(),
-                durable_queue,
-                self.store_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.dead_index_queue.as_str().into(),
-                durable_queue,
-                self.dead_index_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.store_queue.as_str().into(),
-                self.exchange.as_str().into(),
-                ShortString::from(""), // fanout: key ignored
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_index_queue.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                ShortString::from(""),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        // Delay queues are reached through the default exchange by name: no binding.
-        for delay in &self.retry_delays {
+        for exchange in [
+            &self.exchange,
+            &self.dead_letter_exchange,
+            &self.events_exchange,
+        ] {
             channel
-                .queue_declare(
-                    self.retry_queue(*delay).as_str().into(),
-                    durable_queue,
-                    self.retry_queue_arguments(*delay),
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable_exchange,
+                    FieldTable::default(),
                 )
                 .await?;
         }
         Ok(())
     }
 
-    /// The classic dead-letter queue and its binding to the dead-letter
-    /// exchange.
-    async fn declare_dead_queue(&self, channel: &Channel) -> lapin::Result<()> {
-        channel
-            .queue_declare(
-                self.dead_queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: false,
-                    durable: true,      // dead letters survive a broker restart
-                    exclusive: false,   // read by the API and by operators
-                    auto_delete: false, // keep them with no reader
-                    nowait: false,
-                },
-                self.dead_queue_arguments(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_queue.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                ShortString::from(""),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(())
+    /// The bindings; the dead-letter queue's only with `with_dead_queue`
+    /// ([`Self::declare_on`] binds it on its own).
+    async fn declare_bindings(
+        &self,
+        channel: &Channel,
+        with_dead_queue: bool,
+    ) -> lapin::Result<()> {
+        // Fanout exchanges: the routing key is ignored. Delay queues are
+        // reached through the default exchange by name: no binding.
+        bind(channel, &self.store_queue, &self.exchange).await?;
+        if with_dead_queue {
+            bind(channel, &self.dead_queue, &self.dead_letter_exchange).await?;
+        }
+        bind(channel, &self.dead_index_queue, &self.dead_letter_exchange).await
     }
 
     /// Delete every exchange and queue of this topology, messages included.
@@ -405,6 +358,34 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Bind `queue` to the fanout `exchange` (the routing key is ignored).
+async fn bind(channel: &Channel, queue: &str, exchange: &str) -> lapin::Result<()> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            ShortString::from(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declare one durable, shared queue.
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    let durable_queue = QueueDeclareOptions {
+        passive: false,
+        durable: true,      // messages survive a broker restart
+        exclusive: false,   // shared by every consumer replica
+        auto_delete: false, // keep messages while no consumer runs
+        nowait: false,
+    };
+    channel
+        .queue_declare(name.into(), durable_queue, args)
+        .await
+        .map(|_| ())
 }
 
 fn long_string(s: &str) -> AMQPValue {

@@ -14,6 +14,11 @@
 //! * stops PostgreSQL (`pg_ctlcluster … stop -m fast`) for a while;
 //! * at the end stops every consumer with SIGTERM.
 //!
+//! Every `--callback-every`-th message carries a `callback_url` to a
+//! receiver this tool runs on 127.0.0.1, which is itself down for a few
+//! seconds mid-run: each of those messages must get its signed
+//! `message.stored` notification (at least once), whatever was killed.
+//!
 //! It restarts the machine's shared services: run it alone (see
 //! `scripts/faults.sh`), never next to other tests.
 //!
@@ -26,7 +31,8 @@
 //! `start`. The rows are read through `GET /messages` (PostgreSQL is not
 //! published), keeping only this run's. The graceful stop of the consumers
 //! is left to the script (`docker compose stop`). `--faults none` sends and
-//! checks without breaking anything.
+//! checks without breaking anything. No callbacks there: the containers
+//! cannot reach a receiver on the host's 127.0.0.1.
 
 #![allow(clippy::print_stdout)]
 
@@ -54,6 +60,7 @@ struct Args {
     consumers: usize,
     poison: usize,
     pg_down: Duration,
+    callback_every: usize,
     producer_bin: PathBuf,
     consumer_bin: PathBuf,
     server_url: String,
@@ -91,6 +98,7 @@ fn parse_args() -> anyhow::Result<Args> {
         consumers: num("consumers", 3)? as usize,
         poison: num("poison", 5)? as usize,
         pg_down: Duration::from_secs(num("pg-down-secs", 20)?),
+        callback_every: num("callback-every", 10)?.max(1) as usize,
         producer_bin: get("producer-bin", "target/release/producer").into(),
         consumer_bin: get("consumer-bin", "target/release/consumer").into(),
         server_url: get("server-url", "postgres://root@127.0.0.1:5432"),
@@ -196,6 +204,10 @@ enum Target {
     Local {
         system: Arc<System>,
         database_url: String,
+        /// The webhook receiver (see `e2e::Receiver`), allowed by the services.
+        receiver: Arc<e2e::Receiver>,
+        /// The services' WEBHOOK_SECRET.
+        secret: String,
     },
     /// A running compose project (`scripts/compose-test.sh`).
     Compose(Compose),
@@ -463,10 +475,14 @@ async fn main() -> anyhow::Result<()> {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
-            let system = start_local(&args, &logs, &database_url, &prefix, port)?;
+            let receiver = Arc::new(e2e::Receiver::start().await);
+            let secret = format!("faults-{run}");
+            let system = start_local(&args, &logs, &database_url, &prefix, port, &secret)?;
             let target = Target::Local {
                 system,
                 database_url,
+                receiver,
+                secret,
             };
             (
                 target,
@@ -526,9 +542,26 @@ async fn main() -> anyhow::Result<()> {
         sending.clone(),
     ));
 
+    // Local: the receiver goes down for 5 s at 40 % of the run: notifications
+    // owed then are retried until it is back.
+    let receiver = match target.as_ref() {
+        Target::Local { receiver, .. } => Some(receiver.clone()),
+        Target::Compose(_) => None,
+    };
+    let outage = receiver.clone().map(|receiver| {
+        let at = args.duration.mul_f64(0.4);
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            receiver.stop();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            receiver.restart().await;
+        })
+    });
+
     // The real load: N messages paced over the run (as fast as they go with
     // --duration-secs 0), retried until accepted.
     let accepted: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
+    let with_callback: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let interval = args.duration.div_f64(args.n.max(1) as f64);
     let mut senders = Vec::new();
@@ -542,7 +575,9 @@ async fn main() -> anyhow::Result<()> {
             run.clone(),
             content_prefix.clone(),
         );
-        let n = args.n;
+        let with_callback = with_callback.clone();
+        let hook_url = receiver.as_ref().map(|r| r.url("/faults"));
+        let (n, every) = (args.n, args.callback_every);
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -551,12 +586,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tokio::time::sleep_until((start + interval * i as u32).into()).await;
                 let content = format!("{content_prefix}{i}");
+                let callback = hook_url.as_deref().filter(|_| i % every == 0);
+                let key = format!("{run}-{i}");
                 if let Some(id) =
-                    send_until_accepted(&client, &base, &format!("{run}-{i}"), &content, &tally)
-                        .await
+                    send_until_accepted(&client, &base, &key, &content, callback, &tally).await
                 {
                     if let Ok(mut map) = accepted.lock() {
                         map.insert(id, content);
+                    }
+                    if callback.is_some() {
+                        if let Ok(mut set) = with_callback.lock() {
+                            set.insert(id);
+                        }
                     }
                 }
             }
@@ -590,6 +631,48 @@ async fn main() -> anyhow::Result<()> {
         &topology,
     )
     .await;
+    if let Some(outage) = outage {
+        outage.await?;
+    }
+    let with_callback: HashSet<Uuid> = with_callback
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    // Notifications go on while the consumers live: wait for every one.
+    let webhooks = match target.as_ref() {
+        Target::Local {
+            receiver, secret, ..
+        } => {
+            eprintln!("waiting for {} notifications…", with_callback.len());
+            let notified = |receiver: &e2e::Receiver| -> HashSet<Uuid> {
+                receiver
+                    .received()
+                    .iter()
+                    .filter(|r| r.answered == 200)
+                    .filter_map(|r| r.json()["id"].as_str().and_then(|s| s.parse().ok()))
+                    .collect()
+            };
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline && !with_callback.is_subset(&notified(receiver)) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let received = receiver.received();
+            let seen = notified(receiver);
+            let unnotified = with_callback.difference(&seen).count();
+            let bad_signatures = received
+                .iter()
+                .filter(|r| !e2e::receiver::verify(secret.as_bytes(), r))
+                .count();
+            let webhook_ids: HashSet<&String> = received.iter().map(|r| &r.id).collect();
+            Some((
+                unnotified,
+                bad_signatures,
+                received.len(),
+                webhook_ids.len(),
+            ))
+        }
+        Target::Compose(_) => None,
+    };
     let graceful = match target.as_ref() {
         Target::Local { system, .. } => Some(stop_local(system).await?),
         Target::Compose(_) => None,
@@ -681,6 +764,16 @@ async fn main() -> anyhow::Result<()> {
             format!("{} unexpected answers", t(&tally.unexpected)),
         ),
     ];
+    if let Some((unnotified, bad_signatures, _, _)) = webhooks {
+        checks.push((
+            "every message sent with a callback was notified, signed".to_owned(),
+            unnotified == 0 && bad_signatures == 0,
+            format!(
+                "{unnotified} of {} never notified, {bad_signatures} bad signatures",
+                with_callback.len()
+            ),
+        ));
+    }
     if let Some(graceful) = graceful {
         checks.push((
             "consumers stopped gracefully (SIGTERM, exit 0)".to_owned(),
@@ -724,6 +817,12 @@ async fn main() -> anyhow::Result<()> {
             format!("{} ({})", dead.len(), poison_ids.len()),
         ),
     ];
+    if let Some((_, _, received, distinct)) = webhooks {
+        measures.push((
+            "notifications owed (requests received, distinct webhook-ids)".to_owned(),
+            format!("{} ({received}, {distinct})", with_callback.len()),
+        ));
+    }
     if args.inject_faults {
         for (i, (name, count)) in names.iter().zip(counts).enumerate() {
             let name = if i == 3 {
@@ -762,6 +861,7 @@ fn start_local(
     database_url: &str,
     prefix: &str,
     port: u16,
+    secret: &str,
 ) -> anyhow::Result<Arc<System>> {
     let env: Vec<(String, String)> = [
         ("AMQP_URL", args.amqp_url.as_str()),
@@ -779,6 +879,12 @@ fn start_local(
         ("HTTP_WORKERS", "2"),
         // Several consumers on one host: let each pick a free metrics port.
         ("METRICS_ADDR", "127.0.0.1:0"),
+        ("WEBHOOK_SECRET", secret),
+        ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+        ("WEBHOOK_RETRY_BASE_MS", "200"),
+        ("WEBHOOK_RETRY_MAX_MS", "2000"),
+        ("WEBHOOK_TIMEOUT_MS", "3000"),
+        ("WEBHOOK_POLL_MS", "200"),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -861,15 +967,20 @@ async fn send_until_accepted(
     base: &str,
     key: &str,
     content: &str,
+    callback: Option<&str>,
     tally: &Tally,
 ) -> Option<Uuid> {
+    let body = match callback {
+        Some(url) => serde_json::json!({ "content": content, "callback_url": url }),
+        None => serde_json::json!({ "content": content }),
+    };
     let mut delay = Duration::from_millis(50);
     for _ in 0..10_000 {
         tally.sent.fetch_add(1, Ordering::Relaxed);
         let response = client
             .post(format!("{base}/messages"))
             .header("Idempotency-Key", key)
-            .json(&serde_json::json!({ "content": content }))
+            .json(&body)
             .send()
             .await;
         match response {

@@ -207,6 +207,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
             id: *id,
             content: if i == 4 { &long } else { "short" },
             created_at: Utc.timestamp_opt(1_760_000_000 + i as i64, 0).unwrap(),
+            batch_id: None,
         })
         .collect();
     shared::db::insert_messages(&mut db.connect(), &rows).unwrap();
@@ -257,6 +258,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
                 reason: reason.into(),
                 attempts: 3,
                 dead_lettered_at: Utc::now(),
+                batch_id: None,
             },
         )
         .unwrap();
@@ -355,6 +357,7 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
                 reason: "invalid_message".into(),
                 attempts: 1,
                 dead_lettered_at: Utc::now(),
+                batch_id: None,
             },
         )
         .unwrap();

@@ -83,23 +83,36 @@ async fn queues_from_before_the_group_size_still_work() {
         args.inner().get("x-quorum-initial-group-size"),
         Some(&lapin::types::AMQPValue::LongInt(3))
     );
-    // Recreate the quorum queues the way the previous version did (it had
-    // no dead-letter index queue yet).
+    // Recreate the store queue the way the previous version did, beside
+    // queues that already have the argument: each queue is judged alone.
     let channel = broker.channel().await;
-    for queue in [
-        &broker.topology.store_queue,
-        &broker.topology.dead_index_queue,
-    ] {
-        channel
-            .queue_delete(queue.as_str().into(), Default::default())
-            .await
-            .unwrap();
-    }
+    let store = broker.topology.store_queue.as_str();
+    channel
+        .queue_delete(store.into(), Default::default())
+        .await
+        .unwrap();
     let legacy = shared::Topology {
         initial_group_size: None,
         ..broker.topology.clone()
     };
-    legacy.declare(&channel).await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(store.into(), durable, legacy.store_queue_arguments())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            store.into(),
+            broker.topology.exchange.as_str().into(),
+            "".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
 
     let producer = spawn_producer(&db, &broker, &[]).await;
     let consumer = spawn_consumer(&db, &broker, &[]).await;

@@ -214,3 +214,41 @@ async fn retry_after_a_503_with_the_same_key_succeeds() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+/// The callback URL is part of the request: the same key and content with
+/// another callback would silently notify the wrong receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_key_with_another_callback_is_refused() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
+    let post = |body: Value, path: &'static str| {
+        let producer = &producer;
+        async move {
+            producer
+                .client
+                .post(format!("{}{path}", producer.base))
+                .header("Idempotency-Key", format!("cb-{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let a = json!({"content": "same", "callback_url": "http://127.0.0.1:9/a"});
+    let b = json!({"content": "same", "callback_url": "http://127.0.0.1:9/b"});
+    assert_eq!(post(a.clone(), "/messages").await, 202);
+    assert_eq!(post(a, "/messages").await, 202);
+    assert_eq!(post(b, "/messages").await, 422);
+    let batch = |url: &str| json!({"messages": [{"content": "same"}], "callback_url": url});
+    assert_eq!(
+        post(batch("http://127.0.0.1:9/a"), "/messages/batch").await,
+        202
+    );
+    assert_eq!(
+        post(batch("http://127.0.0.1:9/b"), "/messages/batch").await,
+        422
+    );
+    producer.stop().await;
+}

@@ -23,3 +23,4 @@ mod slow_body;
 mod tail;
 mod topology;
 mod wait_lookup;
+mod webhooks;

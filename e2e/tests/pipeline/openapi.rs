@@ -29,6 +29,17 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
         &["202", "400", "401", "408", "413", "415", "503"],
     ),
     ("get", "/events", &["200", "400", "401"]),
+    ("get", "/batches/{id}", &["200", "400", "401", "404", "503"]),
+    (
+        "get",
+        "/webhooks/failed",
+        &["200", "400", "401", "404", "503"],
+    ),
+    (
+        "post",
+        "/webhooks/failed/resend",
+        &["200", "400", "401", "404", "503"],
+    ),
     ("get", "/dead-letters", &["200", "400", "401", "404", "503"]),
     (
         "post",
@@ -183,6 +194,140 @@ async fn every_405_says_which_methods_are_allowed() {
             let body: Value = res.json().await.unwrap();
             assert!(body["error"].is_string(), "{method} {path}");
         }
+    }
+    producer.stop().await;
+}
+
+/// `$ref` → the schema it names, in `doc`.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+fn parameter<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path}: no parameter {name}"))
+}
+
+/// The document states the constraints the handlers enforce, and the
+/// handlers enforce exactly those: each documented bound is accepted and
+/// one past it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_constraints_are_the_enforced_ones() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm")]).await;
+    let doc: Value = producer.get("/openapi.json").await.json().await.unwrap();
+
+    // A stored row, so that GET /messages/{id}?wait=30 answers at once.
+    let stored = uuid::Uuid::new_v4();
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "INSERT INTO messages (id, content, created_at) VALUES ('{stored}', 'x', now())"
+        )),
+        &mut db.connect(),
+    )
+    .unwrap();
+
+    let bounded = [
+        ("get", "/messages", "limit", 1, 1000),
+        ("get", "/messages/{id}", "wait", 0, 30),
+        ("get", "/dead-letters", "limit", 1, 1000),
+        ("post", "/dead-letters/redrive", "limit", 1, 1000),
+    ];
+    for (method, path, name, min, max) in bounded {
+        let schema = &parameter(&doc, method, path, name)["schema"];
+        assert_eq!(schema["minimum"], min, "{method} {path} {name}: {schema}");
+        assert_eq!(schema["maximum"], max, "{method} {path} {name}: {schema}");
+        let url = |n: i64| {
+            format!(
+                "{}{}?{name}={n}",
+                producer.base,
+                path.replace("{id}", &stored.to_string())
+            )
+        };
+        for (n, ok) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
+            let req = match method {
+                "get" => producer.client.get(url(n)),
+                _ => producer.client.post(url(n)),
+            };
+            let status = req.bearer_auth("adm").send().await.unwrap().status();
+            assert_eq!(
+                status != 400,
+                ok,
+                "{method} {path}?{name}={n} answered {status}"
+            );
+        }
+    }
+    let id = parameter(&doc, "get", "/messages/{id}", "id");
+    assert_eq!(id["schema"]["format"], "uuid");
+    let confirm = parameter(&doc, "delete", "/dead-letters", "confirm");
+    assert_eq!(confirm["required"], true);
+    assert_eq!(confirm["schema"]["enum"], serde_json::json!(["true"]));
+    let ids = parameter(&doc, "get", "/events", "ids");
+    assert_eq!(ids["schema"]["items"]["format"], "uuid");
+
+    // Request bodies are schemas, not strings.
+    for path in ["/messages", "/add_message"] {
+        let body =
+            &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let body = resolve(&doc, body);
+        assert_eq!(body["type"], "object", "{path}: {body}");
+        assert_eq!(body["required"], serde_json::json!(["content"]), "{path}");
+        assert_eq!(body["properties"]["content"]["minLength"], 1, "{path}");
+        assert!(
+            body["properties"]["content"]["pattern"].is_string(),
+            "{path}: NUL"
+        );
+    }
+    let batch = resolve(
+        &doc,
+        &doc["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    assert_eq!(
+        (&batch["type"], &batch["minItems"], &batch["maxItems"]),
+        (
+            &serde_json::json!("array"),
+            &serde_json::json!(1),
+            &serde_json::json!(1000)
+        )
+    );
+
+    // Idempotency-Key: 1-255 visible ASCII, no spaces, on both POSTs.
+    for path in ["/messages", "/messages/batch"] {
+        let key = &parameter(&doc, "post", path, "Idempotency-Key")["schema"];
+        assert_eq!(
+            (&key["minLength"], &key["maxLength"]),
+            (&serde_json::json!(1), &serde_json::json!(255)),
+            "{path}"
+        );
+        assert_eq!(key["pattern"], "^[!-~]+$", "{path}");
+    }
+    for (key, ok) in [
+        ("k".repeat(255), true),
+        ("k".repeat(256), false),
+        ("a b".into(), false),
+    ] {
+        let status = producer
+            .client
+            .post(format!("{}/messages", producer.base))
+            .header("Idempotency-Key", key.as_str())
+            .json(&serde_json::json!({"content": "x"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status == 202, ok, "key of {} chars: {status}", key.len());
     }
     producer.stop().await;
 }

@@ -2,7 +2,7 @@
 //! so clients written for it work unchanged.
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::envelope::{content_from_json, ContentError};
 use shared::Envelope;
 
@@ -10,18 +10,22 @@ use crate::error::ApiError;
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
+use super::schemas::{Enqueued, ErrorBody, NewMessageBody};
+
 /// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
 /// "job_id": "<uuid>"}` once the broker confirmed it.
 #[utoipa::path(post, path = "/add_message", tag = "tutorial",
-    request_body(content = String, content_type = "application/json", description = r#"{"content": "text"}"#),
+    request_body(content = NewMessageBody, content_type = "application/json"),
     responses(
-        (status = 202, description = r#"{"message": "Message enqueued", "job_id"}"#),
-        (status = 400, description = r#"{"error": "Content is required"} and other invalid content"#),
-        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES"),
-        (status = 415, description = "Content-Type is not application/json"),
-        (status = 503, description = "Not confirmed by the broker; see Retry-After"),
+        (status = 202, description = "Confirmed by the broker", body = Enqueued,
+            headers(("Location" = String, description = "/messages/{job_id}"))),
+        (status = 400, description = r#"{"error": "Content is required"} and other invalid content"#, body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "Not confirmed by the broker", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn add_message(
     body: web::Json<Value>,
@@ -37,5 +41,8 @@ pub async fn add_message(
     state.metrics.record_accepted(Endpoint::AddMessage, 1);
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/messages/{}", envelope.id)))
-        .json(json!({ "message": "Message enqueued", "job_id": envelope.id })))
+        .json(Enqueued {
+            message: "Message enqueued".into(),
+            job_id: envelope.id,
+        }))
 }

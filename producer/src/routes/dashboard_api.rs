@@ -22,7 +22,7 @@ const MAX_LIMIT: u64 = 200;
 /// Characters of content shown in a list (the message page shows it all).
 const PREVIEW_CHARS: usize = 120;
 /// Longest `Idempotency-Key`, as `POST /messages` accepts it.
-const MAX_KEY_LEN: usize = 255;
+const MAX_KEY_LEN: usize = crate::idempotency::MAX_LEN;
 
 /// Query of `GET /dashboard/api/messages`.
 #[derive(Debug, Deserialize)]
@@ -78,15 +78,24 @@ fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    let id = Uuid::try_parse(id).map_err(|_| bad())?;
+    // Only the canonical form cursor_of writes, which is exactly what the
+    // OpenAPI pattern allows (no sign or leading zero, at most 16 digits,
+    // a lowercase hyphenated UUID): the document and the parser agree.
+    if micros.trim_start_matches('-').len() > 16
+        || format!("{}_{id}", ts.timestamp_micros()) != text
+    {
+        return Err(bad());
+    }
     Ok((ts, id))
 }
 
 /// `GET /dashboard/api/messages?limit=&before=`: the latest stored
 /// messages, newest first, with a content preview.
 #[utoipa::path(get, path = "/dashboard/api/messages", tag = "dashboard",
-    params(("limit" = Option<u32>, Query, description = "1-200, default 25"),
-           ("before" = Option<String>, Query, description = "The previous page's \"next\" cursor")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 25"),
+           ("before" = Option<String>, Query, pattern = "^(0|-?[1-9][0-9]{0,15})_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            description = "Opaque: the previous page's \"next\" cursor, unchanged")),
     responses(
         (status = 200, description = r#"{"messages": [{"id", "preview", "truncated", "created_at", "stored_at"}], "next": cursor or null}, newest first"#),
         (status = 400, description = "Bad limit or cursor"),
@@ -198,7 +207,7 @@ pub struct KeyParams {
 /// /messages` gives a request with `Idempotency-Key: K`. Computed here, not
 /// in the page, so there is one derivation (and none in JavaScript).
 #[utoipa::path(get, path = "/dashboard/api/idempotency-key", tag = "dashboard",
-    params(("key" = String, Query, description = "An Idempotency-Key: 1-255 visible ASCII characters")),
+    params(("key" = String, Query, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "An Idempotency-Key: 1-255 visible ASCII characters, no spaces")),
     responses(
         (status = 200, description = r#"{"key", "id"}"#),
         (status = 400, description = "key missing, empty, too long or not visible ASCII"),
@@ -209,14 +218,11 @@ pub async fn id_for_key(params: web::Query<KeyParams>) -> Result<HttpResponse, A
         .key
         .as_deref()
         .ok_or_else(|| ApiError::BadRequest("key is missing".into()))?;
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    // The rule POST /messages applies, from the one place it lives.
+    if !crate::idempotency::is_valid_key(key) {
         return Err(ApiError::BadRequest(format!(
-            "key must be 1 to {MAX_KEY_LEN} characters"
+            "key must be 1 to {MAX_KEY_LEN} visible ASCII characters (no spaces)"
         )));
-    }
-    // What an HTTP header value can carry as text: visible ASCII and space.
-    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(ApiError::BadRequest("key must be visible ASCII".into()));
     }
     let id = crate::idempotency::id_for_key(key);
     Ok(HttpResponse::Ok().json(json!({ "key": key, "id": id })))
@@ -245,5 +251,9 @@ mod tests {
         };
         assert_eq!(parse_cursor(&cursor_of(&m)).unwrap(), (m.created_at, m.id));
         assert!(parse_cursor("x_y").is_err());
+        let id = Uuid::new_v4();
+        assert!(parse_cursor(&format!("+1_{id}")).is_err());
+        assert!(parse_cursor(&format!("01_{id}")).is_err());
+        assert!(parse_cursor(&format!("1_{}", id.simple())).is_err());
     }
 }

@@ -16,6 +16,8 @@ use crate::error::ApiError;
 use crate::publisher::PublishError;
 use crate::state::AppState;
 
+use super::schemas::{ConfirmTrue, DeadLetterList, ErrorBody, Purged, Redriven};
+
 /// Default and maximum messages per call.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -85,13 +87,13 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
 /// unacknowledged gets on a channel of its own, then handed back by closing
 /// it: nothing is lost and the queue keeps its order.
 #[utoipa::path(get, path = "/dead-letters", tag = "dead letters",
-    params(("limit" = Option<u32>, Query, description = "1-1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, default 100")),
     responses(
-        (status = 200, description = r#"{"dead_letters": [{"id", "content", "reason", "category", "attempts", "dead_lettered_at"}], "total"}"#),
-        (status = 400, description = "Bad limit"),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
-        (status = 503, description = "Broker unavailable"),
+        (status = 200, description = "The first dead letters, oldest first, and how many there are", body = DeadLetterList),
+        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        (status = 503, description = "Broker unavailable", body = ErrorBody),
     ))]
 pub async fn list(
     req: HttpRequest,
@@ -159,13 +161,13 @@ async fn browse(
 /// confirmed before it is acked off the dead-letter queue, so a crash midway
 /// loses nothing (a duplicate is harmless: storing is idempotent).
 #[utoipa::path(post, path = "/dead-letters/redrive", tag = "dead letters",
-    params(("limit" = Option<u32>, Query, description = "At most this many (default all)")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many; default: every dead letter there was when the call began")),
     responses(
-        (status = 200, description = r#"{"redriven": n}"#),
-        (status = 400, description = "Bad limit"),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
-        (status = 503, description = "Broker unavailable or a republish not confirmed"),
+        (status = 200, description = "How many were moved back", body = Redriven),
+        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        (status = 503, description = "Broker unavailable or a republish not confirmed", body = ErrorBody),
     ))]
 pub async fn redrive(
     req: HttpRequest,
@@ -294,13 +296,13 @@ pub fn fresh_properties(props: &lapin::BasicProperties) -> lapin::BasicPropertie
 /// `DELETE /dead-letters?confirm=true`: purge the dead-letter queue.
 /// Without `confirm=true` it only says how many would go.
 #[utoipa::path(delete, path = "/dead-letters", tag = "dead letters",
-    params(("confirm" = Option<String>, Query, description = "Must be true")),
+    params(("confirm" = inline(ConfirmTrue), Query, description = "Must be true: purging deletes every dead letter for good")),
     responses(
-        (status = 200, description = r#"{"purged": n}"#),
-        (status = 400, description = "confirm=true missing"),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN"),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled"),
-        (status = 503, description = "Broker unavailable"),
+        (status = 200, description = "How many were deleted", body = Purged),
+        (status = 400, description = "confirm=true missing", body = ErrorBody),
+        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        (status = 503, description = "Broker unavailable", body = ErrorBody),
     ))]
 pub async fn purge(
     req: HttpRequest,

@@ -18,6 +18,8 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+use super::schemas::ErrorBody;
+
 /// Query of `GET /events`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,11 +40,11 @@ pub fn parse_ids(text: &str) -> Result<Vec<Uuid>, ApiError> {
 
 /// Stream completion events.
 #[utoipa::path(get, path = "/events", tag = "events",
-    params(("ids" = Option<String>, Query, description = "Comma-separated message ids to follow")),
+    params(("ids" = Option<Vec<uuid::Uuid>>, Query, style = Form, explode = false, description = "Comma-separated message ids to follow; all events when absent")),
     responses(
         (status = 200, description = r#"text/event-stream: data: {"type": "stored", "ids"} / {"type": "dead_lettered", "id", "reason"}"#, content_type = "text/event-stream"),
-        (status = 400, description = "An id is not a UUID"),
-        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 400, description = "An id is not a UUID", body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
     ))]
 pub async fn stream(
     params: web::Query<Params>,

@@ -2,6 +2,7 @@
 
 mod add_message;
 mod batch;
+mod batches;
 mod dashboard;
 mod dashboard_api;
 mod dead_letters;
@@ -13,6 +14,8 @@ mod openapi;
 mod overview;
 mod redrive_one;
 mod rejections;
+mod schemas;
+mod webhooks;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest};
@@ -71,6 +74,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, batch_body_limit: usize) {
             .route(web::post().to(post_message))
             .route(web::get().to(list_messages))
             .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/batches/{id}")
+            .route(web::get().to(batches::get_batch))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/webhooks/failed")
+            .route(web::get().to(webhooks::list_failed))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/webhooks/failed/resend")
+            .route(web::post().to(webhooks::resend_failed))
+            .default_service(not_allowed("POST")),
     )
     .service(
         web::resource("/messages/{id}")

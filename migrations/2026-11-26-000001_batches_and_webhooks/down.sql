@@ -1,0 +1,11 @@
+DROP FUNCTION IF EXISTS pipeline_settle_batches(uuid[]);
+DROP FUNCTION IF EXISTS pipeline_record_dead_letter(uuid, text, integer, uuid, text, boolean);
+DROP FUNCTION IF EXISTS pipeline_owe_stored(uuid[], text[]);
+DROP FUNCTION IF EXISTS pipeline_try_insert(uuid, text, timestamptz, uuid);
+DROP FUNCTION IF EXISTS pipeline_rfc3339(timestamptz);
+DROP TABLE IF EXISTS webhook_deliveries;
+DROP TABLE IF EXISTS batches;
+DROP INDEX IF EXISTS dead_letters_batch_id_idx;
+ALTER TABLE dead_letters DROP COLUMN IF EXISTS batch_id;
+DROP INDEX IF EXISTS messages_batch_id_idx;
+ALTER TABLE messages DROP COLUMN IF EXISTS batch_id;
