@@ -42,7 +42,7 @@ run() { # run <label> <compose files> <broker service>
     --database-url "postgres://pipeline:pipeline@postgres:5432/pipeline" \
     --amqp-url "amqp://guest:guest@$broker:5672/%2f" \
     --n "$N" --c "$C" --stage-n "$N"
-  docker compose down -v --remove-orphans >/dev/null 2>&1
+  docker compose down -v --remove-orphans >/dev/null
 }
 
 run "one RabbitMQ node" docker-compose.yml rabbitmq
