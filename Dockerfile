@@ -1,17 +1,22 @@
-# syntax=docker/dockerfile:1
-#
 # One image, two binaries: `producer` (default CMD) and `consumer`.
-# Pick one with the container command, e.g. `docker run pipeline:latest consumer`
+# Pick one with the container command, e.g. `docker run <image> consumer`
 # or `command: consumer` in docker-compose.yml. There is no ENTRYPOINT, so a
 # command override simply replaces CMD.
 #
 # Needs BuildKit (the default builder since Docker 23 / in Compose v2) for the
-# cache mounts below.
+# cache mounts below. BuildKit's built-in Dockerfile frontend supports them,
+# so there is deliberately no `# syntax=` line: that line makes every build
+# pull a frontend image first, which fails without a registry (air-gapped or
+# mirrored setups).
+#
+# Base images are pinned to a minor version (rust 1.95, Debian 12 "bookworm");
+# the builder and runtime must share the Debian release, since the binaries
+# link the system's libpq and glibc.
 
 ############################################################################
 # Builder
 ############################################################################
-FROM rust:1-bookworm AS builder
+FROM rust:1.95-bookworm AS builder
 
 # diesel's `postgres` feature links libpq (pq-sys finds it through pkg-config,
 # falling back to pg_config). rust:1-bookworm already ships both through
@@ -22,16 +27,19 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# The whole workspace manifest set has to be present or cargo refuses to load
-# the workspace (e2e and bench are members even though they are not built here).
 # migrations/ is embedded at compile time by shared (embed_migrations!).
 COPY Cargo.toml Cargo.lock diesel.toml ./
 COPY shared/ shared/
 COPY producer/ producer/
 COPY consumer/ consumer/
-COPY e2e/ e2e/
-COPY bench/ bench/
 COPY migrations/ migrations/
+# e2e and bench are workspace members the image does not build, but cargo
+# refuses to load the workspace without them: their manifests and an empty
+# library each are enough, and editing a test or the load generator then
+# leaves the image's build cache alone.
+COPY e2e/Cargo.toml e2e/
+COPY bench/Cargo.toml bench/
+RUN mkdir -p e2e/src bench/src && touch e2e/src/lib.rs bench/src/lib.rs
 
 # Registry/git downloads and the target directory live in cache mounts, so a
 # source change recompiles only the workspace crates, not every dependency.

@@ -21,5 +21,6 @@ mod retries;
 mod shutdown;
 mod slow_body;
 mod tail;
+mod topology;
 mod wait_lookup;
 mod webhooks;
