@@ -11,9 +11,14 @@
 #    (root on Debian), installed first, with the `root` PostgreSQL role the
 #    tests connect as (postgres://root@127.0.0.1:5432, trusted on 127.0.0.1).
 # 2. cargo test --workspace: unit and integration tests.
-# 3. scripts/faults.sh --smoke: fault injection on local processes (it
+# 3. scripts/schemathesis.sh: the OpenAPI document fuzzed against a running
+#    producer and consumer (schemathesis from PyPI, in a venv under target/).
+# 4. scripts/browser-test.sh: the dashboard in Debian's headless Chromium.
+# 5. scripts/alarm.sh: a RabbitMQ memory alarm, on a private node of its own.
+# 6. scripts/soak.sh --short: memory stays flat while messages flow.
+# 7. scripts/faults.sh --smoke: fault injection on local processes (it
 #    restarts the local RabbitMQ and PostgreSQL).
-# 4. scripts/compose-test.sh --short: the Docker deployment, for real. It
+# 8. scripts/compose-test.sh --short: the Docker deployment, for real. It
 #    starts a Docker engine and builds stand-in images where no registry
 #    answers (see that script).
 # 5. scripts/cluster-test.sh --short: the three-node RabbitMQ cluster
@@ -57,6 +62,18 @@ scripts/services.sh up
 
 log "cargo test --workspace"
 cargo test --workspace
+
+log "the OpenAPI document, fuzzed (schemathesis)"
+scripts/schemathesis.sh
+
+log "the dashboard in a real browser"
+scripts/browser-test.sh
+
+log "a RabbitMQ memory alarm (private node)"
+scripts/alarm.sh
+
+log "soak: memory stays flat"
+if [ "$full" = 1 ]; then scripts/soak.sh; else scripts/soak.sh --short; fi
 
 log "fault injection on local processes"
 if [ "$full" = 1 ]; then scripts/faults.sh; else scripts/faults.sh --smoke; fi
