@@ -21,9 +21,9 @@
 # 8. scripts/compose-test.sh --short: the Docker deployment, for real. It
 #    starts a Docker engine and builds stand-in images where no registry
 #    answers (see that script).
-# 5. scripts/cluster-test.sh --short: the three-node RabbitMQ cluster
+# 9. scripts/cluster-test.sh --short: the three-node RabbitMQ cluster
 #    (docker-compose.cluster.yml) while nodes are killed, cut off the
-#    network and restarted; reuses the image and stand-ins of step 4.
+#    network and restarted; reuses the image and stand-ins of step 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
