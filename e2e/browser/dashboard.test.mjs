@@ -134,7 +134,17 @@ try {
 
   let postedId;
   let keyedId;
+  let batchId;
   await step('looking up a posted id shows stored', async () => {
+    // A batch too, stored now while the consumer runs (the batches step
+    // comes after the consumer is stopped).
+    const res = await fetch(`${BASE}/messages/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` },
+      body: JSON.stringify([{ content: 'batch 1' }, { content: 'batch 2' }, { content: 'batch 3' }]),
+    });
+    assert.equal(res.status, 202, `POST /messages/batch answered ${res.status}`);
+    batchId = (await res.json()).batch_id;
     postedId = await post('looked up by id in the browser test');
     keyedId = await post('looked up by Idempotency-Key in the browser test', 'browser-test-key-1');
     await waitFor('both stored', 15_000, async () => (await storedStatus(postedId)) === 'stored' && (await storedStatus(keyedId)) === 'stored');
@@ -215,9 +225,15 @@ try {
     await shot('dead-letters-after-redrive');
   });
 
-  await step('batches degrade gracefully; phone width and dark mode render', async () => {
+  await step('a batch shows its progress; phone width and dark mode render', async () => {
     await page.click('nav a[data-view="batches"]');
-    await page.locator('#b-unavailable, #b-tools').first().waitFor({ state: 'visible' });
+    await page.locator('#b-tools').waitFor({ state: 'visible' });
+    await page.fill('#b-id', batchId);
+    await page.click('#b-lookup button[type="submit"]');
+    await page.locator('#b-result').waitFor({ state: 'visible' });
+    const counts = await page.textContent('#b-counts');
+    assert.match(counts, /^3 stored, 0 dead-lettered, 0 pending of 3$/, `batch progress: ${counts}`);
+    assert.equal(await page.textContent('#b-status'), 'completed');
     await shot('batches');
     await page.click('nav a[data-view="overview"]');
     await waitFor('overview with the queued poison', 10_000, async () => (await page.textContent('#ov-ready')) === '1');
