@@ -294,14 +294,21 @@ async fn documented_constraints_are_the_enforced_ones() {
         &doc["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]
             ["schema"],
     );
-    assert_eq!(
-        (&batch["type"], &batch["minItems"], &batch["maxItems"]),
-        (
-            &serde_json::json!("array"),
-            &serde_json::json!(1),
-            &serde_json::json!(1000)
-        )
-    );
+    // Either the bare array or {"messages": [...], "callback_url"}: the
+    // array has the same bounds in both forms.
+    let forms = batch["oneOf"].as_array().expect("oneOf the two body forms");
+    assert_eq!(forms.len(), 2, "{batch}");
+    for array in [&forms[0], &forms[1]["properties"]["messages"]] {
+        assert_eq!(
+            (&array["type"], &array["minItems"], &array["maxItems"]),
+            (
+                &serde_json::json!("array"),
+                &serde_json::json!(1),
+                &serde_json::json!(1000)
+            ),
+            "{batch}"
+        );
+    }
 
     // Idempotency-Key: 1-255 visible ASCII, no spaces, on both POSTs.
     for path in ["/messages", "/messages/batch"] {
