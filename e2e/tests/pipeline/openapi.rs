@@ -228,21 +228,27 @@ async fn documented_constraints_are_the_enforced_ones() {
     let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm")]).await;
     let doc: Value = producer.get("/openapi.json").await.json().await.unwrap();
 
-    // A stored row, so that GET /messages/{id}?wait=30 answers at once.
+    // A stored row and a completed batch, so that GET /messages/{id}?wait=30
+    // and GET /batches/{id}?wait=30 answer at once.
     let stored = uuid::Uuid::new_v4();
-    diesel::RunQueryDsl::execute(
-        diesel::sql_query(format!(
-            "INSERT INTO messages (id, content, created_at) VALUES ('{stored}', 'x', now())"
-        )),
-        &mut db.connect(),
-    )
-    .unwrap();
+    for sql in [
+        format!("INSERT INTO messages (id, content, created_at) VALUES ('{stored}', 'x', now())"),
+        format!(
+            "INSERT INTO batches (id, total, created_at, completed_at, status) \
+             VALUES ('{stored}', 1, now(), now(), 'completed')"
+        ),
+    ] {
+        diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut db.connect()).unwrap();
+    }
 
     let bounded = [
         ("get", "/messages", "limit", 1, 1000),
         ("get", "/messages/{id}", "wait", 0, 30),
         ("get", "/dead-letters", "limit", 1, 1000),
         ("post", "/dead-letters/redrive", "limit", 1, 1000),
+        ("get", "/batches/{id}", "wait", 0, 30),
+        ("get", "/webhooks/failed", "limit", 1, 1000),
+        ("post", "/webhooks/failed/resend", "limit", 1, 1000),
     ];
     for (method, path, name, min, max) in bounded {
         let schema = &parameter(&doc, method, path, name)["schema"];
@@ -289,6 +295,18 @@ async fn documented_constraints_are_the_enforced_ones() {
             "{path}: NUL"
         );
     }
+    // callback_url: what JSON Schema can say of it, the same in both bodies
+    // that take one (null is none); the tutorial's body has none.
+    let message = resolve(
+        &doc,
+        &doc["paths"]["/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+    );
+    let add = resolve(
+        &doc,
+        &doc["paths"]["/add_message"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    assert!(add["properties"]["callback_url"].is_null(), "{add}");
     let batch = resolve(
         &doc,
         &doc["paths"]["/messages/batch"]["post"]["requestBody"]["content"]["application/json"]
@@ -308,6 +326,31 @@ async fn documented_constraints_are_the_enforced_ones() {
             ),
             "{batch}"
         );
+    }
+
+    for url in [
+        &message["properties"]["callback_url"],
+        &forms[1]["properties"]["callback_url"],
+    ] {
+        assert_eq!(url["type"], serde_json::json!(["string", "null"]), "{url}");
+        assert_eq!(
+            (&url["minLength"], &url["maxLength"]),
+            (&serde_json::json!(1), &serde_json::json!(2048)),
+            "{url}"
+        );
+        assert_eq!(url["pattern"], "^https?://", "{url}");
+    }
+    // The pattern is the handler's rule: URL parsing alone would take these.
+    for url in ["HTTPS://example.com/", " https://example.com/"] {
+        let status = producer
+            .client
+            .post(format!("{}/messages", producer.base))
+            .json(&serde_json::json!({"content": "x", "callback_url": url}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 400, "{url:?}");
     }
 
     // Idempotency-Key: 1-255 visible ASCII, no spaces, on both POSTs.

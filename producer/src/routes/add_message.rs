@@ -10,12 +10,12 @@ use crate::error::ApiError;
 use crate::metrics::Endpoint;
 use crate::state::AppState;
 
-use super::schemas::{Enqueued, ErrorBody, NewMessageBody};
+use super::schemas::{AddMessageBody, Enqueued, ErrorBody};
 
 /// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
 /// "job_id": "<uuid>"}` once the broker confirmed it.
 #[utoipa::path(post, path = "/add_message", tag = "tutorial",
-    request_body(content = NewMessageBody, content_type = "application/json"),
+    request_body(content = AddMessageBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Confirmed by the broker", body = Enqueued,
             headers(("Location" = String, description = "/messages/{job_id}"))),

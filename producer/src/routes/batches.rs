@@ -107,7 +107,7 @@ pub struct GetParams {
 /// is completed, or after S seconds (at most 30).
 #[utoipa::path(get, path = "/batches/{id}", tag = "messages",
     params(("id" = uuid::Uuid, Path, description = "Batch id (batch_id of POST /messages/batch)"),
-           ("wait" = Option<u64>, Query, description = "Seconds (0-30) to wait for the batch to complete")),
+           ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds (0-30) to wait for the batch to complete; default 0")),
     responses(
         (status = 200, description = r#"{"id", "total", "stored", "dead_lettered", "pending", "status": "pending|completed|completed_with_failures", "created_at", "completed_at", "notification"?}"#),
         (status = 400, description = "id is not a UUID, or bad wait"),

@@ -7,7 +7,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use shared::webhook::MAX_URL_LEN;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
@@ -27,9 +30,22 @@ pub struct NewMessageBody {
     pub content: String,
     /// Where to POST a signed notification once the message is stored or
     /// dead-lettered: http(s), not to a private or local address unless
-    /// listed in `WEBHOOK_ALLOWED_HOSTS`.
-    #[schema(max_length = 2048)]
+    /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
+    /// such a URL is a 400 though it matches this schema). `null` is none.
+    #[schema(min_length = 1, max_length = 2048, pattern = "^https?://")]
     pub callback_url: Option<String>,
+}
+
+/// `{"content": "text"}` of the tutorial's `POST /add_message`, which has
+/// no callback. Other fields are ignored.
+// A schema only, like `NewMessageBody`.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(as = AddMessage)]
+pub struct AddMessageBody {
+    /// The text: at least one character, and no NUL.
+    #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
+    pub content: String,
 }
 
 /// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
@@ -62,11 +78,15 @@ impl PartialSchema for NewBatchBody {
                 ObjectBuilder::new()
                     .property("messages", items())
                     .required("messages")
+                    // As `NewMessage`'s: null is none; the host rule is
+                    // beyond JSON Schema.
                     .property(
                         "callback_url",
                         ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .max_length(Some(2048)),
+                            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                            .min_length(Some(1))
+                            .max_length(Some(MAX_URL_LEN))
+                            .pattern(Some("^https?://")),
                     )
                     .description(Some(
                         "The batch object form: the messages, and where to POST a signed notification when the batch completes",

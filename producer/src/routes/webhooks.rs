@@ -28,6 +28,14 @@ pub async fn callback_url(body: &Value, state: &AppState) -> Result<Option<Strin
         Some(Value::String(s)) => s,
         Some(_) => return Err(ApiError::BadRequest("callback_url must be a string".into())),
     };
+    // Stricter than URL parsing (which lowercases the scheme and strips
+    // leading spaces), so that the document's pattern `^https?://` says
+    // exactly which schemes pass.
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err(ApiError::BadRequest(
+            "callback_url must start with http:// or https://".into(),
+        ));
+    }
     let url = shared::webhook::check_url_resolving(text, &state.webhook_hosts, RESOLVE_TIMEOUT)
         .await
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -94,7 +102,7 @@ fn limit(params: &Params) -> Result<i64, ApiError> {
 
 /// `GET /webhooks/failed?limit=`: (admin) deliveries given up, oldest first.
 #[utoipa::path(get, path = "/webhooks/failed", tag = "webhooks",
-    params(("limit" = Option<u32>, Query, description = "1-1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "How many, oldest first; default 100")),
     responses(
         (status = 200, description = r#"{"deliveries": [{"id", "subject_id", "type", "url", "status", "attempts", "last_status", "last_error", "created_at"}], "total"}"#),
         (status = 400, description = "Bad limit"),
@@ -119,7 +127,7 @@ pub async fn list_failed(
 /// `POST /webhooks/failed/resend?limit=`: (admin) put failed deliveries
 /// back in the outbox, due now, with a fresh attempt count.
 #[utoipa::path(post, path = "/webhooks/failed/resend", tag = "webhooks",
-    params(("limit" = Option<u32>, Query, description = "1-1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "How many, oldest first; default 100")),
     responses(
         (status = 200, description = r#"{"resent": n}"#),
         (status = 400, description = "Bad limit"),
