@@ -990,6 +990,13 @@ async fn send_until_accepted(
                 return body["id"].as_str()?.parse().ok();
             }
             Ok(r) if r.status() == 503 => {}
+            // 408: the server gave up waiting for the request (RFC 9110 says
+            // the client may repeat it); seen when the machine is starved
+            // during container restarts. Retried with the same key, and
+            // reported.
+            Ok(r) if r.status() == 408 => {
+                eprintln!("408 for a valid message: retrying with the same key");
+            }
             Ok(r) => {
                 eprintln!("unexpected {} for a valid message", r.status());
                 tally.unexpected.fetch_add(1, Ordering::Relaxed);
