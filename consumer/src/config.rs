@@ -65,8 +65,12 @@ impl Settings {
 
     /// How long a message waits after failed attempt `attempt` (1-based).
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let factor = 4u32.saturating_pow(attempt.saturating_sub(1).min(15));
-        self.retry_base.saturating_mul(factor).min(self.retry_max)
+        shared::backoff::grow(
+            self.retry_base,
+            4,
+            attempt.saturating_sub(1),
+            self.retry_max,
+        )
     }
 
     /// The topology, with one delay queue per distinct retry delay.

@@ -101,8 +101,12 @@ impl WebhookSettings {
 
     /// The delay after failed attempt `attempt` (1-based): doubling, capped.
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.retry_base.saturating_mul(factor).min(self.retry_max)
+        shared::backoff::grow(
+            self.retry_base,
+            2,
+            attempt.saturating_sub(1),
+            self.retry_max,
+        )
     }
 
     /// How long a claim holds a row: longer than an attempt can take, so
