@@ -15,6 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::db::PgPool;
 use tokio::sync::{watch, Notify};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
 use crate::dead_index;
@@ -108,20 +109,20 @@ async fn consume(
         .await
         .map_err(|e| e.to_string())?;
     // Dead letters made anywhere are recorded by a task on a channel of its
-    // own (its acks must not mix with the store queue's multiple-acks).
+    // own (its acks must not mix with the store queue's multiple-acks). It
+    // ends with the session, by any path.
     let index_channel = connection
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    let indexer = tokio::spawn({
+    let _indexer = AbortOnDropHandle::new(tokio::spawn({
         let (queue, pool) = (topology.dead_index_queue.clone(), pool.clone());
         async move {
             if let Err(e) = dead_index::run(index_channel, queue, pool).await {
                 log::warn!("dead-letter index stopped: {e}");
             }
         }
-    });
-    let _indexer = AbortOnDrop(indexer);
+    }));
     let tag = format!(
         "{}-{}",
         shared::amqp::connection_name("consumer"),
@@ -216,15 +217,6 @@ async fn consume(
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
     Ok(Ended::Drained)
-}
-
-/// Ends a spawned task when the session that owns it ends, by any path.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Reports the session over when dropped.

@@ -10,6 +10,7 @@ use anyhow::Context;
 use shared::db::PgPool;
 use shared::Backoff;
 use tokio::sync::{watch, Notify};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
 use crate::health;
@@ -107,7 +108,9 @@ impl Application {
                 None
             }
         };
-        let _deliverer = deliverer.map(AbortOnDrop);
+        // The deliverer stops with the consumer (or with the test that
+        // aborted it), and its leases bring its claims back.
+        let _deliverer = deliverer.map(AbortOnDropHandle::new);
         supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;
         let _ = serving.await;
@@ -159,15 +162,5 @@ async fn supervise(
                 }
             }
         }
-    }
-}
-
-/// Ends a spawned task when dropped: the deliverer stops with the consumer
-/// (or with the test that aborted it), and its leases bring its claims back.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
