@@ -13,6 +13,7 @@ use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 use shared::db::PgPool;
+use shared::readiness::BrokerState;
 
 use crate::metrics::Metrics;
 
@@ -72,12 +73,12 @@ async fn readyz(state: web::Data<ProbeState>) -> HttpResponse {
     // Diesel blocks: the ping runs on the blocking pool, never on this thread.
     let database = shared::db::pool_answers(&state.pool).await;
     let broker = if broker {
-        shared::db::BrokerState::Up
+        BrokerState::Up
     } else {
-        shared::db::BrokerState::Down
+        BrokerState::Down
     };
     let node = state.metrics.broker.node();
-    match shared::db::readiness(broker, node, database, true) {
+    match shared::readiness::report(broker, node, database, true) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }

@@ -451,62 +451,6 @@ pub async fn pool_answers(pool: &PgPool) -> bool {
     .unwrap_or(false)
 }
 
-/// The broker connection as `/readyz` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerState {
-    /// Connected and free to publish.
-    Up,
-    /// Not connected.
-    Down,
-    /// Connected, but the broker blocks publishing (resource alarm).
-    Blocked,
-}
-
-impl BrokerState {
-    fn as_str(self) -> &'static str {
-        match self {
-            BrokerState::Up => "up",
-            BrokerState::Down => "down",
-            BrokerState::Blocked => "blocked",
-        }
-    }
-}
-
-/// The `/readyz` answer both binaries give: whether ready, and the JSON body
-/// saying the state of each dependency. Readiness needs the broker up, and
-/// the database only where it is `database_required` (the consumer stores;
-/// the producer publishes without it, and reports it only).
-/// `node` is the RabbitMQ node (`host:port`) the process is connected to.
-pub fn readiness(
-    broker: BrokerState,
-    node: Option<String>,
-    database: bool,
-    database_required: bool,
-) -> (bool, serde_json::Value) {
-    let ready = broker == BrokerState::Up && (database || !database_required);
-    let database = if database { "up" } else { "down" };
-    if ready {
-        let body = serde_json::json!({
-            "status": "ready",
-            "broker": broker.as_str(),
-            "node": node,
-            "database": database,
-        });
-        (true, body)
-    } else {
-        (
-            false,
-            serde_json::json!({
-                "error": "not ready",
-                "status": "not ready",
-                "broker": broker.as_str(),
-                "node": node,
-                "database": database,
-            }),
-        )
-    }
-}
-
 /// A cheap round trip proving the database answers.
 pub fn ping(conn: &mut PgConnection) -> QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())

@@ -27,15 +27,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let broker = broker_state(&state);
     let database = database_up(&state).await;
     let node = state.metrics.broker.node();
-    match shared::db::readiness(broker, node, database, false) {
+    match shared::readiness::report(broker, node, database, false) {
         (true, body) => HttpResponse::Ok().json(body),
         (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 
 /// The broker connection as `/readyz` reports it.
-pub fn broker_state(state: &AppState) -> shared::db::BrokerState {
-    use shared::db::BrokerState;
+pub fn broker_state(state: &AppState) -> shared::readiness::BrokerState {
+    use shared::readiness::BrokerState;
     if !state.publisher.is_connected() {
         BrokerState::Down
     } else if state.publisher.is_blocked() {
