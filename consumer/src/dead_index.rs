@@ -19,12 +19,10 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
 use shared::db::{DbError, PgPool};
-use shared::dead_letter::Category;
+use shared::dead_letter::{attempts, message_uuid, Category};
 use shared::envelope::Extras;
 use shared::models::DeadLetter;
 use shared::Backoff;
-
-use crate::dead_letter::{attempts_in, message_uuid};
 
 /// Most index entries recorded in one transaction.
 const BATCH: usize = 100;
@@ -108,7 +106,7 @@ fn record_of(delivery: &Delivery) -> Option<(DeadLetter, Extras)> {
     let id = message_uuid(&delivery.data, &delivery.properties)?;
     let headers = delivery.properties.headers().as_ref();
     let category = Category::of(headers);
-    let attempts = attempts_in(headers)
+    let attempts = attempts(headers)
         .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
         .unwrap_or(shared::topology::DELIVERY_LIMIT + 1);
     let extras = Extras::peek(&delivery.data);

@@ -11,32 +11,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lapin::message::Delivery;
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, LongString};
 use lapin::{BasicProperties, Channel};
 use shared::dead_letter::{
     Category, ATTEMPTS_HEADER, CATEGORY_HEADER, DEAD_LETTERED_AT_HEADER, LAST_ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER,
 };
 use shared::publish::PublishError;
-
-/// How many attempts were already made on `delivery` (0 for a fresh one),
-/// read from the header a retry carries.
-pub fn previous_attempts(delivery: &Delivery) -> u32 {
-    attempts_in(delivery.properties.headers().as_ref()).unwrap_or(0)
-}
-
-/// The attempt count a message's headers carry, if any.
-pub fn attempts_in(headers: Option<&FieldTable>) -> Option<u32> {
-    match headers?.inner().get(ATTEMPTS_HEADER)? {
-        AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::ShortInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::LongUInt(n) => Some(*n),
-        _ => None,
-    }
-}
-
-pub use shared::dead_letter::message_uuid;
 
 /// Publish a copy of `delivery` to `dlx` carrying the client-facing
 /// `category`, the detailed `reason` (admin only) and the attempt count,

@@ -178,16 +178,13 @@ impl Worker {
         let outcomes: Vec<Outcome> = batch
             .iter()
             .zip(decoded)
-            .map(|(delivery, decoded)| {
-                let attempt = dead_letter::previous_attempts(delivery) + 1;
-                match decoded {
-                    Err(detail) => Outcome::DeadLetter {
-                        reason: DeadLetterReason::Invalid,
-                        detail,
-                        attempt,
-                    },
-                    Ok(i) => self.decide(stored[i].clone(), attempt),
-                }
+            .map(|(delivery, decoded)| match decoded {
+                Err(detail) => Outcome::DeadLetter {
+                    reason: DeadLetterReason::Invalid,
+                    detail,
+                    attempt: attempt_of(delivery),
+                },
+                Ok(i) => self.decide(stored[i].clone(), delivery),
             })
             .collect();
 
@@ -210,23 +207,27 @@ impl Worker {
         Ok(())
     }
 
-    fn decide(&self, stored: Stored, attempt: u32) -> Outcome {
+    fn decide(&self, stored: Stored, delivery: &Delivery) -> Outcome {
         match stored {
             Stored::New => Outcome::Stored,
             Stored::Duplicate => Outcome::Duplicate,
             Stored::Rejected(detail) => Outcome::DeadLetter {
                 reason: DeadLetterReason::Rejected,
                 detail: format!("database rejected the message: {detail}"),
-                attempt,
+                attempt: attempt_of(delivery),
             },
-            Stored::Failed(detail) if attempt >= self.settings.max_attempts => {
-                Outcome::DeadLetter {
-                    reason: DeadLetterReason::MaxAttempts,
-                    detail: format!("storing failed {attempt} times: {detail}"),
-                    attempt,
+            Stored::Failed(detail) => {
+                let attempt = attempt_of(delivery);
+                if attempt >= self.settings.max_attempts {
+                    Outcome::DeadLetter {
+                        reason: DeadLetterReason::MaxAttempts,
+                        detail: format!("storing failed {attempt} times: {detail}"),
+                        attempt,
+                    }
+                } else {
+                    Outcome::RetryLater { detail, attempt }
                 }
             }
-            Stored::Failed(detail) => Outcome::RetryLater { detail, attempt },
         }
     }
 
@@ -386,7 +387,7 @@ impl Worker {
             "dead-lettering message {} ({category}) after {attempts} attempt(s): {detail}",
             log_id(&delivery.properties)
         );
-        let id = dead_letter::message_uuid(&delivery.data, &delivery.properties);
+        let id = shared::dead_letter::message_uuid(&delivery.data, &delivery.properties);
         // Recorded first, so that once the original is acked its status can
         // always be looked up; redone harmlessly if we crash before the ack.
         let mut completed = Vec::new();
@@ -574,6 +575,12 @@ fn log_id(properties: &BasicProperties) -> String {
         .message_id()
         .as_ref()
         .map_or_else(|| "<no id>".to_owned(), |id| id.to_string())
+}
+
+/// The attempt a delivery is at: one more than its headers say were made
+/// (read only when the outcome needs it, never for a stored message).
+fn attempt_of(delivery: &Delivery) -> u32 {
+    shared::dead_letter::attempts(delivery.properties.headers().as_ref()).unwrap_or(0) + 1
 }
 
 async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {

@@ -61,6 +61,48 @@ pub fn message_uuid(body: &[u8], properties: &BasicProperties) -> Option<Uuid> {
     })
 }
 
+/// A header as the pipeline reads it: text, or a whole number. Serialized
+/// as a JSON string or number (the admin dead-letter listing shows them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    /// A long or short string (invalid UTF-8 replaced).
+    Text(String),
+    /// A signed or unsigned integer of any width AMQP clients use.
+    Int(i64),
+}
+
+/// Header `name` of `headers`, if it is text or a whole number: the one
+/// reader of the headers of this contract, whoever wrote them (the
+/// consumer, the broker, or another client with other integer widths).
+pub fn header(headers: Option<&FieldTable>, name: &str) -> Option<HeaderValue> {
+    Some(match headers?.inner().get(name)? {
+        AMQPValue::LongString(s) => HeaderValue::Text(String::from_utf8_lossy(s.as_bytes()).into()),
+        AMQPValue::ShortString(s) => HeaderValue::Text(s.as_str().to_owned()),
+        AMQPValue::LongLongInt(n) => HeaderValue::Int(*n),
+        AMQPValue::LongInt(n) => HeaderValue::Int(i64::from(*n)),
+        AMQPValue::ShortInt(n) => HeaderValue::Int(i64::from(*n)),
+        AMQPValue::LongUInt(n) => HeaderValue::Int(i64::from(*n)),
+        _ => return None,
+    })
+}
+
+/// Header `name` if it is text.
+pub fn text(headers: Option<&FieldTable>, name: &str) -> Option<String> {
+    match header(headers, name)? {
+        HeaderValue::Text(s) => Some(s),
+        HeaderValue::Int(_) => None,
+    }
+}
+
+/// How many attempts a message's headers say were made ([`ATTEMPTS_HEADER`]).
+pub fn attempts(headers: Option<&FieldTable>) -> Option<u32> {
+    match header(headers, ATTEMPTS_HEADER)? {
+        HeaderValue::Int(n) => u32::try_from(n).ok(),
+        HeaderValue::Text(_) => None,
+    }
+}
+
 /// Why a message was dead-lettered, as clients see it (and as the
 /// `reason` label of the dead-letter metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,20 +143,13 @@ impl Category {
     /// The category of a dead letter, from its headers: ours if the consumer
     /// made it, else the broker's own reason.
     pub fn of(headers: Option<&FieldTable>) -> Category {
-        let text = |name: &str| -> Option<String> {
-            match headers?.inner().get(name)? {
-                AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into()),
-                AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-                _ => None,
-            }
-        };
-        if let Some(ours) = text(CATEGORY_HEADER) {
+        if let Some(ours) = text(headers, CATEGORY_HEADER) {
             return Category::ALL
                 .into_iter()
                 .find(|c| c.as_str() == ours)
                 .unwrap_or(Category::Broker);
         }
-        match text(BROKER_REASON_HEADER).as_deref() {
+        match text(headers, BROKER_REASON_HEADER).as_deref() {
             Some("delivery_limit") => Category::DeliveryLimit,
             _ => Category::Broker,
         }
@@ -149,5 +184,24 @@ mod tests {
         );
         assert_eq!(Category::of(Some(&h)), Category::DeliveryLimit);
         assert_eq!(Category::of(None), Category::Broker);
+    }
+
+    #[test]
+    fn headers_read_text_and_any_integer_width() {
+        let mut h = FieldTable::default();
+        h.insert(ATTEMPTS_HEADER.into(), AMQPValue::ShortInt(3));
+        h.insert("x-long".into(), AMQPValue::LongUInt(7));
+        h.insert(REASON_HEADER.into(), AMQPValue::ShortString("why".into()));
+        h.insert("x-bool".into(), AMQPValue::Boolean(true));
+        assert_eq!(attempts(Some(&h)), Some(3));
+        assert_eq!(header(Some(&h), "x-long"), Some(HeaderValue::Int(7)));
+        assert_eq!(text(Some(&h), REASON_HEADER).as_deref(), Some("why"));
+        assert_eq!(attempts(None), None);
+        assert_eq!(header(Some(&h), "x-bool"), None);
+        assert_eq!(
+            serde_json::to_string(&[header(Some(&h), REASON_HEADER), header(Some(&h), "x-long")])
+                .unwrap(),
+            r#"["why",7]"#
+        );
     }
 }
