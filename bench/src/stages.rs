@@ -1,6 +1,7 @@
 //! Stage limits, measured on the same machine in the same run: the broker
 //! alone (publish with confirms + consume with acks, no HTTP, no database)
-//! and the database alone (batched idempotent inserts, no broker).
+//! and the database alone (the consumer's own batched idempotent insert,
+//! `shared::db::messages::store`, no broker).
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Confirmation, Connection, ConnectionProperties};
-use shared::models::NewMessage;
 use shared::{Envelope, Topology};
 
 /// Publish `n` envelopes to a fresh copy of the topology (same quorum queue
@@ -101,16 +101,16 @@ fn check(next: Option<lapin::Result<Confirmation>>) -> anyhow::Result<()> {
     }
 }
 
-/// Insert `n` rows into a scratch database in batches of `batch`, from
-/// `writers` threads (like that many consumers). Returns rows/s.
+/// Store `n` rows into a scratch database in batches of `batch`, from
+/// `writers` threads (like that many consumers), through the insert the
+/// consumer runs. Returns rows/s.
 pub fn database(server_url: &str, n: usize, batch: usize, writers: usize) -> anyhow::Result<f64> {
     let name = format!("bench_stage_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::establish(&format!("{server_url}/postgres"))?;
     diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin)?;
     let url = format!("{server_url}/{name}");
     let result = (|| {
-        shared::db::run_migrations(&mut PgConnection::establish(&url)?)
-            .map_err(anyhow::Error::msg)?;
+        shared::db::run_migrations(&mut PgConnection::establish(&url)?)?;
         let envelopes: Vec<Envelope> = (0..n)
             .map(|i| Envelope::new(format!("stage row {i}")))
             .collect();
@@ -124,9 +124,7 @@ pub fn database(server_url: &str, n: usize, batch: usize, writers: usize) -> any
                     scope.spawn(move || -> anyhow::Result<()> {
                         let mut conn = PgConnection::establish(&url)?;
                         for chunk in part.chunks(batch) {
-                            let rows: Vec<NewMessage<'_>> =
-                                chunk.iter().map(NewMessage::from).collect();
-                            shared::db::insert_messages(&mut conn, &rows)?;
+                            shared::db::messages::store(&mut conn, chunk)?;
                         }
                         Ok(())
                     })

@@ -8,7 +8,7 @@
 //! `GET /messages/{id}` says `not_found`. A record that exists is kept
 //! (`ON CONFLICT DO NOTHING`): the consumer's own reason wins. A new record
 //! of a message with a callback or a batch owes its notification and may
-//! complete its batch, in the same transaction (`shared::outbox`).
+//! complete its batch, in the same transaction (`shared::db::dead_letters`).
 
 use std::time::Duration;
 
@@ -18,10 +18,10 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
+use shared::db::dead_letters::{self, DeadLetter};
 use shared::db::{DbError, PgPool};
 use shared::dead_letter::{attempts, message_uuid, Category};
 use shared::envelope::Extras;
-use shared::models::DeadLetter;
 use shared::Backoff;
 
 /// Most index entries recorded in one transaction.
@@ -69,9 +69,9 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), St
                     .into_iter()
                     .partition(|(_, x)| x.batch.is_none() && x.callback_url.is_none());
                 let plain: Vec<DeadLetter> = plain.into_iter().map(|(r, _)| r).collect();
-                shared::db::index_dead_letters(&mut conn, &plain)?;
+                dead_letters::index(&mut conn, &plain)?;
                 for (record, extras) in &extra {
-                    shared::outbox::record_dead_letter(&mut conn, record, extras, false)?;
+                    dead_letters::record(&mut conn, record, extras, false)?;
                 }
                 Ok(())
             })

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use shared::db::webhook_deliveries::{self, AttemptOutcome, Claimed};
 use shared::db::{DbError, PgPool};
-use shared::outbox::{AttemptOutcome, Claimed};
 use shared::webhook::{AllowedHosts, Signer};
 use shared::{ConfigError, Env};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -77,7 +77,7 @@ impl WebhookSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let signer = env
             .raw("WEBHOOK_SECRET")?
-            .map(|s| Signer::new(&s).map_err(|e| ConfigError::new("WEBHOOK_SECRET", e)))
+            .map(|s| Signer::new(&s).map_err(|e| ConfigError::new("WEBHOOK_SECRET", e.to_string())))
             .transpose()?;
         Ok(Self {
             signer,
@@ -227,7 +227,7 @@ impl Deliverer {
         let (pool, age) = (self.pool.clone(), self.settings.retention);
         let pruned = tokio::task::spawn_blocking(move || -> Result<usize, DbError> {
             let mut conn = pool.get()?;
-            Ok(shared::outbox::prune_delivered(
+            Ok(webhook_deliveries::prune_delivered(
                 &mut conn,
                 age,
                 PRUNE_BATCH,
@@ -247,7 +247,7 @@ impl Deliverer {
         let lease = self.settings.lease();
         let claimed = tokio::task::spawn_blocking(move || -> Result<Vec<Claimed>, DbError> {
             let mut conn = pool.get()?;
-            Ok(shared::outbox::claim_due(&mut conn, n as i64, lease)?)
+            Ok(webhook_deliveries::claim_due(&mut conn, n as i64, lease)?)
         })
         .await;
         match claimed {
@@ -369,7 +369,7 @@ impl Deliverer {
             let (pool, out) = (self.pool.clone(), outcome.clone());
             let done = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
                 let mut conn = pool.get()?;
-                Ok(shared::outbox::record_attempt(&mut conn, id, &out)?)
+                Ok(webhook_deliveries::record_attempt(&mut conn, id, &out)?)
             })
             .await;
             match done {

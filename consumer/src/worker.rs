@@ -12,8 +12,9 @@
 //!
 //! A row with a callback or a batch owes its notification, and the batch
 //! its completion, in the transaction that stores (or dead-letters) it
-//! (`shared::outbox`); the deliverer (`crate::webhooks`) is woken after the
-//! commit. Rows without either take the plain multi-row insert.
+//! (`shared::db::messages`, `shared::db::dead_letters`); the deliverer
+//! (`crate::webhooks`) is woken after the commit. Rows without either take
+//! the plain multi-row insert.
 //!
 //! A database outage is never an outcome: storing waits it out with capped
 //! backoff, holding the deliveries unacked, for as long as the channel that
@@ -30,11 +31,12 @@ use chrono::Utc;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::{BasicProperties, Channel};
+use shared::db::dead_letters::{self, DeadLetter};
+use shared::db::messages::{self, StoreResult};
 use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
 use shared::envelope::Extras;
+use shared::events::BatchStatus;
 use shared::events::Event;
-use shared::models::DeadLetter;
-use shared::outbox::CompletedBatch;
 use shared::publish::PublishError;
 use shared::{Backoff, Envelope, Topology};
 use tokio::sync::Notify;
@@ -115,13 +117,13 @@ pub struct Worker {
 #[derive(Debug, Default)]
 struct Committed {
     /// Batches completed by these commits.
-    completed: Vec<CompletedBatch>,
+    completed: Vec<BatchStatus>,
     /// Whether notifications were owed.
     owed: bool,
 }
 
 impl Committed {
-    fn add(&mut self, result: shared::outbox::StoreResult) {
+    fn add(&mut self, result: StoreResult) {
         self.completed.extend(result.completed);
         self.owed |= result.owed;
     }
@@ -265,20 +267,13 @@ impl Worker {
 
     /// Announce the batches a commit completed, and wake the deliverer if
     /// it owed notifications.
-    async fn after_commit(&self, completed: Vec<CompletedBatch>, owed: bool) {
+    async fn after_commit(&self, completed: Vec<BatchStatus>, owed: bool) {
         if owed {
             self.owed.notify_one();
         }
         for batch in completed {
             log::info!("batch {} {}", batch.id, batch.status);
-            self.announce(Event::BatchCompleted {
-                id: batch.id,
-                status: batch.status,
-                total: i64::from(batch.total),
-                stored: batch.stored,
-                dead_lettered: batch.dead_lettered,
-            })
-            .await;
+            self.announce(Event::from(&batch)).await;
         }
     }
 
@@ -470,15 +465,14 @@ impl Worker {
         &self,
         record: DeadLetter,
         extras: Extras,
-    ) -> Result<(Vec<CompletedBatch>, bool), WorkerError> {
+    ) -> Result<(Vec<BatchStatus>, bool), WorkerError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let (pool, rec, ext) = (self.pool.clone(), record.clone(), extras.clone());
             let result = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
                 let mut conn = pool.get()?;
-                Ok(shared::outbox::record_dead_letter(
-                    &mut conn, &rec, &ext, true,
-                )?)
+                let settled = dead_letters::record(&mut conn, &rec, &ext, true)?;
+                Ok((settled.completed, settled.owed))
             })
             .await?;
             match result {
@@ -493,7 +487,7 @@ impl Worker {
 }
 
 /// One attempt's results: one per row, and what else was committed.
-type StoreAttempt = (Vec<Option<Stored>>, shared::outbox::StoreResult);
+type StoreAttempt = (Vec<Option<Stored>>, StoreResult);
 
 /// The blocking part of [`Worker::try_store`]: the batch insert, and on a
 /// failure that is not plainly transient, the rows one by one. `Ok(None)`:
@@ -505,7 +499,7 @@ fn store_blocking(
 ) -> Result<Option<StoreAttempt>, DbError> {
     let mut conn = pool.get()?;
     let started = Instant::now();
-    let batch_error = match shared::outbox::store_envelopes(&mut conn, rows) {
+    let batch_error = match messages::store(&mut conn, rows) {
         Ok(mut result) => {
             stats.record_insert(started.elapsed());
             let new_ids: std::collections::HashSet<Uuid> =
@@ -528,7 +522,7 @@ fn store_blocking(
         return Err(batch_error);
     }
     // Row by row, through the function that reports SQLSTATEs.
-    let (outcomes, result) = shared::outbox::try_store_each(&mut conn, rows)?;
+    let (outcomes, result) = messages::try_store_each(&mut conn, rows)?;
     Ok(classify(&batch_error.message(), outcomes).map(|stored| (stored, result)))
 }
 

@@ -61,10 +61,10 @@ impl TestDb {
     }
 
     /// Every stored message.
-    pub fn messages(&self) -> Vec<shared::models::Message> {
+    pub fn messages(&self) -> Vec<shared::db::messages::Message> {
         use shared::schema::messages::dsl::*;
         messages
-            .select(shared::models::Message::as_select())
+            .select(shared::db::messages::Message::as_select())
             .load(&mut self.connect())
             .expect("query failed")
     }

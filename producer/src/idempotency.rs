@@ -17,7 +17,7 @@
 
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
-use shared::models::NewIdempotencyKey;
+use shared::db::idempotency_keys::NewIdempotencyKey;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -123,7 +123,7 @@ pub async fn bind(
     let owned_key = key.to_owned();
     let bound = state
         .with_db(move |conn| {
-            Ok(shared::db::bind_idempotency_key(
+            Ok(shared::db::idempotency_keys::bind(
                 conn,
                 &NewIdempotencyKey {
                     scope: scope.as_str(),

@@ -1,8 +1,35 @@
 //! The contract between the producer and the consumer: configuration helpers,
-//! the message envelope, the RabbitMQ topology, the database schema, models and pool.
+//! the message envelope, the RabbitMQ topology, the database and the shapes
+//! clients are shown.
 //!
 //! Both binaries depend on this crate and never on each other, so everything
 //! that must agree on both sides of the queue lives here and only here.
+//!
+//! # Layout
+//!
+//! Leaves (no module of this crate below them):
+//! * `backoff`: the one growing-delay formula, and jittered backoff.
+//! * `amqp`: opening a broker connection (nodes, heartbeat, names).
+//! * `publish`: the one confirmed publish, and the best-effort one.
+//! * `topology`: the exchanges and queues, declared from one place.
+//! * `dead_letter`: the headers a dead letter carries, their one reader,
+//!   and the categories clients are told.
+//! * `webhook`: signing webhook bodies, and which callback URLs may be called.
+//! * `events`: what became of a message or batch, in the shapes clients see:
+//!   status bodies, completion events (SSE, `?wait`), webhook bodies.
+//! * `readiness`: the `/readyz` body.
+//! * `metrics`: the broker metrics both binaries export.
+//! * `schema`: the Diesel schema, generated (`diesel.toml`).
+//!
+//! Above them:
+//! * `config` → `amqp`, `topology`: settings from the environment.
+//! * `envelope` → `webhook`: the message on the wire.
+//! * `db` → `schema`, `envelope`, `events`, `backoff`, `config`: PostgreSQL,
+//!   one module per table plus pool, migrations and errors (see its docs).
+//!
+//! No module imports one above it, so there are no import cycles.
+//! With the `openapi` feature, the status bodies also derive their
+//! OpenAPI schema (utoipa), so the producer documents what it sends.
 
 pub mod amqp;
 pub mod backoff;
@@ -12,8 +39,6 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
-pub mod models;
-pub mod outbox;
 pub mod publish;
 pub mod readiness;
 pub mod schema;

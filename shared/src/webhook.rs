@@ -41,17 +41,26 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// Why a webhook secret cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// `whsec_` followed by something that is not base64.
+    #[error("whsec_ secret is not base64: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    /// No key bytes.
+    #[error("the secret is empty")]
+    Empty,
+}
+
 impl Signer {
     /// A signer for `secret` (`whsec_<base64>` or plain text).
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         let key = match secret.strip_prefix("whsec_") {
-            Some(b64) => BASE64
-                .decode(b64)
-                .map_err(|e| format!("whsec_ secret is not base64: {e}"))?,
+            Some(b64) => BASE64.decode(b64)?,
             None => secret.as_bytes().to_vec(),
         };
         if key.is_empty() {
-            return Err("the secret is empty".into());
+            return Err(SecretError::Empty);
         }
         Ok(Self { key })
     }

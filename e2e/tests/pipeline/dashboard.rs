@@ -13,7 +13,9 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
-use shared::models::{DeadLetter, NewMessage};
+use shared::db::dead_letters::DeadLetter;
+use shared::envelope::Extras;
+use shared::Envelope;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,17 +202,18 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
     // Five rows accepted one second apart (the producer migrated the database).
     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
     let long = "x".repeat(500);
-    let rows: Vec<NewMessage<'_>> = ids
+    let rows: Vec<Envelope> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| NewMessage {
+        .map(|(i, id)| Envelope {
             id: *id,
-            content: if i == 4 { &long } else { "short" },
+            content: if i == 4 { long.clone() } else { "short".into() },
             created_at: Utc.timestamp_opt(1_760_000_000 + i as i64, 0).unwrap(),
-            batch_id: None,
+            callback_url: None,
+            batch: None,
         })
         .collect();
-    shared::db::insert_messages(&mut db.connect(), &rows).unwrap();
+    shared::db::messages::store(&mut db.connect(), &rows).unwrap();
 
     let page = |q: String| {
         let producer = &producer;
@@ -251,7 +254,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
         (dead, "invalid message: content is required"),
         (ids[0], "rejected: check"),
     ] {
-        shared::db::record_dead_letter(
+        shared::db::dead_letters::record(
             &mut db.connect(),
             &DeadLetter {
                 id,
@@ -260,6 +263,8 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
                 dead_lettered_at: Utc::now(),
                 batch_id: None,
             },
+            &Extras::default(),
+            true,
         )
         .unwrap();
     }
@@ -350,7 +355,7 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
     }
     // Their records, as the consumer would have written them.
     for id in &ids {
-        shared::db::record_dead_letter(
+        shared::db::dead_letters::record(
             &mut db.connect(),
             &DeadLetter {
                 id: *id,
@@ -359,6 +364,8 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
                 dead_lettered_at: Utc::now(),
                 batch_id: None,
             },
+            &Extras::default(),
+            true,
         )
         .unwrap();
     }
@@ -440,11 +447,11 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
     // Its record went with it (queued again, no longer dead-lettered); the
     // others keep theirs.
     let mut conn = db.connect();
-    assert!(shared::db::find_dead_letter(&mut conn, ids[1])
+    assert!(shared::db::dead_letters::find(&mut conn, ids[1])
         .unwrap()
         .is_none());
     for id in [ids[0], ids[2]] {
-        assert!(shared::db::find_dead_letter(&mut conn, id)
+        assert!(shared::db::dead_letters::find(&mut conn, id)
             .unwrap()
             .is_some());
     }

@@ -23,4 +23,5 @@ mod slow_body;
 mod tail;
 mod topology;
 mod wait_lookup;
+mod webhook_payloads;
 mod webhooks;

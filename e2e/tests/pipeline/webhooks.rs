@@ -611,7 +611,7 @@ fn when_the_last_two_items_race_exactly_one_transaction_completes_the_batch() {
     };
     // The first item is stored before: the batch's row exists, committed,
     // so nothing but the completion's own lock orders the last two.
-    let zero = shared::outbox::store_envelopes(&mut db.connect(), &[item("zero")]).unwrap();
+    let zero = shared::db::messages::store(&mut db.connect(), &[item("zero")]).unwrap();
     assert!(zero.completed.is_empty());
     let (first, second) = (item("one"), item("two"));
     let (stored_tx, stored_rx) = mpsc::channel::<()>();
@@ -620,7 +620,7 @@ fn when_the_last_two_items_race_exactly_one_transaction_completes_the_batch() {
     let t1 = std::thread::spawn(move || {
         let mut conn = diesel::PgConnection::establish(&url).unwrap();
         conn.transaction(|c| {
-            let r = shared::outbox::store_envelopes(c, &[first])?;
+            let r = shared::db::messages::store(c, &[first])?;
             stored_tx.send(()).unwrap();
             commit_rx.recv().unwrap();
             Ok::<_, diesel::result::Error>(r.completed)
@@ -631,7 +631,7 @@ fn when_the_last_two_items_race_exactly_one_transaction_completes_the_batch() {
     let url = db.url.clone();
     let t2 = std::thread::spawn(move || {
         let mut conn = diesel::PgConnection::establish(&url).unwrap();
-        shared::outbox::store_envelopes(&mut conn, &[second])
+        shared::db::messages::store(&mut conn, &[second])
             .unwrap()
             .completed
     });
@@ -756,11 +756,11 @@ fn delivered_notifications_are_pruned_after_the_retention_and_others_kept() {
     }
     let week = Duration::from_secs(7 * 24 * 3600);
     assert_eq!(
-        shared::outbox::prune_delivered(&mut conn, week, 100).unwrap(),
+        shared::db::webhook_deliveries::prune_delivered(&mut conn, week, 100).unwrap(),
         1
     );
     assert_eq!(
-        shared::outbox::prune_delivered(&mut conn, week, 100).unwrap(),
+        shared::db::webhook_deliveries::prune_delivered(&mut conn, week, 100).unwrap(),
         0
     );
     assert_eq!(db.scalar("SELECT count(*) AS n FROM webhook_deliveries"), 3);

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::envelope::BatchRef;
-use shared::outbox::BatchView;
+use shared::events::BatchStatus;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -130,7 +130,7 @@ pub async fn get_batch(
     // Subscribe before looking, so a completion between the look and the
     // wait is not missed.
     let mut events = state.publisher.subscribe();
-    let done = |b: &Option<BatchView>| b.as_ref().is_some_and(|b| b.completed_at.is_some());
+    let done = |b: &Option<BatchStatus>| b.as_ref().is_some_and(|b| b.completed_at.is_some());
     let mut found = lookup(&state, id).await?;
     if !done(&found) && wait > 0 {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
@@ -170,8 +170,8 @@ pub async fn get_batch(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn lookup(state: &AppState, id: Uuid) -> Result<Option<BatchView>, ApiError> {
+async fn lookup(state: &AppState, id: Uuid) -> Result<Option<BatchStatus>, ApiError> {
     state
-        .with_db(move |conn| Ok(shared::outbox::find_batch(conn, id)?))
+        .with_db(move |conn| Ok(shared::db::batches::find(conn, id)?))
         .await
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::models::{DeadLetter, Message};
+use shared::db::dead_letters::DeadLetter;
+use shared::db::messages::Message;
 use shared::schema::messages;
 use uuid::Uuid;
 
@@ -161,8 +162,8 @@ pub async fn message_detail(
     let (row, dead): (Option<Message>, Option<DeadLetter>) = state
         .with_db(move |conn| {
             Ok((
-                shared::db::find_message(conn, id)?,
-                shared::db::find_dead_letter(conn, id)?,
+                shared::db::messages::find(conn, id)?,
+                shared::db::dead_letters::find(conn, id)?,
             ))
         })
         .await?;

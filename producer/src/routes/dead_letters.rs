@@ -237,7 +237,7 @@ pub(super) async fn move_one(
     let forgotten = match id {
         Some(id) => {
             state
-                .with_db(move |conn| Ok(shared::db::forget_dead_letter(conn, id)?))
+                .with_db(move |conn| Ok(shared::db::dead_letters::forget(conn, id)?))
                 .await?
         }
         None => None,
@@ -259,7 +259,7 @@ pub(super) async fn move_one(
             // channel closes): put its record back unless a newer one exists.
             if let Some(record) = forgotten {
                 let restored = state
-                    .with_db(move |conn| Ok(shared::db::restore_dead_letter(conn, &record)?))
+                    .with_db(move |conn| Ok(shared::db::dead_letters::restore(conn, &record)?))
                     .await;
                 if let Err(e) = restored {
                     log::warn!("redrive: cannot restore a dead-letter record: {e}");
@@ -334,7 +334,7 @@ pub async fn purge(
     // The purge happened whatever the database says: a failure here is
     // logged, not turned into an error the client would retry.
     match state
-        .with_db(|conn| Ok(shared::db::forget_all_dead_letters(conn)?))
+        .with_db(|conn| Ok(shared::db::dead_letters::forget_all(conn)?))
         .await
     {
         Ok(n) => log::info!("purged {purged} dead letters and {n} dead-letter records"),

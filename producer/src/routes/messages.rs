@@ -5,9 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::Value;
-use shared::db::Cursor;
+use shared::db::messages::Cursor;
+use shared::db::messages::Message;
 use shared::envelope::content_from_json;
-use shared::models::Message;
 use shared::Envelope;
 use uuid::Uuid;
 
@@ -124,7 +124,7 @@ pub async fn list_messages(
     // One extra row tells whether there is a next page.
     let fetch = i64::from(limit) + 1;
     let mut rows = state
-        .with_db(move |conn| Ok(shared::db::list_committed_messages(conn, after, fetch)?))
+        .with_db(move |conn| Ok(shared::db::messages::list_committed(conn, after, fetch)?))
         .await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -251,13 +251,19 @@ pub struct GetParams {
 async fn lookup(
     state: &AppState,
     id: Uuid,
-) -> Result<(Option<Message>, Option<shared::models::DeadLetter>), ApiError> {
+) -> Result<
+    (
+        Option<Message>,
+        Option<shared::db::dead_letters::DeadLetter>,
+    ),
+    ApiError,
+> {
     state
         .with_db(move |conn| {
-            let row = shared::db::find_message(conn, id)?;
+            let row = shared::db::messages::find(conn, id)?;
             let dead = match row {
                 Some(_) => None,
-                None => shared::db::find_dead_letter(conn, id)?,
+                None => shared::db::dead_letters::find(conn, id)?,
             };
             Ok((row, dead))
         })

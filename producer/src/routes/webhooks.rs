@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::outbox::Delivery;
+use shared::db::webhook_deliveries::Delivery;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -46,7 +46,7 @@ pub async fn callback_url(body: &Value, state: &AppState) -> Result<Option<Strin
 /// `GET /messages/{id}` and `GET /batches/{id}`; `None` without a callback.
 pub async fn notification(state: &AppState, subject: Uuid) -> Result<Option<Value>, ApiError> {
     let found = state
-        .with_db(move |conn| Ok(shared::outbox::latest_delivery(conn, subject)?))
+        .with_db(move |conn| Ok(shared::db::webhook_deliveries::latest(conn, subject)?))
         .await?;
     Ok(found.map(|d| summary(&d)))
 }
@@ -118,7 +118,7 @@ pub async fn list_failed(
     super::dead_letters::authorize(&req)?;
     let limit = limit(&params)?;
     let (rows, total) = state
-        .with_db(move |conn| Ok(shared::outbox::list_failed(conn, limit)?))
+        .with_db(move |conn| Ok(shared::db::webhook_deliveries::list_failed(conn, limit)?))
         .await?;
     let items: Vec<Value> = rows.iter().map(detail).collect();
     Ok(HttpResponse::Ok().json(json!({ "deliveries": items, "total": total })))
@@ -143,7 +143,7 @@ pub async fn resend_failed(
     super::dead_letters::authorize(&req)?;
     let limit = limit(&params)?;
     let resent = state
-        .with_db(move |conn| Ok(shared::outbox::resend_failed(conn, limit)?))
+        .with_db(move |conn| Ok(shared::db::webhook_deliveries::resend_failed(conn, limit)?))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "resent": resent })))
 }

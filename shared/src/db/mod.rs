@@ -1,0 +1,27 @@
+//! PostgreSQL: one module per table, plus the pool, the migrations and the
+//! classification of failures. Every function taking a `PgConnection`
+//! blocks (Diesel is synchronous): run it through [`blocking`], never on an
+//! async thread.
+//!
+//! ```text
+//! messages ──► dead_letters ──► batches ──► webhook_deliveries ──► events (shapes)
+//!    │              │              ▲
+//!    └──────────────┴──────────────┘          pool, migrations, error: used by all
+//! ```
+//!
+//! A table's module may call the modules to its right (storing a message
+//! can complete its batch, which owes a notification), never the other way.
+//! `schema.rs` is generated (`diesel migration run`, see `diesel.toml`).
+
+pub mod batches;
+pub mod dead_letters;
+pub mod error;
+pub mod idempotency_keys;
+pub mod messages;
+pub mod migrations;
+pub mod pool;
+pub mod webhook_deliveries;
+
+pub use error::{DbError, FailureClass, RowOutcome};
+pub use migrations::{migrate_and_pool, run_migrations, MigrationError};
+pub use pool::{blocking, build_pool, ping, pool_answers, PgPool, PgPooled};
