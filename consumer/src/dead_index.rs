@@ -19,22 +19,34 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
 use shared::db::dead_letters::{self, DeadLetter};
-use shared::db::{DbError, PgPool};
+use shared::db::PgPool;
 use shared::dead_letter::{attempts, message_uuid, Category};
 use shared::envelope::Extras;
-use shared::Backoff;
+
+use crate::database::{GaveUp, Retry, Until};
 
 /// Most index entries recorded in one transaction.
 const BATCH: usize = 100;
 
+/// Why indexing stopped (the session's supervisor restarts it with the
+/// next session).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The channel or its consumer failed.
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    /// The database could not record a batch before the channel closed (the
+    /// broker has requeued the entries), or its task died.
+    #[error("{0}")]
+    Database(#[from] GaveUp),
+}
+
 /// Consume `queue` on `channel` and record every entry, acking after the
-/// commit, until the channel fails (the session's supervisor restarts it
-/// with the next session).
-pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), String> {
+/// commit, until the channel fails.
+pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), IndexError> {
     channel
         .basic_qos(BATCH as u16, BasicQosOptions { global: false })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
@@ -47,54 +59,34 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), St
             },
             FieldTable::default(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        .await?;
     while let Some(first) = consumer.next().await {
-        let mut batch = vec![first.map_err(|e| e.to_string())?];
+        let mut batch = vec![first?];
         // Take what is already buffered, without waiting for more.
         while batch.len() < BATCH {
             match tokio::time::timeout(Duration::ZERO, consumer.next()).await {
-                Ok(Some(Ok(delivery))) => batch.push(delivery),
-                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(Some(delivery)) => batch.push(delivery?),
                 Ok(None) | Err(_) => break,
             }
         }
-        let records: Vec<(DeadLetter, Extras)> = batch.iter().filter_map(record_of).collect();
-        loop {
-            let (pool, recs) = (pool.clone(), records.clone());
-            let result = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
-                let mut conn = pool.get()?;
-                let (plain, extra): (Vec<_>, Vec<_>) = recs
-                    .into_iter()
-                    .partition(|(_, x)| x.batch.is_none() && x.callback_url.is_none());
-                let plain: Vec<DeadLetter> = plain.into_iter().map(|(r, _)| r).collect();
-                dead_letters::index(&mut conn, &plain)?;
+        // Plain records in one statement; those with a batch or callback
+        // one by one, each owing its notification.
+        let (plain, extra): (Vec<_>, Vec<_>) = batch
+            .iter()
+            .filter_map(record_of)
+            .partition(|(_, x)| x.batch.is_none() && x.callback_url.is_none());
+        let plain: Vec<DeadLetter> = plain.into_iter().map(|(r, _)| r).collect();
+        Retry::new(&pool, Until::ChannelOpen(&channel))
+            .run("cannot index dead letters", move |conn| {
+                dead_letters::index(conn, &plain)?;
                 for (record, extras) in &extra {
-                    dead_letters::record(&mut conn, record, extras, false)?;
+                    dead_letters::record(conn, record, extras, false)?;
                 }
                 Ok(())
             })
-            .await
-            .map_err(|e| e.to_string())?;
-            match result {
-                Ok(()) => break,
-                Err(e) => {
-                    if !channel.status().connected() {
-                        return Err("channel closed".into());
-                    }
-                    let delay = backoff.next_delay();
-                    log::warn!("cannot index dead letters ({e}); retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        backoff.reset();
+            .await?;
         if let Some(last) = batch.last() {
-            last.acker
-                .ack(BasicAckOptions { multiple: true })
-                .await
-                .map_err(|e| e.to_string())?;
+            last.acker.ack(BasicAckOptions { multiple: true }).await?;
         }
     }
     Ok(())

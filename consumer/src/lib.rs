@@ -1,7 +1,30 @@
 //! The consumer: takes messages off `messages.store` in batches, stores them
-//! in PostgreSQL with Diesel, and acks only after the transaction committed.
+//! in PostgreSQL with Diesel, and acks only after the transaction committed;
+//! and delivers the webhooks those commits owe.
+//!
+//! # Layout
+//!
+//! A message's path: `session` (consume, fill a batch) → `worker` (decode,
+//! store, settle on the broker) → `webhooks` (deliver what the commit owed).
+//!
+//! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
+//!   `metrics`, `signal`: builds the application and supervises sessions.
+//! * `session` → `worker`, `dead_index`, `outbound`, `config`, `stats`:
+//!   one broker session (a consuming and a publishing connection).
+//! * `worker` → `database`, `dead_letter`, `outbound`, `config`, `stats`,
+//!   `metrics`: storing and settling one batch of deliveries.
+//! * `dead_index` → `database`: recording the dead letters the broker made.
+//! * `webhooks` → `database`, `metrics`: the outbox deliverer and its settings.
+//! * `config` → `webhooks`: every setting.
+//! * `health` → `metrics`; `stats` → `metrics`: probes, and the counters.
+//! * Leaves: `database` (every blocking database call, retried while its
+//!   work can still be settled), `dead_letter` (republishing a copy),
+//!   `outbound` (the publishing connection), `metrics`, `signal`.
+//!
+//! No module imports one that imports it back: there are no import cycles.
 
 pub mod config;
+pub mod database;
 pub mod dead_index;
 pub mod dead_letter;
 pub mod health;

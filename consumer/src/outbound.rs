@@ -10,7 +10,21 @@ use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
-use shared::amqp::Nodes;
+use shared::amqp::{ConnectError, Nodes};
+
+/// Why the publishing connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// No node answered.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A channel could not be opened or put in confirm mode.
+    #[error("{0}")]
+    Channel(#[from] lapin::Error),
+    /// The whole setup took too long.
+    #[error("timed out opening the publishing connection")]
+    Timeout,
+}
 
 /// The publishing connection and its two channels.
 pub struct Outbound {
@@ -31,24 +45,14 @@ impl Outbound {
         node: &str,
         name: &str,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OutboundError> {
         let setup = async {
-            let (connection, _) = nodes
-                .connect_near(node, name, timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            let confirms = connection
-                .create_channel()
-                .await
-                .map_err(|e| e.to_string())?;
+            let (connection, _) = nodes.connect_near(node, name, timeout).await?;
+            let confirms = connection.create_channel().await?;
             confirms
                 .confirm_select(ConfirmSelectOptions { nowait: false })
-                .await
-                .map_err(|e| e.to_string())?;
-            let events = connection
-                .create_channel()
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            let events = connection.create_channel().await?;
             Ok(Self {
                 connection,
                 confirms,
@@ -58,7 +62,7 @@ impl Outbound {
         let bound = timeout.saturating_mul(u32::try_from(nodes.len()).unwrap_or(u32::MAX) + 1);
         tokio::time::timeout(bound, setup)
             .await
-            .unwrap_or_else(|_| Err("timed out opening the publishing connection".into()))
+            .unwrap_or(Err(OutboundError::Timeout))
     }
 
     /// Whether the broker blocks this connection (resource alarm).

@@ -13,15 +13,43 @@ use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
+use shared::amqp::ConnectError;
 use shared::db::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
 use crate::dead_index;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, OutboundError};
 use crate::stats::Stats;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerError};
+
+/// Why a session ended: the broker connection or a channel failed (the
+/// supervisor reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No node answered.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The publishing connection could not be opened.
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    /// The topology could not be declared.
+    #[error("cannot declare the topology: {0}")]
+    Declare(lapin::Error),
+    /// A channel operation failed.
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    /// The consumer stream failed.
+    #[error("consumer stream failed: {0}")]
+    Stream(lapin::Error),
+    /// The consumer stream ended.
+    #[error("consumer stream ended (channel or connection closed)")]
+    StreamEnded,
+    /// A batch could not be settled.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
 
 /// How a session ended without error.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,15 +66,12 @@ pub async fn run(
     stats: &Arc<Stats>,
     owed: &Arc<Notify>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Ended, String> {
+) -> Result<Ended, SessionError> {
     let common = &settings.common;
     let name = shared::amqp::connection_name("consumer");
     let nodes = &common.amqp_nodes;
     let connect = async {
-        let (connection, node) = nodes
-            .connect(&name, common.amqp_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (connection, node) = nodes.connect(&name, common.amqp_timeout).await?;
         // The publishing connection goes to the same node when it can.
         let outbound = Outbound::open(
             nodes,
@@ -56,7 +81,7 @@ pub async fn run(
         )
         .await?;
         log::info!("connected to RabbitMQ node {node}");
-        Ok::<_, String>((connection, outbound, node))
+        Ok::<_, SessionError>((connection, outbound, node))
     };
     let (connection, outbound, node) = tokio::select! {
         c = connect => c?,
@@ -94,27 +119,20 @@ async fn consume(
     shutdown: &mut watch::Receiver<bool>,
     connection: &Connection,
     outbound: Arc<Outbound>,
-) -> Result<Ended, String> {
+) -> Result<Ended, SessionError> {
     let topology = settings.topology();
     topology
         .declare_on(connection)
         .await
-        .map_err(|e| format!("cannot declare the topology: {e}"))?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SessionError::Declare)?;
+    let channel = connection.create_channel().await?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions { global: false })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     // Dead letters made anywhere are recorded by a task on a channel of its
     // own (its acks must not mix with the store queue's multiple-acks). It
     // ends with the session, by any path.
-    let index_channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
+    let index_channel = connection.create_channel().await?;
     let _indexer = AbortOnDropHandle::new(tokio::spawn({
         let (queue, pool) = (topology.dead_index_queue.clone(), pool.clone());
         async move {
@@ -141,8 +159,7 @@ async fn consume(
             options,
             FieldTable::default(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     stats.record_session();
     // From here until this function returns, by any path, the broker counts
     // as connected (for /readyz and pipeline_broker_connected).
@@ -183,7 +200,7 @@ async fn consume(
         .await;
         // Settle what we have even if the stream just ended: if the channel
         // still works the acks go through, and if not the broker requeues.
-        worker.process(batch).await.map_err(|e| e.to_string())?;
+        worker.process(batch).await?;
         if let Some(reason) = ended {
             return Err(reason);
         }
@@ -194,8 +211,7 @@ async fn consume(
     log::info!("shutdown requested: cancelling the consumer and draining what is in hand");
     channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions { nowait: false })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     loop {
         // After cancel-ok no new deliveries come; the stream yields what is
         // buffered and then ends (or goes quiet).
@@ -203,14 +219,14 @@ async fn consume(
             Ok(Some(next)) => next,
             Ok(None) | Err(_) => break,
         };
-        let first = next.map_err(|e| e.to_string())?;
+        let first = next.map_err(SessionError::Stream)?;
         let (batch, ended) =
             fill_batch(&mut consumer, first, settings.batch_size, Duration::ZERO).await;
         log::debug!(
             "draining a batch of {} (stream ended: {ended:?})",
             batch.len()
         );
-        worker.process(batch).await.map_err(|e| e.to_string())?;
+        worker.process(batch).await?;
         if ended.is_some() {
             break; // the stream ends after the cancel: all in hand is settled
         }
@@ -228,11 +244,11 @@ impl Drop for Consuming<'_> {
     }
 }
 
-fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, String> {
+fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> Result<Delivery, SessionError> {
     match next {
         Some(Ok(delivery)) => Ok(delivery),
-        Some(Err(e)) => Err(format!("consumer stream failed: {e}")),
-        None => Err("consumer stream ended (channel or connection closed)".into()),
+        Some(Err(e)) => Err(SessionError::Stream(e)),
+        None => Err(SessionError::StreamEnded),
     }
 }
 
@@ -245,7 +261,7 @@ async fn fill_batch(
     first: Delivery,
     size: usize,
     wait: Duration,
-) -> (Vec<Delivery>, Option<String>) {
+) -> (Vec<Delivery>, Option<SessionError>) {
     let mut batch = Vec::with_capacity(size);
     batch.push(first);
     let deadline = tokio::time::Instant::now() + wait;

@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shared::db::webhook_deliveries::{self, AttemptOutcome, Claimed};
-use shared::db::{DbError, PgPool};
+use shared::db::PgPool;
 use shared::webhook::{AllowedHosts, Signer};
-use shared::{ConfigError, Env};
+use shared::{Backoff, ConfigError, Env};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::database::{Retry, Until};
 use crate::metrics::Metrics;
 
 /// Most deliveries claimed in one query.
@@ -222,45 +223,34 @@ impl Deliverer {
         }
     }
 
-    /// Delete deliveries delivered longer ago than the retention.
+    /// Delete deliveries delivered longer ago than the retention. One try:
+    /// the next comes with the next period.
     async fn prune(&self) {
-        let (pool, age) = (self.pool.clone(), self.settings.retention);
-        let pruned = tokio::task::spawn_blocking(move || -> Result<usize, DbError> {
-            let mut conn = pool.get()?;
-            Ok(webhook_deliveries::prune_delivered(
-                &mut conn,
-                age,
-                PRUNE_BATCH,
-            )?)
-        })
-        .await;
+        let age = self.settings.retention;
+        let pruned = Retry::new(&self.pool, Until::Attempts(1))
+            .run("cannot prune delivered webhooks", move |conn| {
+                Ok(webhook_deliveries::prune_delivered(conn, age, PRUNE_BATCH)?)
+            })
+            .await;
         match pruned {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => log::info!("pruned {n} delivered webhook notifications"),
-            Ok(Err(e)) => log::warn!("cannot prune delivered webhooks: {e}"),
-            Err(e) => log::warn!("webhook prune task failed: {e}"),
+            Ok(0) => {}
+            Ok(n) => log::info!("pruned {n} delivered webhook notifications"),
+            Err(e) => log::warn!("cannot prune delivered webhooks: {e}"),
         }
     }
 
+    /// Claim up to `n` due deliveries. One try: the loop claims again soon.
     async fn claim(&self, n: usize) -> Vec<Claimed> {
-        let pool = self.pool.clone();
         let lease = self.settings.lease();
-        let claimed = tokio::task::spawn_blocking(move || -> Result<Vec<Claimed>, DbError> {
-            let mut conn = pool.get()?;
-            Ok(webhook_deliveries::claim_due(&mut conn, n as i64, lease)?)
+        let claimed = Retry::new(&self.pool, Until::Attempts(1))
+            .run("cannot claim webhook deliveries", move |conn| {
+                Ok(webhook_deliveries::claim_due(conn, n as i64, lease)?)
+            })
+            .await;
+        claimed.unwrap_or_else(|e| {
+            log::warn!("cannot claim webhook deliveries: {e}");
+            Vec::new()
         })
-        .await;
-        match claimed {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => {
-                log::warn!("cannot claim webhook deliveries: {e}");
-                Vec::new()
-            }
-            Err(e) => {
-                log::error!("webhook claim task failed: {e}");
-                Vec::new()
-            }
-        }
     }
 
     /// One attempt, and its outcome recorded.
@@ -365,19 +355,14 @@ impl Deliverer {
     /// Record an outcome, retrying briefly; if it cannot be recorded the
     /// lease runs out and the notification is sent again (at least once).
     async fn record(&self, id: uuid::Uuid, outcome: AttemptOutcome) {
-        for _ in 0..3 {
-            let (pool, out) = (self.pool.clone(), outcome.clone());
-            let done = tokio::task::spawn_blocking(move || -> Result<(), DbError> {
-                let mut conn = pool.get()?;
-                Ok(webhook_deliveries::record_attempt(&mut conn, id, &out)?)
+        let brief = Backoff::new(Duration::from_millis(500), Duration::from_millis(500));
+        let recorded = Retry::with_backoff(&self.pool, Until::Attempts(3), brief)
+            .run(format!("cannot record webhook {id}"), move |conn| {
+                Ok(webhook_deliveries::record_attempt(conn, id, &outcome)?)
             })
             .await;
-            match done {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => log::warn!("cannot record webhook {id}: {e}"),
-                Err(e) => log::warn!("webhook record task failed: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Err(e) = recorded {
+            log::warn!("cannot record webhook {id}: {e}; its lease will bring it back");
         }
     }
 }

@@ -17,8 +17,8 @@
 //! the plain multi-row insert.
 //!
 //! A database outage is never an outcome: storing waits it out with capped
-//! backoff, holding the deliveries unacked, for as long as the channel that
-//! must ack them lives. An outage is a failure that is not about the row:
+//! backoff (`crate::database`), holding the deliveries unacked, for as long
+//! as the channel that must ack them lives. An outage is a failure that is not about the row:
 //! the connection is gone, the SQLSTATE class says so (08, 40, 53, 57, 58:
 //! full disk, out of memory, too many connections, deadlock, timeout,
 //! shutdown), or the whole batch, its first row and its last row all fail
@@ -28,21 +28,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use diesel::PgConnection;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::{BasicProperties, Channel};
+use shared::db::batches::Settled;
 use shared::db::dead_letters::{self, DeadLetter};
 use shared::db::messages::{self, StoreResult};
 use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
 use shared::envelope::Extras;
-use shared::events::BatchStatus;
-use shared::events::Event;
+use shared::events::{BatchStatus, Event, MessageStatus};
 use shared::publish::PublishError;
-use shared::{Backoff, Envelope, Topology};
+use shared::{Envelope, Topology};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::database::{GaveUp, Retry, Until};
 use crate::dead_letter;
 use crate::metrics::DeadLetterReason;
 use crate::outbound::Outbound;
@@ -52,15 +54,30 @@ use crate::stats::Stats;
 /// closed, so the broker requeues whatever was not acked.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Acking failed, or the consuming channel died: nothing can be acked.
+    /// Acking failed: nothing can be acked.
     #[error("the consuming channel is gone: {0}")]
-    Channel(String),
+    Ack(#[from] lapin::Error),
+    /// lapin skipped the ack on a failed channel: it was not sent.
+    #[error("the consuming channel is gone: ack not sent")]
+    AckNotSent,
+    /// The consuming channel died while the database was down.
+    #[error("the consuming channel is gone: closed while waiting for the database")]
+    ClosedWhileWaiting,
     /// A dead letter or retry could not be published.
     #[error("republishing failed: {0}")]
     Publish(#[from] PublishError),
-    /// The blocking database task panicked.
-    #[error("database task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// The blocking database task died (the only failure not waited out).
+    #[error("{0}")]
+    Database(DbError),
+}
+
+impl From<GaveUp> for WorkerError {
+    fn from(gave_up: GaveUp) -> Self {
+        match gave_up {
+            GaveUp::ChannelClosed => WorkerError::ClosedWhileWaiting,
+            GaveUp::Failed(e) => WorkerError::Database(e),
+        }
+    }
 }
 
 /// What becomes of one delivery.
@@ -113,22 +130,6 @@ pub struct Worker {
     pub owed: Arc<Notify>,
 }
 
-/// What a store committed besides the rows.
-#[derive(Debug, Default)]
-struct Committed {
-    /// Batches completed by these commits.
-    completed: Vec<BatchStatus>,
-    /// Whether notifications were owed.
-    owed: bool,
-}
-
-impl Committed {
-    fn add(&mut self, result: StoreResult) {
-        self.completed.extend(result.completed);
-        self.owed |= result.owed;
-    }
-}
-
 impl Worker {
     /// Settle every delivery of `batch`. Returns only when all are settled
     /// (it waits out database outages), or with an error when the channel
@@ -150,7 +151,8 @@ impl Worker {
         }
 
         // Store.
-        let (envelopes, stored, committed) = self.store(envelopes).await?;
+        let envelopes: Arc<[Envelope]> = envelopes.into();
+        let (stored, committed) = self.store(&envelopes).await?;
         let new_ids: Vec<Uuid> = envelopes
             .iter()
             .zip(&stored)
@@ -277,97 +279,62 @@ impl Worker {
         }
     }
 
-    /// Store `envelopes`; one result each. Waits out outages. The envelopes
-    /// move to the blocking task and back, so the common case copies nothing.
+    /// Store `envelopes`; one result each, and what else was committed.
+    /// Waits out outages. Shared with the blocking tasks, never copied but
+    /// for the rare retry of some rows only.
     async fn store(
         &self,
-        mut envelopes: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Vec<Stored>, Committed), WorkerError> {
-        let mut committed = Committed::default();
+        envelopes: &Arc<[Envelope]>,
+    ) -> Result<(Vec<Stored>, Settled), WorkerError> {
+        let mut committed = Settled::default();
         let mut results: Vec<Option<Stored>> = vec![None; envelopes.len()];
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let stats = &*self.stats;
+        let count = || stats.record_db_retry();
+        let mut retry = Retry::new(&self.pool, Until::ChannelOpen(&self.channel)).counting(&count);
         loop {
             let pending: Vec<usize> = (0..envelopes.len())
                 .filter(|i| results[*i].is_none())
                 .collect();
             if pending.is_empty() {
-                if backoff.attempts() > 0 {
+                if retry.waited() {
                     log::info!("database is back; stored the waiting messages");
                 }
-                return Ok((
-                    envelopes,
-                    results.into_iter().flatten().collect(),
-                    committed,
-                ));
+                return Ok((results.into_iter().flatten().collect(), committed));
             }
-            let attempt = if pending.len() == envelopes.len() {
-                let (back, attempt) = self.try_store(envelopes).await?;
-                envelopes = back;
-                attempt
+            let rows: Arc<[Envelope]> = if pending.len() == envelopes.len() {
+                envelopes.clone()
             } else {
                 // Some rows are settled already: try the others (rare).
-                let rows = pending.iter().map(|i| envelopes[*i].clone()).collect();
-                self.try_store(rows).await?.1
+                pending.iter().map(|i| envelopes[*i].clone()).collect()
             };
-            match attempt {
-                Ok((stored, result)) => {
-                    committed.add(result);
+            let stats = self.stats.clone();
+            let attempt = retry
+                .attempt(move |conn| store_blocking(conn, &stats, &rows))
+                .await;
+            let why = match attempt {
+                Ok(Some((stored, result))) => {
+                    committed.absorb(Settled {
+                        completed: result.completed,
+                        owed: result.owed,
+                    });
                     for (i, s) in pending.iter().zip(stored) {
                         results[*i] = s;
                     }
                     // Rows left unresolved failed transiently: wait, then
                     // try those again.
-                    if results.iter().any(Option::is_none) {
-                        self.hold(&mut backoff, "rows failed transiently").await?;
+                    if results.iter().all(Option::is_some) {
+                        continue;
                     }
+                    "rows failed transiently".to_owned()
                 }
-                Err(why) => self.hold(&mut backoff, &why).await?,
-            }
+                Ok(None) => "the whole batch, its first and last rows fail alike".to_owned(),
+                Err(e @ DbError::Task(_)) => return Err(WorkerError::Database(e)),
+                Err(e) => e.to_string(),
+            };
+            retry
+                .wait(format!("database unavailable ({why}); holding messages"))
+                .await?;
         }
-    }
-
-    /// One attempt at storing `rows` (handed back): a result per row (`None`
-    /// for a row that failed transiently) and what else was committed, or
-    /// `Err` saying why the database counts as down.
-    #[allow(clippy::type_complexity)]
-    async fn try_store(
-        &self,
-        rows: Vec<Envelope>,
-    ) -> Result<(Vec<Envelope>, Result<StoreAttempt, String>), WorkerError> {
-        let pool = self.pool.clone();
-        let stats = self.stats.clone();
-        let (rows, attempt) = tokio::task::spawn_blocking(move || {
-            let attempt = store_blocking(&pool, &stats, &rows);
-            (rows, attempt)
-        })
-        .await?;
-        let attempt = match attempt {
-            Ok(Some(results)) => Ok(results),
-            Ok(None) => Err("the whole batch, its first and last rows fail alike".into()),
-            Err(e) => Err(e.to_string()),
-        };
-        Ok((rows, attempt))
-    }
-
-    /// Wait before the next attempt against an unavailable database, unless
-    /// the consuming channel died: then nothing held can be acked any more
-    /// (the broker has requeued it), so the session must end.
-    async fn hold(&self, backoff: &mut Backoff, why: &str) -> Result<(), WorkerError> {
-        if !self.channel.status().connected() {
-            return Err(WorkerError::Channel(
-                "closed while waiting for the database".into(),
-            ));
-        }
-        let delay = backoff.next_delay();
-        self.stats.record_db_retry();
-        log::warn!("database unavailable ({why}); holding messages, retrying in {delay:?}");
-        tokio::time::sleep(delay).await;
-        if !self.channel.status().connected() {
-            return Err(WorkerError::Channel(
-                "closed while waiting for the database".into(),
-            ));
-        }
-        Ok(())
     }
 
     async fn dead_letter(
@@ -385,7 +352,8 @@ impl Worker {
         let id = shared::dead_letter::message_uuid(&delivery.data, &delivery.properties);
         // Recorded first, so that once the original is acked its status can
         // always be looked up; redone harmlessly if we crash before the ack.
-        let mut completed = Vec::new();
+        let mut settled = Settled::default();
+        let mut event = None;
         if let Some(id) = id {
             let extras = Extras::peek(&delivery.data);
             let record = DeadLetter {
@@ -395,9 +363,9 @@ impl Worker {
                 dead_lettered_at: Utc::now(),
                 batch_id: extras.batch.as_ref().map(|b| b.id),
             };
-            let owed;
-            (completed, owed) = self.record_dead_letter(record, extras).await?;
-            if owed {
+            event = Some(Event::from(&MessageStatus::from(&record)));
+            settled = self.record_dead_letter(record, extras).await?;
+            if settled.owed {
                 self.owed.notify_one();
             }
         }
@@ -414,12 +382,11 @@ impl Worker {
         .await?;
         ack(delivery, false).await?;
         self.stats.record_dead_lettered(reason);
-        if let Some(id) = id {
-            let reason = category.as_str().to_owned();
-            self.announce(Event::DeadLettered { id, reason }).await;
+        if let Some(event) = event {
+            self.announce(event).await;
         }
         // Announced after the ack, like the dead letter itself.
-        self.after_commit(completed, false).await;
+        self.after_commit(settled.completed, false).await;
         Ok(())
     }
 
@@ -465,41 +432,37 @@ impl Worker {
         &self,
         record: DeadLetter,
         extras: Extras,
-    ) -> Result<(Vec<BatchStatus>, bool), WorkerError> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            let (pool, rec, ext) = (self.pool.clone(), record.clone(), extras.clone());
-            let result = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
-                let mut conn = pool.get()?;
-                let settled = dead_letters::record(&mut conn, &rec, &ext, true)?;
-                Ok((settled.completed, settled.owed))
+    ) -> Result<Settled, WorkerError> {
+        let stats = &*self.stats;
+        let count = || stats.record_db_retry();
+        let what = format!(
+            "database unavailable (cannot record dead letter {})",
+            record.id
+        );
+        let settled = Retry::new(&self.pool, Until::ChannelOpen(&self.channel))
+            .counting(&count)
+            .run(what, move |conn| {
+                Ok(dead_letters::record(conn, &record, &extras, true)?)
             })
             .await?;
-            match result {
-                Ok(done) => return Ok(done),
-                Err(e) => {
-                    let why = format!("cannot record dead letter {}: {e}", record.id);
-                    self.hold(&mut backoff, &why).await?;
-                }
-            }
-        }
+        Ok(settled)
     }
 }
 
-/// One attempt's results: one per row, and what else was committed.
+/// One attempt's results: one per row (`None` for a row that failed
+/// transiently), and what else was committed.
 type StoreAttempt = (Vec<Option<Stored>>, StoreResult);
 
-/// The blocking part of [`Worker::try_store`]: the batch insert, and on a
+/// The blocking part of [`Worker::store`]: the batch insert, and on a
 /// failure that is not plainly transient, the rows one by one. `Ok(None)`:
 /// the failure looks like an outage; `Err`: the database is unavailable.
 fn store_blocking(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     stats: &Stats,
     rows: &[Envelope],
 ) -> Result<Option<StoreAttempt>, DbError> {
-    let mut conn = pool.get()?;
     let started = Instant::now();
-    let batch_error = match messages::store(&mut conn, rows) {
+    let batch_error = match messages::store(conn, rows) {
         Ok(mut result) => {
             stats.record_insert(started.elapsed());
             let new_ids: std::collections::HashSet<Uuid> =
@@ -522,7 +485,7 @@ fn store_blocking(
         return Err(batch_error);
     }
     // Row by row, through the function that reports SQLSTATEs.
-    let (outcomes, result) = messages::try_store_each(&mut conn, rows)?;
+    let (outcomes, result) = messages::try_store_each(conn, rows)?;
     Ok(classify(&batch_error.message(), outcomes).map(|stored| (stored, result)))
 }
 
@@ -579,11 +542,10 @@ fn attempt_of(delivery: &Delivery) -> u32 {
 
 async fn ack(delivery: &Delivery, multiple: bool) -> Result<(), WorkerError> {
     let options = BasicAckOptions { multiple };
-    match delivery.acker.ack(options).await {
-        Ok(true) => Ok(()),
+    match delivery.acker.ack(options).await? {
+        true => Ok(()),
         // lapin skips the ack on a failed channel: it was not sent.
-        Ok(false) => Err(WorkerError::Channel("ack not sent".into())),
-        Err(e) => Err(WorkerError::Channel(e.to_string())),
+        false => Err(WorkerError::AckNotSent),
     }
 }
 
