@@ -135,3 +135,62 @@ impl<'a> Retry<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A pool whose every checkout fails at once (nothing listens on port 1).
+    fn dead_pool() -> PgPool {
+        shared::db::build_pool(
+            "postgres://nobody@127.0.0.1:1/none",
+            1,
+            Duration::from_millis(200),
+        )
+    }
+
+    fn quick() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(2))
+    }
+
+    #[tokio::test]
+    async fn attempts_are_bounded_and_each_wait_counted() {
+        let pool = dead_pool();
+        let waits = AtomicU32::new(0);
+        let count = || {
+            waits.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut retry = Retry::with_backoff(&pool, Until::Attempts(3), quick()).counting(&count);
+        let result = retry.run("ping", |conn| Ok(shared::db::ping(conn)?)).await;
+        assert!(matches!(result, Err(GaveUp::Failed(DbError::Pool(_)))));
+        assert_eq!(
+            waits.load(Ordering::Relaxed),
+            2,
+            "three attempts, two waits"
+        );
+        assert!(retry.waited());
+    }
+
+    #[tokio::test]
+    async fn a_dead_task_is_not_waited_on() {
+        // The local server's maintenance database: nothing is written.
+        let server = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into());
+        let pool = shared::db::build_pool(&format!("{server}/postgres"), 1, Duration::from_secs(5));
+        let waits = AtomicU32::new(0);
+        let count = || {
+            waits.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut retry = Retry::with_backoff(&pool, Until::Attempts(5), quick()).counting(&count);
+        let result: Result<(), GaveUp> = retry.run("a bug", |_| panic!("a bug")).await;
+        assert!(matches!(result, Err(GaveUp::Failed(DbError::Task(_)))));
+        assert_eq!(waits.load(Ordering::Relaxed), 0);
+        // The pool still works for the next call.
+        assert!(retry
+            .run("ping", |conn| Ok(shared::db::ping(conn)?))
+            .await
+            .is_ok());
+    }
+}

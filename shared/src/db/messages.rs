@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::batches::{self, Settled};
+use super::batches;
 use super::dead_letters;
 use super::error::{DbError, RowOutcome};
 use super::webhook_deliveries;
@@ -198,7 +198,9 @@ fn after_store(
         return Ok(());
     }
     let refs: Vec<&BatchRef> = fresh.iter().filter_map(|e| e.batch.as_ref()).collect();
-    batches::ensure(conn, &refs)?;
+    if !refs.is_empty() {
+        batches::ensure(conn, &refs)?;
+    }
     let callbacks: Vec<(Uuid, &str)> = fresh
         .iter()
         .filter_map(|e| e.callback_url.as_deref().map(|u| (e.id, u)))
@@ -207,10 +209,12 @@ fn after_store(
         owe_stored(conn, &callbacks)?;
         result.owed = true;
     }
-    let batch_ids: Vec<Uuid> = refs.iter().map(|b| b.id).collect();
-    let settled: Settled = batches::settle(conn, &batch_ids)?;
-    result.completed = settled.completed;
-    result.owed |= settled.owed;
+    if !refs.is_empty() {
+        let batch_ids: Vec<Uuid> = refs.iter().map(|b| b.id).collect();
+        let settled = batches::settle(conn, &batch_ids)?;
+        result.completed = settled.completed;
+        result.owed |= settled.owed;
+    }
     Ok(())
 }
 
