@@ -37,7 +37,7 @@ use shared::db::dead_letters::{self, DeadLetter};
 use shared::db::messages::{self, StoreResult};
 use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
 use shared::envelope::Extras;
-use shared::events::{BatchStatus, Event, MessageStatus};
+use shared::events::{BatchStatus, Event};
 use shared::publish::PublishError;
 use shared::{Envelope, Topology};
 use tokio::sync::Notify;
@@ -363,7 +363,7 @@ impl Worker {
                 dead_lettered_at: Utc::now(),
                 batch_id: extras.batch.as_ref().map(|b| b.id),
             };
-            event = Some(Event::from(&MessageStatus::from(&record)));
+            event = Some(Event::from(&record.status()));
             settled = self.record_dead_letter(record, extras).await?;
             if settled.owed {
                 self.owed.notify_one();

@@ -34,14 +34,15 @@ pub struct DeadLetter {
     pub batch_id: Option<Uuid>,
 }
 
-impl From<&DeadLetter> for MessageStatus {
-    fn from(d: &DeadLetter) -> MessageStatus {
+impl DeadLetter {
+    /// The message's status this record tells.
+    pub fn status(&self) -> MessageStatus {
         MessageStatus::DeadLettered {
-            id: d.id,
-            reason: d.reason.clone(),
-            attempts: d.attempts,
-            dead_lettered_at: d.dead_lettered_at,
-            batch_id: d.batch_id,
+            id: self.id,
+            reason: self.reason.clone(),
+            attempts: self.attempts,
+            dead_lettered_at: self.dead_lettered_at,
+            batch_id: self.batch_id,
         }
     }
 }
@@ -80,11 +81,12 @@ pub fn record(
             .at;
         let mut owed = false;
         if let (Some(at), Some(url)) = (new_at, &extras.callback_url) {
-            let state = MessageStatus::from(&DeadLetter {
+            let state = DeadLetter {
                 dead_lettered_at: at,
                 batch_id,
                 ..record.clone()
-            });
+            }
+            .status();
             webhook_deliveries::owe(conn, &[(url, Notification::of_message(&state, at))])?;
             owed = true;
         }

@@ -311,6 +311,6 @@ pub fn status(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<MessageSt
         .optional()?;
     Ok(match row {
         Some((m, batch_id)) => Some(stored_status(m, batch_id)),
-        None => dead_letters::find(conn, id)?.map(|d| MessageStatus::from(&d)),
+        None => dead_letters::find(conn, id)?.map(|d| d.status()),
     })
 }
