@@ -307,9 +307,9 @@ impl Worker {
                 // Some rows are settled already: try the others (rare).
                 pending.iter().map(|i| envelopes[*i].clone()).collect()
             };
-            let stats = self.stats.clone();
+            let timings = self.stats.clone();
             let attempt = retry
-                .attempt(move |conn| store_blocking(conn, &stats, &rows))
+                .attempt(move |conn| store_blocking(conn, &timings, &rows))
                 .await;
             let why = match attempt {
                 Ok(Some((stored, result))) => {
