@@ -76,7 +76,7 @@ MGMT=http://127.0.0.1:$RABBITMQ_UI_PORT/api
 AMQP=amqp://guest:guest@127.0.0.1:$RABBITMQ_AMQP_PORT/%2f
 PROM=http://127.0.0.1:$PROMETHEUS_PORT
 
-# The load generator and checker (bench/src/bin/faults.rs), built while
+# The load generator and checker (bench/src/bin/faults/), built while
 # nothing else runs.
 cargo build -q -p bench --bin faults
 FAULTS=target/debug/faults
