@@ -41,9 +41,9 @@
 //! tear-down), `load` (what is sent, and the counters), `schedule` (when
 //! the faults happen), `settle` (waiting for the system to finish what it
 //! owes), `verdict` (what was left behind against what was promised, as
-//! tables). `args` holds the settings all of them read. The
-//! modules import each other only downwards: `schedule` and `settle` use
-//! `target` and `load`; `verdict` uses all.
+//! tables). `args` holds the settings they read. The modules import each
+//! other only downwards: `schedule` uses `target` and `load`, `settle` uses
+//! `target`, `verdict` uses `load`, `settle` and `target`.
 
 #![allow(clippy::print_stdout)]
 
