@@ -15,7 +15,8 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::batch::MAX_BATCH;
+/// Most messages in one batch (`POST /messages/batch`).
+pub const MAX_BATCH: usize = 1000;
 
 /// `{"content": "text"}`. Other fields are ignored.
 // A schema only: the handlers read the body as JSON `Value`, so that each
