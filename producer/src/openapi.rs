@@ -85,3 +85,63 @@ fetch('openapi.json').then(r => r.json()).then(doc => {
 });
 </script></body></html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The `callback_url` schemas of `POST /messages` and of the batch
+    /// object form.
+    fn callback_schemas(doc: &Value) -> Vec<Value> {
+        let message = &doc["components"]["schemas"]["NewMessage"]["properties"]["callback_url"];
+        let batch =
+            &doc["components"]["schemas"]["NewBatch"]["oneOf"][1]["properties"]["callback_url"];
+        vec![message.clone(), batch.clone()]
+    }
+
+    /// The schema's pattern and the handler agree on each of these URLs:
+    /// the handler refuses exactly those the pattern does not match (hosts
+    /// here are public IP literals or names it does not resolve, so no rule
+    /// beyond JSON Schema applies). An empty host in any form is refused.
+    #[test]
+    fn callback_url_pattern_refuses_what_the_handler_refuses() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let allowed = shared::webhook::AllowedHosts::parse("");
+        let urls = [
+            "http://",
+            "https://",
+            "http://:80/",
+            "https://user@/",
+            "http://u:p@:8080/hook",
+            "http:///path",
+            "http://?q",
+            "https://#f",
+            "https://93.184.216.34/hook",
+            "http://93.184.216.34:8080",
+            "https://user:pw@93.184.216.34/x?y#z",
+            // What WHATWG URL parsing forgives, the pattern allows too.
+            "http:///93.184.216.34/",
+            "http://\\93.184.216.34/",
+            "http://@93.184.216.34/",
+            "http://a@@93.184.216.34/",
+            "http://u@:80",
+            // The handler's prefix rule, stricter than URL parsing.
+            "HTTPS://93.184.216.34/",
+            " https://93.184.216.34/",
+            "http:/93.184.216.34/",
+        ];
+        for schema in callback_schemas(&doc) {
+            let pattern = schema["pattern"].as_str().unwrap();
+            let re = regex::Regex::new(pattern).unwrap();
+            for url in urls {
+                let accepted = crate::callbacks::check(url, &allowed).is_ok();
+                assert_eq!(
+                    re.is_match(url),
+                    accepted,
+                    "{url:?}: pattern {pattern:?} and the handler disagree"
+                );
+            }
+        }
+    }
+}
