@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::publisher::PublishError;
+use shared::publish::PublishError;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]

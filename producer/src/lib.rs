@@ -39,8 +39,8 @@
 //! **Services** below the handlers: `state` (the handlers' [`state::AppState`]:
 //! the publisher, the database pool, the blocking-call helper), `publisher/`
 //! (`supervisor` owns the connection, `publish`, `events` relays completion
-//! events, `admin` opens channels for the tools; `handle` and `link` are
-//! what they share), `metrics` (with `rates`), `management` (RabbitMQ's
+//! events, `admin` opens channels for the tools; `handle` is what they
+//! share), `metrics` (with `rates`), `management` (RabbitMQ's
 //! HTTP API) and `error` ([`error::ApiError`], the one error shape).
 
 pub mod batches;

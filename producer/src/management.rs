@@ -157,18 +157,15 @@ impl ManagementApi {
 pub struct InFlight(pub Option<ManagementApi>);
 
 impl InFlight {
-    /// From the settings: ask about the store queue, in the vhost of `AMQP_URL`.
-    pub fn from_settings(settings: &crate::Settings) -> Result<Self, ManagementError> {
-        let Some(url) = &settings.rabbitmq_management else {
-            return Ok(Self(None));
-        };
-        let common = &settings.common;
-        let api = ManagementApi::new(
-            url,
-            common.amqp_nodes.vhost(),
-            &common.topology().store_queue,
-        )?;
-        Ok(Self(Some(api)))
+    /// Ask `url` (none: unknown) about `queue` in `vhost`.
+    pub fn new(
+        url: Option<&ManagementUrl>,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<Self, ManagementError> {
+        url.map(|url| ManagementApi::new(url, vhost, queue))
+            .transpose()
+            .map(Self)
     }
 
     /// Deliveries in flight on the store queue, if known.

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::http::extract::{body_deadline, json_config, path_config, query_config, BodyTimeout};
+use crate::management::InFlight;
 use crate::metrics::Metrics;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::routes;
@@ -70,7 +71,12 @@ impl Application {
         let max_batch_body = settings.max_batch_body_bytes;
         let api_token = web::Data::new(settings.api_token.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
-        let in_flight = web::Data::new(crate::management::InFlight::from_settings(&settings)?);
+        // The dashboard's in-flight count: the store queue, in the vhost of `AMQP_URL`.
+        let in_flight = web::Data::new(InFlight::new(
+            settings.rabbitmq_management.as_ref(),
+            common.amqp_nodes.vhost(),
+            &common.topology().store_queue,
+        )?);
         let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
         let server = HttpServer::new(move || {
             App::new()

@@ -20,16 +20,13 @@ pub struct Params {
 impl Params {
     /// `limit` (1 to 1000, default 100), or `None` when absent.
     pub fn limit(&self) -> Result<Option<u32>, ApiError> {
-        if self.limit.is_none() {
-            return Ok(None);
-        }
-        let n = bounded_number(
-            self.limit.as_deref(),
-            "limit",
-            DEFAULT_LIMIT.into(),
-            1..=MAX_LIMIT.into(),
-        )?;
-        Ok(Some(n as u32))
+        self.limit
+            .as_deref()
+            .map(|text| {
+                let n = bounded_number(Some(text), "limit", 0, 1..=MAX_LIMIT.into())?;
+                Ok(n as u32)
+            })
+            .transpose()
     }
 
     /// `limit`, or the default when absent.

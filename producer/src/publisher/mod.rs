@@ -1,16 +1,15 @@
 //! Publishing with confirms over a supervised RabbitMQ connection.
 //!
-//! Four jobs, a file each, around one shared [`link::Inner`]:
+//! Four jobs, a file each, around the [`Publisher`] handle (`handle`: the
+//! live link and the signals they share):
 //! * `supervisor`: owns the connection. It connects, declares the
 //!   topology, opens `PUBLISH_CHANNELS` channels in confirm mode and hands
-//!   them out as a [`link::Link`]. When the connection fails it drops the
+//!   them out as a link. When the connection fails it drops the
 //!   link (so requests answer 503 at once instead of hanging), reconnects
 //!   with capped exponential backoff and hands out a fresh link.
 //! * `publish`: one message, or a batch pipelined, each awaiting its confirm.
 //! * `events`: relays the consumers' completion events to SSE and `?wait`.
 //! * `admin`: a channel of its own for the dead-letter tools.
-//!
-//! `handle` is the cloneable [`Publisher`] the request handlers hold.
 //!
 //! Handlers never hold a lock across an await: they clone the `Arc<Link>`
 //! under a read lock, release it, then publish and await their own confirm,
@@ -23,7 +22,6 @@
 mod admin;
 mod events;
 mod handle;
-mod link;
 mod publish;
 mod supervisor;
 

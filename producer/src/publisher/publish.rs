@@ -8,8 +8,7 @@ use std::time::Instant;
 use shared::publish::PublishError;
 use shared::Envelope;
 
-use super::handle::Publisher;
-use super::link::Link;
+use super::handle::{Link, Publisher};
 
 impl Publisher {
     /// The live link, unless there is none or the broker blocks it: a

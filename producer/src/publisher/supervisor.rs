@@ -1,5 +1,6 @@
-//! The connection supervisor: connect, set up, hand out the link, watch it,
-//! and reconnect with capped exponential backoff when it fails.
+//! The connection supervisor: started with the [`Publisher`], it connects,
+//! sets up, hands out the link, watches it, and reconnects with capped
+//! exponential backoff when it fails.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -9,12 +10,14 @@ use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use shared::events::Event;
 use shared::{Backoff, Topology};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::metrics::Metrics;
 
 use super::events::relay;
-use super::link::{Inner, Link};
+use super::handle::{Inner, Link, Publisher};
 
-/// Connection settings for [`super::Publisher::start`].
+/// Connection settings for [`Publisher::start`].
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
     /// The broker nodes to connect to (one, or a cluster's).
@@ -27,6 +30,31 @@ pub struct PublisherConfig {
     pub publish_timeout: Duration,
     /// Longest wait to connect and set up.
     pub connect_timeout: Duration,
+}
+
+impl Publisher {
+    /// Start the supervisor task. It runs until `shutdown` turns true, then
+    /// closes the connection and ends (await the returned task for that).
+    /// The handle publishes as soon as the first connection is up; before
+    /// that it answers `NotConnected`. `metrics` gets the connection state
+    /// and every confirm's latency.
+    pub fn start(
+        config: PublisherConfig,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let inner = Arc::new(Inner {
+            link: std::sync::RwLock::new(None),
+            broken: Notify::new(),
+            blocked: Notify::new(),
+            topology: config.topology.clone(),
+            timeout: config.publish_timeout,
+            metrics,
+            events: broadcast::channel(4096).0,
+        });
+        let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
+        (Self { inner }, task)
+    }
 }
 
 /// Why a connection could not be set up (logged; the supervisor retries).
@@ -51,7 +79,7 @@ enum SetupError {
 
 /// Run until `shutdown` turns true: keep a link handed out in `inner`
 /// whenever the broker can be reached.
-pub(super) async fn supervise(
+async fn supervise(
     inner: Arc<Inner>,
     config: PublisherConfig,
     mut shutdown: watch::Receiver<bool>,
