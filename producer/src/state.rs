@@ -34,6 +34,19 @@ impl AppState {
             .map_err(|e| self.broker_unavailable(e))
     }
 
+    /// Run `work` on a channel of its own (see `Publisher::with_channel`);
+    /// a 503 when the broker cannot give one.
+    pub async fn with_channel<T>(
+        &self,
+        reason: &str,
+        work: impl AsyncFnOnce(&lapin::Channel) -> T,
+    ) -> Result<T, ApiError> {
+        self.publisher
+            .with_channel(reason, work)
+            .await
+            .map_err(|e| self.broker_unavailable(e))
+    }
+
     /// A broker failure as the client sees it: 503 with `Retry-After`.
     pub fn broker_unavailable(&self, source: impl Into<PublishError>) -> ApiError {
         ApiError::BrokerUnavailable {

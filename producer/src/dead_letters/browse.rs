@@ -44,16 +44,14 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = params.limit_or_default()?;
-    let channel = state
-        .publisher
-        .open_channel()
-        .await
+    let queue = state.publisher.topology().dead_queue.as_str();
+    // Closing the channel hands every unacked get back to its place.
+    let (items, remaining) = state
+        .with_channel("browsed", async |channel| {
+            browse(channel, queue, limit).await
+        })
+        .await?
         .map_err(|e| state.broker_unavailable(e))?;
-    let queue = state.publisher.topology().dead_queue.clone();
-    let result = browse(&channel, &queue, limit).await;
-    // Hands every unacked get back to its place in the queue.
-    let _ = channel.close(200, "browsed".into()).await;
-    let (items, remaining) = result.map_err(|e| state.broker_unavailable(e))?;
     Ok(HttpResponse::Ok().json(json!({ "dead_letters": items, "total": remaining })))
 }
 

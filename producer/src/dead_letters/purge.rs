@@ -30,17 +30,14 @@ pub async fn purge(
             "purging deletes every dead letter for good: repeat with ?confirm=true".into(),
         ));
     }
-    let channel = state
-        .publisher
-        .open_channel()
-        .await
+    let queue = state.publisher.topology().dead_queue.as_str();
+    let purge = QueuePurgeOptions { nowait: false };
+    let purged = state
+        .with_channel("purged", async |channel| {
+            channel.queue_purge(queue.into(), purge).await
+        })
+        .await?
         .map_err(|e| state.broker_unavailable(e))?;
-    let queue = state.publisher.topology().dead_queue.clone();
-    let result = channel
-        .queue_purge(queue.as_str().into(), QueuePurgeOptions { nowait: false })
-        .await;
-    let _ = channel.close(200, "purged".into()).await;
-    let purged = result.map_err(|e| state.broker_unavailable(e))?;
     // The purged messages are gone for good: their records must not say
     // `dead_lettered` for ever. Deleted, not marked: a purged id then reads
     // like one never accepted (404 `not_found`). A message dead-lettered

@@ -40,14 +40,11 @@ pub async fn redrive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = params.limit()?.map_or(usize::MAX, |n| n as usize);
-    let channel = state
-        .publisher
-        .open_channel()
-        .await
-        .map_err(|e| state.broker_unavailable(e))?;
-    let result = move_back(&channel, &state, limit).await;
-    let _ = channel.close(200, "redriven".into()).await;
-    let moved = result?;
+    let moved = state
+        .with_channel("redriven", async |channel| {
+            move_back(channel, &state, limit).await
+        })
+        .await??;
     Ok(HttpResponse::Ok().json(json!({ "redriven": moved })))
 }
 
@@ -169,15 +166,14 @@ pub async fn redrive_one(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let channel = state
-        .publisher
-        .open_channel()
-        .await
-        .map_err(|e| state.broker_unavailable(e))?;
-    let result = find_and_move(&channel, &state, id).await;
-    // Hands every other dead letter looked at back to its place.
-    let _ = channel.close(200, "redrove one".into()).await;
-    if result? {
+    // Closing the channel hands every other dead letter looked at back to
+    // its place.
+    let found = state
+        .with_channel("redrove one", async |channel| {
+            find_and_move(channel, &state, id).await
+        })
+        .await??;
+    if found {
         Ok(HttpResponse::Ok().json(json!({ "redriven": 1, "id": id })))
     } else {
         Err(ApiError::NotFound(format!(

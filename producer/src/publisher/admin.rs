@@ -1,21 +1,31 @@
 //! A channel of its own for the dead-letter tools, on the publisher's
-//! connection.
+//! connection: opened, used, and closed again, which hands back to their
+//! queues whatever it got and did not ack (so a browse or a search loses
+//! nothing and keeps the order).
 
 use lapin::Channel;
-
-use super::handle::Publisher;
 use shared::publish::PublishError;
 
+use super::handle::Publisher;
+
 impl Publisher {
-    /// A fresh channel on the current connection, for work that needs its
-    /// own channel (browsing or moving dead letters). Closing it returns
-    /// anything it got and did not ack to its queue.
-    pub async fn open_channel(&self) -> Result<Channel, PublishError> {
-        let link = self.inner.current().ok_or(PublishError::NotConnected)?;
-        let open = link.connection.create_channel();
-        tokio::time::timeout(self.inner.timeout, open)
+    /// Run `work` on a fresh channel, then close the channel (within the
+    /// publish timeout: a broker that does not answer the close must not
+    /// hold the request). `reason` goes into the close, for the broker's log.
+    pub async fn with_channel<T>(
+        &self,
+        reason: &str,
+        work: impl AsyncFnOnce(&Channel) -> T,
+    ) -> Result<T, PublishError> {
+        let open = self.inner.current().ok_or(PublishError::NotConnected)?;
+        let open = open.connection.create_channel();
+        let channel = tokio::time::timeout(self.inner.timeout, open)
             .await
             .map_err(|_| PublishError::Timeout(self.inner.timeout))?
-            .map_err(PublishError::Broker)
+            .map_err(PublishError::Broker)?;
+        let result = work(&channel).await;
+        let close = channel.close(200, reason.into());
+        let _ = tokio::time::timeout(self.inner.timeout, close).await;
+        Ok(result)
     }
 }
