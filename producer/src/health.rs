@@ -36,7 +36,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: every metric of this producer, for Prometheus to scrape.
+/// Every metric of this producer, for Prometheus to scrape.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -42,7 +42,8 @@ pub struct NewMessageBody {
     /// dead-lettered: http(s), not to a private or local address unless
     /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
     /// such a URL is a 400 though it matches this schema). `null` is none.
-    /// The pattern is [`CALLBACK_URL_PATTERN`] (the derive wants it literal).
+    // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
+    // wants a literal (the unit test in `openapi` checks both).
     #[schema(
         min_length = 1,
         max_length = 2048,
@@ -125,6 +126,23 @@ impl ToSchema for NewBatchBody {
 pub struct ErrorBody {
     /// What went wrong, for a human.
     pub error: String,
+}
+
+/// How an admin route (`http::access::Access::Admin`) refuses, as the
+/// dead-letter tools document it.
+// A schema only: the access guard answers these.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminRefusal {
+    /// The token is missing or another.
+    #[response(status = 401, description = "Missing or wrong ADMIN_TOKEN")]
+    Unauthorized(ErrorBody),
+    /// `ADMIN_TOKEN` is not set.
+    #[response(
+        status = 404,
+        description = "ADMIN_TOKEN is not set: the tools are disabled"
+    )]
+    Disabled(ErrorBody),
 }
 
 /// `202` of `POST /messages`.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use shared::dead_letter;
 
 use crate::error::ApiError;
-use crate::schemas::{DeadLetterList, ErrorBody};
+use crate::schemas::{AdminRefusal, DeadLetterList, ErrorBody};
 use crate::state::AppState;
 
 use super::params::Params;
@@ -35,8 +35,7 @@ fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
     responses(
         (status = 200, description = "The first dead letters, oldest first, and how many there are", body = DeadLetterList),
         (status = 400, description = "Bad limit", body = ErrorBody),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        AdminRefusal,
         (status = 503, description = "Broker unavailable", body = ErrorBody),
     ))]
 pub async fn list(

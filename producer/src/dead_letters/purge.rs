@@ -5,7 +5,7 @@ use lapin::options::QueuePurgeOptions;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::schemas::{ConfirmTrue, ErrorBody, Purged};
+use crate::schemas::{AdminRefusal, ConfirmTrue, ErrorBody, Purged};
 use crate::state::AppState;
 
 use super::params::Params;
@@ -17,8 +17,7 @@ use super::params::Params;
     responses(
         (status = 200, description = "How many were deleted", body = Purged),
         (status = 400, description = "confirm=true missing", body = ErrorBody),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        AdminRefusal,
         (status = 503, description = "Broker unavailable", body = ErrorBody),
     ))]
 pub async fn purge(

@@ -12,7 +12,7 @@ use shared::dead_letter;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::schemas::{ErrorBody, Redriven};
+use crate::schemas::{AdminRefusal, ErrorBody, Redriven};
 use crate::state::AppState;
 
 use super::params::Params;
@@ -31,8 +31,7 @@ pub const MAX_SCAN: usize = 10_000;
     responses(
         (status = 200, description = "How many were moved back", body = Redriven),
         (status = 400, description = "Bad limit", body = ErrorBody),
-        (status = 401, description = "Missing or wrong ADMIN_TOKEN", body = ErrorBody),
-        (status = 404, description = "ADMIN_TOKEN is not set: the tools are disabled", body = ErrorBody),
+        AdminRefusal,
         (status = 503, description = "Broker unavailable or a republish not confirmed", body = ErrorBody),
     ))]
 pub async fn redrive(
