@@ -57,7 +57,7 @@ pub enum ApiError {
 impl ApiError {
     /// The answer to a path no route serves (or a route that is disabled).
     pub fn no_route(req: &HttpRequest) -> Self {
-        ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+        Self::NotFound(format!("no route for {} {}", req.method(), req.path()))
     }
 }
 

@@ -39,7 +39,7 @@ impl Application {
         // several producers in one process.
         let metrics = Arc::new(Metrics::new()?);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (publisher, publisher_task) = Publisher::start(
+        let (publisher, publisher_task) = crate::publisher::start(
             PublisherConfig {
                 nodes: common.amqp_nodes.clone(),
                 topology: common.topology(),

@@ -36,11 +36,10 @@ impl AppState {
 
     /// Run `work` on a channel of its own (see `Publisher::with_channel`);
     /// a 503 when the broker cannot give one.
-    pub async fn with_channel<T>(
-        &self,
-        reason: &str,
-        work: impl AsyncFnOnce(&lapin::Channel) -> T,
-    ) -> Result<T, ApiError> {
+    pub async fn with_channel<T, W>(&self, reason: &str, work: W) -> Result<T, ApiError>
+    where
+        W: AsyncFnOnce(&lapin::Channel) -> T,
+    {
         self.publisher
             .with_channel(reason, work)
             .await

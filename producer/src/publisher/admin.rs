@@ -12,11 +12,10 @@ impl Publisher {
     /// Run `work` on a fresh channel, then close the channel (within the
     /// publish timeout: a broker that does not answer the close must not
     /// hold the request). `reason` goes into the close, for the broker's log.
-    pub async fn with_channel<T>(
-        &self,
-        reason: &str,
-        work: impl AsyncFnOnce(&Channel) -> T,
-    ) -> Result<T, PublishError> {
+    pub async fn with_channel<T, W>(&self, reason: &str, work: W) -> Result<T, PublishError>
+    where
+        W: AsyncFnOnce(&Channel) -> T,
+    {
         let open = self.inner.current().ok_or(PublishError::NotConnected)?;
         let open = open.connection.create_channel();
         let channel = tokio::time::timeout(self.inner.timeout, open)

@@ -26,7 +26,7 @@ mod publish;
 mod supervisor;
 
 pub use handle::Publisher;
-pub use supervisor::PublisherConfig;
+pub use supervisor::{start, PublisherConfig};
 
 /// Why a message was not confirmed: the one error of every publish
 /// (`shared::publish`). Every variant means "not accepted": the client gets

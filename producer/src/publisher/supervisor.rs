@@ -1,4 +1,4 @@
-//! The connection supervisor: started with the [`Publisher`], it connects,
+//! The connection supervisor: [`start`]ed with the [`Publisher`], it connects,
 //! sets up, hands out the link, watches it, and reconnects with capped
 //! exponential backoff when it fails.
 
@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use super::events::relay;
 use super::handle::{Inner, Link, Publisher};
 
-/// Connection settings for [`Publisher::start`].
+/// Connection settings for [`start`].
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
     /// The broker nodes to connect to (one, or a cluster's).
@@ -32,29 +32,27 @@ pub struct PublisherConfig {
     pub connect_timeout: Duration,
 }
 
-impl Publisher {
-    /// Start the supervisor task. It runs until `shutdown` turns true, then
-    /// closes the connection and ends (await the returned task for that).
-    /// The handle publishes as soon as the first connection is up; before
-    /// that it answers `NotConnected`. `metrics` gets the connection state
-    /// and every confirm's latency.
-    pub fn start(
-        config: PublisherConfig,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let inner = Arc::new(Inner {
-            link: std::sync::RwLock::new(None),
-            broken: Notify::new(),
-            blocked: Notify::new(),
-            topology: config.topology.clone(),
-            timeout: config.publish_timeout,
-            metrics,
-            events: broadcast::channel(4096).0,
-        });
-        let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
-        (Self { inner }, task)
-    }
+/// Start the supervisor task and get the handle that publishes. The task
+/// runs until `shutdown` turns true, then closes the connection and ends
+/// (await the returned task for that). The handle publishes as soon as the
+/// first connection is up; before that it answers `NotConnected`. `metrics` gets the connection state
+/// and every confirm's latency.
+pub fn start(
+    config: PublisherConfig,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> (Publisher, tokio::task::JoinHandle<()>) {
+    let inner = Arc::new(Inner {
+        link: std::sync::RwLock::new(None),
+        broken: Notify::new(),
+        blocked: Notify::new(),
+        topology: config.topology.clone(),
+        timeout: config.publish_timeout,
+        metrics,
+        events: broadcast::channel(4096).0,
+    });
+    let task = tokio::spawn(supervise(inner.clone(), config, shutdown));
+    (Publisher { inner }, task)
 }
 
 /// Why a connection could not be set up (logged; the supervisor retries).
