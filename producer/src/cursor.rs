@@ -2,7 +2,7 @@
 //! joined by `_`, such as `812345_1763783786123456_6f1c…`. Opaque to clients
 //! (only ever handed back), readable in logs.
 //!
-//! Only the canonical form [`encode`] writes is accepted back: no sign but
+//! Only the canonical form `encode` writes is accepted back: no sign but
 //! a minus, no leading zeros, at most so many digits, a lowercase hyphenated
 //! UUID. That is exactly what the OpenAPI `pattern`s of `GET /messages`
 //! `cursor` and the dashboard's `before` allow, so the document and the

@@ -4,44 +4,47 @@
 //!
 //! # Layout
 //!
-//! Three layers; a module uses only modules of its own layer or below, and
-//! no two files import each other.
+//! Four layers. A module uses modules of the layers below it and, within a
+//! layer, only the ones listed as its helpers; no two files import each
+//! other (checked with `cargo modules dependencies`, collapsed to modules).
 //!
 //! **Assembly.** `main` reads the [`Settings`] (`config`) and runs the
 //! [`Application`] (`startup`: migrations, pool, publisher, HTTP server).
-//! `routes` is the route table: every resource with its declared access
-//! and its handlers; `openapi` is the document describing them. These two
-//! are the only modules that name handlers.
+//! `routes` is the route table: every resource, the access it declares and
+//! its handlers. `openapi` is the document describing them (and serves it).
+//! These two are the only modules that name handlers.
 //!
-//! **Handlers**, a module (or a folder, for a feature of several files)
-//! per feature; they use helpers and services, never each other:
+//! **Handlers**, a file per feature, or a folder for a feature of several
+//! files. They use helpers and services, never each other:
 //! * `messages/`: `single` (`POST /messages`, `GET /messages/{id}`),
 //!   `list` (`GET /messages`), `tutorial` (`POST /add_message`).
 //! * `batches`: `POST /messages/batch`, `GET /batches/{id}`.
-//! * `dead_letters/`: `browse`, `redrive` (all or one), `purge`, and their
-//!   query (`params`).
+//! * `dead_letters/`: `browse`, `redrive` (all or one), `purge`; their
+//!   shared query is `params`.
 //! * `dashboard/`: `page` (the page, its assets, which tokens it needs),
 //!   `overview`, `messages`, `key`.
 //! * `webhooks` (the failed-delivery tools), `events` (SSE), `health`
 //!   (probes and `/metrics`).
 //!
-//! **Helpers** (used by handlers; no handlers of their own):
+//! **Helpers**, without handlers of their own:
 //! * `idempotency`: the `Idempotency-Key`, one call per handler.
 //! * `callbacks`: a request's `callback_url`, and its notification's state.
 //! * `wait`: the `?wait` completion loop of a status lookup.
 //! * `cursor`: the one keyset cursor format.
 //! * `schemas`: the request and answer shapes of the OpenAPI document.
-//! * `http/`: `access` (who may call: [`http::access::Access`] and the
-//!   guard), `extract` (body and query reading), `rejections` (counting
-//!   refused submissions) and `resource` (registering a route with all of
-//!   these); none knows a path.
+//! * `http/`: `access` (who may call: [`http::access::Access`] and its
+//!   guard), `extract` (reading bodies and queries), `rejections`
+//!   (counting refused submissions), and `resource` (registering a route
+//!   with these; used by `routes`). None of them knows a path.
 //!
-//! **Services** below the handlers: `state` (the handlers' [`state::AppState`]:
-//! the publisher, the database pool, the blocking-call helper), `publisher/`
-//! (`supervisor` owns the connection, `publish`, `events` relays completion
-//! events, `admin` opens channels for the tools; `handle` is what they
-//! share), `metrics` (with `rates`), `management` (RabbitMQ's
-//! HTTP API) and `error` ([`error::ApiError`], the one error shape).
+//! **Services**: `state` ([`state::AppState`], what every handler gets: the
+//! publisher, the database pool and the blocking-call helper), `publisher/`
+//! ([`publisher::start`] runs the connection `supervisor`; the
+//! [`publisher::Publisher`] handle publishes (`publish`), relays the
+//! consumers' completion events (`events`) and lends the tools a channel
+//! (`admin`)), `metrics` (with `rates`, the per-second window),
+//! `management` (RabbitMQ's HTTP API, optional) and `error`
+//! ([`error::ApiError`], the one error shape), which uses nothing of ours.
 
 pub mod batches;
 pub mod callbacks;

@@ -123,7 +123,7 @@ impl ManagementApi {
     }
 
     /// The queue's figures, or `None` (logged) when the API does not answer
-    /// well within [`TIMEOUT`]. Its numbers are sampled by RabbitMQ every
+    /// well within `TIMEOUT`. Its numbers are sampled by RabbitMQ every
     /// few seconds, so they lag a little.
     pub async fn queue(&self) -> Option<QueueFigures> {
         let sent = self

@@ -1,7 +1,7 @@
 //! Moving dead letters back for another try: `POST /dead-letters/redrive`
 //! (all, or the first N) and `POST /dead-letters/{id}/redrive` (one, the
 //! dashboard's per-row button). Each is republished and confirmed before it
-//! is acked off the dead-letter queue, in one place: [`move_one`].
+//! is acked off the dead-letter queue, in one place: `move_one`.
 
 use actix_web::{web, HttpResponse};
 use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions};

@@ -1,5 +1,5 @@
 //! Who may call a route. Every route declares an [`Access`] when it is
-//! registered (see `routes`), and [`guard`] enforces it around that route
+//! registered (see `routes`), and [`guarded`] enforces it around that route
 //! only: nothing here knows a path, so a route cannot be opened by where
 //! it lives, only by what it declares.
 //!
