@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use e2e::{spawn_producer, TestBroker, TestDb, TestProducer};
+use e2e::{spawn_producer, TestBroker, TestDb};
 use producer::http::access::Access;
 use producer::routes::{entries, UNKNOWN_PATHS};
 use reqwest::Method;
@@ -16,8 +16,14 @@ use serde_json::Value;
 const API: &str = "api-t0ken";
 const ADMIN: &str = "adm1n-t0ken";
 
+/// A producer as this test talks to it: its base URL and a client.
+struct Target<'a> {
+    base: &'a str,
+    client: &'a reqwest::Client,
+}
+
 async fn send(
-    producer: &TestProducer,
+    producer: &Target<'_>,
     method: &Method,
     path: &str,
     token: Option<&str>,
@@ -54,6 +60,10 @@ async fn every_route_refuses_without_the_token_its_access_needs() {
     let broker = TestBroker::new().await;
     let producer =
         spawn_producer(&db, &broker, &[("API_TOKEN", API), ("ADMIN_TOKEN", ADMIN)]).await;
+    let target = Target {
+        base: &producer.base,
+        client: &producer.client,
+    };
 
     let routes = entries();
     assert!(routes.len() > 20, "the whole table: {routes:?}");
@@ -72,12 +82,12 @@ async fn every_route_refuses_without_the_token_its_access_needs() {
                 Access::Admin => (Some(ADMIN), &[None, Some("wrong"), Some(API)]),
             };
             for token in wrong {
-                let res = send(&producer, method, &path, *token).await;
+                let res = send(&target, method, &path, *token).await;
                 assert_refused(res, &format!("{what} with {token:?}")).await;
             }
             // With the token it needs, the guard lets it through (whatever
             // the handler then makes of an empty request).
-            let res = send(&producer, method, &path, right).await;
+            let res = send(&target, method, &path, right).await;
             assert_ne!(res.status(), 401, "{what} with its token");
             checked += 1;
         }
@@ -96,10 +106,10 @@ async fn every_route_refuses_without_the_token_its_access_needs() {
         "/dashboard/api/nothing",
     ] {
         for token in [None, Some("wrong"), Some(ADMIN)] {
-            let res = send(&producer, &Method::GET, path, token).await;
+            let res = send(&target, &Method::GET, path, token).await;
             assert_refused(res, &format!("GET {path} with {token:?}")).await;
         }
-        let res = send(&producer, &Method::GET, path, Some(API)).await;
+        let res = send(&target, &Method::GET, path, Some(API)).await;
         assert_eq!(res.status(), 404, "{path}");
         let body: Value = res.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().starts_with("no route"));
