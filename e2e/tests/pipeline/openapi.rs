@@ -324,7 +324,12 @@ async fn documented_constraints_are_the_enforced_ones() {
             (&serde_json::json!(1), &serde_json::json!(2048)),
             "{url}"
         );
-        assert_eq!(url["pattern"], "^https?://", "{url}");
+        // The one pattern, which refuses an empty host (issue 15).
+        assert_eq!(
+            url["pattern"],
+            producer::schemas::CALLBACK_URL_PATTERN,
+            "{url}"
+        );
     }
     // The pattern is the handler's rule: URL parsing alone would take these.
     for url in ["HTTPS://example.com/", " https://example.com/"] {

@@ -1,79 +1,15 @@
-//! Webhooks on the producer's side: `callback_url` checked at the door, the
-//! notification's state shown beside a message or batch, and the admin
-//! tools over failed deliveries (`GET /webhooks/failed`,
-//! `POST /webhooks/failed/resend`). Delivering is the consumers' job
-//! (`consumer::webhooks`).
+//! The admin tools over failed webhook deliveries: `GET /webhooks/failed`
+//! and `POST /webhooks/failed/resend`. A request's callback is checked in
+//! `callbacks`; delivering is the consumers' job (`consumer::webhooks`).
 
-use std::time::Duration;
-
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::outbox::Delivery;
-use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::bounded_number;
+use crate::http::extract::bounded_number;
 use crate::state::AppState;
-
-/// Longest wait for DNS when checking a callback host at the door.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The `callback_url` of a request body: absent or null is none; anything
-/// but an http(s) URL whose host is public (or in `WEBHOOK_ALLOWED_HOSTS`)
-/// is a 400. Checked again by the consumer when delivering.
-pub async fn callback_url(body: &Value, state: &AppState) -> Result<Option<String>, ApiError> {
-    let text = match body.get("callback_url") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(ApiError::BadRequest("callback_url must be a string".into())),
-    };
-    // Stricter than URL parsing (which lowercases the scheme and strips
-    // leading spaces), so that the document's pattern `^https?://` says
-    // exactly which schemes pass.
-    if !(text.starts_with("http://") || text.starts_with("https://")) {
-        return Err(ApiError::BadRequest(
-            "callback_url must start with http:// or https://".into(),
-        ));
-    }
-    let url = shared::webhook::check_url_resolving(text, &state.webhook_hosts, RESOLVE_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Some(url.to_string()))
-}
-
-/// The latest notification about `subject`, as shown in
-/// `GET /messages/{id}` and `GET /batches/{id}`; `None` without a callback.
-pub async fn notification(state: &AppState, subject: Uuid) -> Result<Option<Value>, ApiError> {
-    let found = state
-        .with_db(move |conn| Ok(shared::outbox::latest_delivery(conn, subject)?))
-        .await?;
-    Ok(found.map(|d| summary(&d)))
-}
-
-/// Add `"notification"` to a status body when there is one.
-pub async fn attach_notification(
-    state: &AppState,
-    subject: Uuid,
-    body: &mut Value,
-) -> Result<(), ApiError> {
-    if let Some(n) = notification(state, subject).await? {
-        body["notification"] = n;
-    }
-    Ok(())
-}
-
-fn summary(d: &Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "type": d.event_type,
-        "status": d.status,
-        "attempts": d.attempts,
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "delivered_at": d.delivered_at,
-    })
-}
 
 fn detail(d: &Delivery) -> Value {
     json!({
@@ -111,11 +47,9 @@ fn limit(params: &Params) -> Result<i64, ApiError> {
         (status = 503, description = "Database unavailable; see Retry-After"),
     ))]
 pub async fn list_failed(
-    req: HttpRequest,
     params: web::Query<Params>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    super::dead_letters::authorize(&req)?;
     let limit = limit(&params)?;
     let (rows, total) = state
         .with_db(move |conn| Ok(shared::outbox::list_failed(conn, limit)?))
@@ -136,11 +70,9 @@ pub async fn list_failed(
         (status = 503, description = "Database unavailable; see Retry-After"),
     ))]
 pub async fn resend_failed(
-    req: HttpRequest,
     params: web::Query<Params>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    super::dead_letters::authorize(&req)?;
     let limit = limit(&params)?;
     let resent = state
         .with_db(move |conn| Ok(shared::outbox::resend_failed(conn, limit)?))

@@ -15,7 +15,17 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::batch::MAX_BATCH;
+/// Most messages in one batch (`POST /messages/batch`).
+pub const MAX_BATCH: usize = 1000;
+
+/// What a `callback_url` must look like: `http://` or `https://` and a
+/// host that is not empty, read as URL parsing reads it (more slashes or
+/// backslashes may come first; the userinfo runs to the last `@` before
+/// the path, query or fragment; the host then to a `:` port). So `http://`,
+/// `http://:80/` and `http://user@/` are refused by the schema, as the
+/// handler refuses them.
+pub const CALLBACK_URL_PATTERN: &str =
+    r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)";
 
 /// `{"content": "text"}`. Other fields are ignored.
 // A schema only: the handlers read the body as JSON `Value`, so that each
@@ -32,7 +42,13 @@ pub struct NewMessageBody {
     /// dead-lettered: http(s), not to a private or local address unless
     /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
     /// such a URL is a 400 though it matches this schema). `null` is none.
-    #[schema(min_length = 1, max_length = 2048, pattern = "^https?://")]
+    // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
+    // wants a literal (the unit test in `openapi` checks both).
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)"
+    )]
     pub callback_url: Option<String>,
 }
 
@@ -86,7 +102,7 @@ impl PartialSchema for NewBatchBody {
                             .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
                             .min_length(Some(1))
                             .max_length(Some(MAX_URL_LEN))
-                            .pattern(Some("^https?://")),
+                            .pattern(Some(CALLBACK_URL_PATTERN)),
                     )
                     .description(Some(
                         "The batch object form: the messages, and where to POST a signed notification when the batch completes",
@@ -110,6 +126,23 @@ impl ToSchema for NewBatchBody {
 pub struct ErrorBody {
     /// What went wrong, for a human.
     pub error: String,
+}
+
+/// How an admin route (`http::access::Access::Admin`) refuses, as the
+/// dead-letter tools document it.
+// A schema only: the access guard answers these.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminRefusal {
+    /// The token is missing or another.
+    #[response(status = 401, description = "Missing or wrong ADMIN_TOKEN")]
+    Unauthorized(ErrorBody),
+    /// `ADMIN_TOKEN` is not set.
+    #[response(
+        status = 404,
+        description = "ADMIN_TOKEN is not set: the tools are disabled"
+    )]
+    Disabled(ErrorBody),
 }
 
 /// `202` of `POST /messages`.

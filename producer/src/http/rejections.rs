@@ -6,23 +6,24 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 
 use crate::metrics::Rejection;
 use crate::state::AppState;
 
-/// Wrap a message-submitting resource: a `POST` answered with a 4xx or a 503
-/// counts in `pipeline_producer_messages_rejected_total`. Other methods on
-/// the same path (such as `GET /messages`) are not submissions.
+/// Wrap the route that submits messages (a `POST`; registered with
+/// `Resource::submit`): an answer with a 4xx or a 503 counts in
+/// `pipeline_producer_messages_rejected_total`. Other methods on the same
+/// path (such as `GET /messages`) are not submissions and are not wrapped.
+/// Inside the access guard: a request refused for its token is not a
+/// submission either.
 pub async fn count_rejections(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let metrics = (req.method() == Method::POST)
-        .then(|| req.app_data::<web::Data<AppState>>())
-        .flatten()
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
     let result = next.call(req).await;
     if let Some(metrics) = metrics {

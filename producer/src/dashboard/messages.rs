@@ -1,7 +1,6 @@
-//! The dashboard's read endpoints that the public API does not have:
-//! the latest messages newest first, one message with its whole history,
-//! and the id an `Idempotency-Key` stands for. Same access as the API
-//! (`API_TOKEN` when set).
+//! The dashboard's reads of messages that the public API does not have:
+//! the latest messages newest first, and one message with its whole
+//! history.
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -12,8 +11,9 @@ use shared::models::{DeadLetter, Message};
 use shared::schema::messages;
 use uuid::Uuid;
 
+use crate::cursor;
 use crate::error::ApiError;
-use crate::extract::bounded_number;
+use crate::http::extract::bounded_number;
 use crate::state::AppState;
 
 /// Default and maximum page sizes of the latest-messages list.
@@ -21,8 +21,6 @@ const DEFAULT_LIMIT: u64 = 25;
 const MAX_LIMIT: u64 = 200;
 /// Characters of content shown in a list (the message page shows it all).
 const PREVIEW_CHARS: usize = 120;
-/// Longest `Idempotency-Key`, as `POST /messages` accepts it.
-const MAX_KEY_LEN: usize = crate::idempotency::MAX_LEN;
 
 /// Query of `GET /dashboard/api/messages`.
 #[derive(Debug, Deserialize)]
@@ -62,34 +60,6 @@ fn preview(content: &str) -> (String, bool) {
     }
 }
 
-/// The cursor of a row: `<created_at µs>_<id>` (the same shape as
-/// `GET /messages` uses, read the other way).
-fn cursor_of(m: &Message) -> String {
-    format!("{}_{}", m.created_at.timestamp_micros(), m.id)
-}
-
-fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || {
-        ApiError::BadRequest("before: malformed cursor; use the previous page's \"next\"".into())
-    };
-    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
-    let ts = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    let id = Uuid::try_parse(id).map_err(|_| bad())?;
-    // Only the canonical form cursor_of writes, which is exactly what the
-    // OpenAPI pattern allows (no sign or leading zero, at most 16 digits,
-    // a lowercase hyphenated UUID): the document and the parser agree.
-    if micros.trim_start_matches('-').len() > 16
-        || format!("{}_{id}", ts.timestamp_micros()) != text
-    {
-        return Err(bad());
-    }
-    Ok((ts, id))
-}
-
 /// `GET /dashboard/api/messages?limit=&before=`: the latest stored
 /// messages, newest first, with a content preview.
 #[utoipa::path(get, path = "/dashboard/api/messages", tag = "dashboard",
@@ -112,7 +82,17 @@ pub async fn latest_messages(
         DEFAULT_LIMIT,
         1..=MAX_LIMIT,
     )?;
-    let before = params.before.as_deref().map(parse_cursor).transpose()?;
+    let before = params
+        .before
+        .as_deref()
+        .map(|text| {
+            cursor::parse_newest_first(text).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "before: malformed cursor; use the previous page's \"next\"".into(),
+                )
+            })
+        })
+        .transpose()?;
     // One extra row tells whether an older page exists.
     let fetch = limit as i64 + 1;
     let mut rows = state
@@ -121,7 +101,8 @@ pub async fn latest_messages(
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(cursor_of)
+        rows.last()
+            .map(|m| cursor::newest_first(m.created_at, m.id))
     } else {
         None
     };
@@ -196,38 +177,6 @@ pub async fn message_detail(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Query of `GET /dashboard/api/idempotency-key`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyParams {
-    key: Option<String>,
-}
-
-/// `GET /dashboard/api/idempotency-key?key=K`: the message id `POST
-/// /messages` gives a request with `Idempotency-Key: K`. Computed here, not
-/// in the page, so there is one derivation (and none in JavaScript).
-#[utoipa::path(get, path = "/dashboard/api/idempotency-key", tag = "dashboard",
-    params(("key" = String, Query, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "An Idempotency-Key: 1-255 visible ASCII characters, no spaces")),
-    responses(
-        (status = 200, description = r#"{"key", "id"}"#),
-        (status = 400, description = "key missing, empty, too long or not visible ASCII"),
-        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
-    ))]
-pub async fn id_for_key(params: web::Query<KeyParams>) -> Result<HttpResponse, ApiError> {
-    let key = params
-        .key
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest("key is missing".into()))?;
-    // The rule POST /messages applies, from the one place it lives.
-    if !crate::idempotency::is_valid_key(key) {
-        return Err(ApiError::BadRequest(format!(
-            "key must be 1 to {MAX_KEY_LEN} visible ASCII characters (no spaces)"
-        )));
-    }
-    let id = crate::idempotency::id_for_key(key);
-    Ok(HttpResponse::Ok().json(json!({ "key": key, "id": id })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,21 +188,5 @@ mod tests {
         assert!(cut);
         assert_eq!(text.chars().count(), PREVIEW_CHARS);
         assert_eq!(preview("short"), ("short".to_owned(), false));
-    }
-
-    #[test]
-    fn cursors_parse_back() {
-        let m = Message {
-            id: Uuid::new_v4(),
-            content: String::new(),
-            created_at: DateTime::from_timestamp_micros(1_763_783_786_123_456).unwrap(),
-            stored_at: Utc::now(),
-        };
-        assert_eq!(parse_cursor(&cursor_of(&m)).unwrap(), (m.created_at, m.id));
-        assert!(parse_cursor("x_y").is_err());
-        let id = Uuid::new_v4();
-        assert!(parse_cursor(&format!("+1_{id}")).is_err());
-        assert!(parse_cursor(&format!("01_{id}")).is_err());
-        assert!(parse_cursor(&format!("1_{}", id.simple())).is_err());
     }
 }

@@ -8,9 +8,8 @@ use shared::Envelope;
 
 use crate::error::ApiError;
 use crate::metrics::Endpoint;
+use crate::schemas::{AddMessageBody, Enqueued, ErrorBody};
 use crate::state::AppState;
-
-use super::schemas::{AddMessageBody, Enqueued, ErrorBody};
 
 /// Enqueue `{"content": "..."}`; answers 202 `{"message": "Message enqueued",
 /// "job_id": "<uuid>"}` once the broker confirmed it.

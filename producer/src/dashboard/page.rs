@@ -2,79 +2,21 @@
 //! batches), plain HTML, CSS and JavaScript compiled into the binary with
 //! `include_str!`: no build step, no CDN, nothing fetched from elsewhere.
 //!
-//! The page and its two assets hold no data, so they are served without a
-//! token (the page asks for one); everything it shows comes from the API
-//! with the same tokens as any client (`API_TOKEN`, `ADMIN_TOKEN`).
+//! The page and its two assets hold no data, so they are public routes (the
+//! page asks for a token); everything it shows comes from the API with the
+//! same tokens as any client (`API_TOKEN`, `ADMIN_TOKEN`). So is the access
+//! endpoint: it says only what any client learns from a 401 or a 404, and
+//! saves the page from provoking either.
 
 use actix_web::http::header;
-use actix_web::{web, Handler, HttpRequest, HttpResponse, Responder};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::auth::{AdminToken, ApiToken};
-
-use super::{dashboard_api, not_allowed, overview, redrive_one};
+use crate::http::access::{AdminToken, ApiToken};
 
 const PAGE: &str = include_str!("../../dashboard/index.html");
 const SCRIPT: &str = include_str!("../../dashboard/app.js");
 const STYLE: &str = include_str!("../../dashboard/app.css");
-
-/// The page and its assets: public, like `/healthz` (see [`is_public`]).
-/// The access endpoint is public too: it says only what any client learns
-/// from a 401 or a 404, and saves the page from provoking either.
-pub const PUBLIC_PATHS: [&str; 5] = [
-    "/dashboard",
-    "/dashboard/",
-    "/dashboard/app.js",
-    "/dashboard/app.css",
-    "/dashboard/api/access",
-];
-
-/// Whether `path` is the page or one of its assets (served without a token).
-pub fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path)
-}
-
-/// Register the page, its assets, its data endpoints and the one-message
-/// redrive (kept here so that the shared route table grows by one line).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Per worker: seconds already counted in the database (see overview.rs).
-    cfg.app_data(web::Data::new(overview::Cache::default()));
-    cfg.service(get("/dashboard", page))
-        .service(get("/dashboard/", to_page))
-        .service(get("/dashboard/app.js", script))
-        .service(get("/dashboard/app.css", style))
-        .service(get("/dashboard/api/access", access))
-        .service(get("/dashboard/api/overview", overview::overview))
-        .service(get(
-            "/dashboard/api/messages",
-            dashboard_api::latest_messages,
-        ))
-        .service(get(
-            "/dashboard/api/messages/{id}",
-            dashboard_api::message_detail,
-        ))
-        .service(get(
-            "/dashboard/api/idempotency-key",
-            dashboard_api::id_for_key,
-        ))
-        .service(
-            web::resource("/dead-letters/{id}/redrive")
-                .route(web::post().to(redrive_one::redrive_one))
-                .default_service(not_allowed("POST")),
-        );
-}
-
-/// A GET-only resource (other methods: the usual JSON 405 with `Allow`).
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(not_allowed("GET"))
-}
 
 /// Nothing but this origin: no inline script, no external anything. A
 /// stray CDN link or inline handler would fail loudly in the browser test.

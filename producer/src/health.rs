@@ -1,8 +1,11 @@
-//! Liveness and readiness probes.
+//! What orchestrators and Prometheus call, without credentials: the
+//! liveness and readiness probes and the metrics scrape.
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is up and serving HTTP.
@@ -33,8 +36,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Every metric of this producer, for Prometheus to scrape.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    database_up(&state).await;
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, shared::metrics::CONTENT_TYPE))
+        .body(text))
+}
+
 /// The broker connection as `/readyz` reports it.
-pub fn broker_state(state: &AppState) -> shared::db::BrokerState {
+fn broker_state(state: &AppState) -> shared::db::BrokerState {
     use shared::db::BrokerState;
     if !state.publisher.is_connected() {
         BrokerState::Down
@@ -46,7 +63,7 @@ pub fn broker_state(state: &AppState) -> shared::db::BrokerState {
 }
 
 /// Whether the database answers, kept in `pipeline_database_up` too.
-pub async fn database_up(state: &AppState) -> bool {
+async fn database_up(state: &AppState) -> bool {
     let up = shared::db::pool_answers(&state.pool).await;
     state.metrics.database_up.set(i64::from(up));
     up

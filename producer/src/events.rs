@@ -16,9 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::schemas::ErrorBody;
 use crate::state::AppState;
-
-use super::schemas::ErrorBody;
 
 /// Query of `GET /events`.
 #[derive(Debug, Deserialize)]
