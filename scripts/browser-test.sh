@@ -146,7 +146,7 @@ SHOWCASE=$update_screenshots BASE_URL=$base API_TOKEN=$api_token ADMIN_TOKEN=$ad
 
 if [ "$update_screenshots" = 1 ]; then
   mkdir -p docs/screenshots
-  for shot in overview messages message-dead-lettered dead-letters confirm overview-phone-dark; do
+  for shot in overview messages message-dead-lettered dead-letters confirm batches overview-phone-dark; do
     cp "$ARTIFACTS/$shot.png" docs/screenshots/
   done
   log "README screenshots updated in docs/screenshots/"

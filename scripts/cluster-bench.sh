@@ -17,13 +17,12 @@ cd "$(dirname "$0")/.."
 N=${BENCH_N:-20000}
 C=${BENCH_C:-32}
 CONSUMERS=${CONSUMERS:-3}
-export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-pipeline-cluster-bench}
-export COMPOSE_ENV_FILES=/dev/null
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
-export PRODUCER_PORT=${PRODUCER_PORT:-$(pick_port 48280)}
-export RABBITMQ_AMQP_PORT=${RABBITMQ_AMQP_PORT:-$(pick_port 45872)}
-export RABBITMQ_UI_PORT=${RABBITMQ_UI_PORT:-$(pick_port 45873)}
+# shellcheck source=scripts/lib/compose-env.sh
+. scripts/lib/compose-env.sh
+# The compose files' defaults (no API_TOKEN from this shell refusing the
+# load); each run below picks its files.
+compose_env pipeline-cluster-bench docker-compose.yml docker-compose.cluster.yml
+compose_ports PRODUCER_PORT=48280 RABBITMQ_AMQP_PORT=45872 RABBITMQ_UI_PORT=45873
 
 cargo build --release -q -p bench --bin bench
 trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true' EXIT

@@ -48,120 +48,41 @@ if [ "$short" = 1 ]; then FAULT_N=3000 FAULT_SECS=70; else FAULT_N=20000 FAULT_S
 CLEAN_N=20000
 PG_DOWN_SECS=20
 
-export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-pipeline-compose-test}
-export COMPOSE_ENV_FILES=/dev/null
-# Whatever else compose would read from this shell: the test checks the
-# defaults, as a new user gets them.
-unset RABBITMQ_USER RABBITMQ_PASSWORD POSTGRES_USER POSTGRES_PASSWORD POSTGRES_DB \
-  GRAFANA_ADMIN_USER GRAFANA_ADMIN_PASSWORD API_TOKEN ADMIN_TOKEN RUST_LOG \
-  DB_POOL_SIZE DB_TIMEOUT_MS AMQP_TIMEOUT_MS STARTUP_TIMEOUT_MS MAX_BODY_BYTES \
-  MAX_BATCH_BODY_BYTES BODY_TIMEOUT_MS PUBLISH_TIMEOUT_MS PUBLISH_CHANNELS RETRY_AFTER_SECS HTTP_WORKERS \
-  PREFETCH BATCH_SIZE BATCH_WAIT_MS SHUTDOWN_TIMEOUT_MS MAX_ATTEMPTS RETRY_BASE_MS RETRY_MAX_MS \
-  WEBHOOK_SECRET WEBHOOK_ALLOWED_HOSTS COMPOSE_PROFILES COMPOSE_FILE
-STANDINS=${STANDINS:-../shared/docker/standins/build.sh}
-
-t0=$SECONDS
-step_t=$SECONDS
-failures=()
-results=()
-log() { printf '\n== %s (%ds) ==\n' "$*" "$((SECONDS - t0))"; step_t=$SECONDS; }
-note() { printf 'compose-test: %s\n' "$*"; }
-die() { printf 'compose-test: FATAL: %s\n' "$*" >&2; exit 1; }
-# check <name> <ok: 0|1> <detail>: record a verdict and go on.
-check() {
-  local name=$1 ok=$2 detail=${3:-}
-  if [ "$ok" = 1 ]; then
-    results+=("| $name | pass | $detail |")
-    note "pass: $name ($detail)"
-  else
-    results+=("| $name | FAIL | $detail |")
-    failures+=("$name")
-    note "FAIL: $name ($detail)"
-  fi
-}
-timing() { results+=("| time: $1 | | $(($2))s |"); }
+# shellcheck source=scripts/lib/report.sh
+. scripts/lib/report.sh
+# shellcheck source=scripts/lib/compose-env.sh
+. scripts/lib/compose-env.sh
+compose_env pipeline-compose-test docker-compose.yml
+ALL=(--profile '*')
 
 # --- prerequisites -----------------------------------------------------------
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { # pick_port <start>: the first free port from start on
-  local p=$1
-  while ! port_free "$p"; do p=$((p + 1)); done
-  echo "$p"
-}
-need() { # need <command> <debian package>
-  command -v "$1" >/dev/null && return 0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
-  command -v "$1" >/dev/null || die "$1 is missing (apt-get install $2)"
-}
-
 log "prerequisites"
 need curl curl
 need jq jq
-if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then
-  [ -x "$STANDINS" ] || die "no Docker engine with the compose plugin answers (install Docker Engine and docker-compose-plugin)"
-  note "no Docker engine / compose plugin: starting them (and building stand-ins) with $STANDINS"
-  "$STANDINS"
-fi
-docker compose version
-# Every image the files name, but the project's own: present, pulled, or
-# (no registry) built as a stand-in. An image nobody can provide is only
-# tolerated for Grafana, whose check is then skipped.
-mapfile -t images < <({ docker compose --profile '*' config --images; awk 'toupper($1)=="FROM"{print $2}' Dockerfile; } \
-  | grep -v "^${COMPOSE_PROJECT_NAME}-" | sort -u)
-missing=()
-for img in "${images[@]}"; do
-  docker image inspect "$img" >/dev/null 2>&1 && continue
-  timeout 300 docker pull -q "$img" >/dev/null 2>&1 || missing+=("$img")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ -x "$STANDINS" ]; then
-    note "no registry for ${missing[*]}: building stand-ins"
-    "$STANDINS" "${missing[@]}" || true
-  fi
-  for img in "${missing[@]}"; do
-    docker image inspect "$img" >/dev/null 2>&1 && continue
-    case "$img" in
-      grafana/*) note "no $img here: the monitoring check runs without Grafana" ;;
-      *) die "image $img is neither present, pullable nor buildable as a stand-in" ;;
-    esac
-  done
-fi
+compose_engine
+# An image nobody can provide is only tolerated for Grafana, whose check is
+# then skipped.
+compose_images 'grafana/*' "${ALL[@]}"
 grafana_image=$(docker compose --profile monitoring config --images | grep '^grafana/' || true)
 have_grafana=0
 docker image inspect "$grafana_image" >/dev/null 2>&1 && have_grafana=1
+[ "$have_grafana" = 1 ] || note "no $grafana_image here: the monitoring check runs without Grafana"
 
-export PRODUCER_PORT=${PRODUCER_PORT:-$(pick_port 48080)}
-export RABBITMQ_AMQP_PORT=${RABBITMQ_AMQP_PORT:-$(pick_port 45672)}
-export RABBITMQ_UI_PORT=${RABBITMQ_UI_PORT:-$(pick_port 45673)}
-export PROMETHEUS_PORT=${PROMETHEUS_PORT:-$(pick_port 49091)}
-export GRAFANA_PORT=${GRAFANA_PORT:-$(pick_port 43000)}
+compose_ports PRODUCER_PORT=48080 RABBITMQ_AMQP_PORT=45672 RABBITMQ_UI_PORT=45673 \
+  PROMETHEUS_PORT=49091 GRAFANA_PORT=43000
 note "project $COMPOSE_PROJECT_NAME; ports: producer $PRODUCER_PORT, AMQP $RABBITMQ_AMQP_PORT, UI $RABBITMQ_UI_PORT, Prometheus $PROMETHEUS_PORT, Grafana $GRAFANA_PORT"
 API=http://127.0.0.1:$PRODUCER_PORT
 MGMT=http://127.0.0.1:$RABBITMQ_UI_PORT/api
 AMQP=amqp://guest:guest@127.0.0.1:$RABBITMQ_AMQP_PORT/%2f
 PROM=http://127.0.0.1:$PROMETHEUS_PORT
 
-# The load generator and checker (bench/src/bin/faults.rs), built while
+# The load generator and checker (bench/src/bin/faults/), built while
 # nothing else runs.
 cargo build -q -p bench --bin faults
 FAULTS=target/debug/faults
 
 logs=$(mktemp -d /tmp/compose-test.XXXXXX)
-cleanup() {
-  local rc=$?
-  if [ -n "$(docker compose ps -aq 2>/dev/null)" ]; then
-    docker compose --profile '*' logs --no-color >"$logs/compose.log" 2>&1 || true
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then
-    note "KEEP=1: stack left running (docker compose -p $COMPOSE_PROJECT_NAME --profile '*' down -v)"
-  else
-    docker compose --profile '*' down -v --remove-orphans >/dev/null 2>&1 || true
-  fi
-  note "logs: $logs"
-  exit "$rc"
-}
-trap cleanup EXIT
+compose_cleanup_on_exit "$logs" "${ALL[@]}"
 
 # The README's Docker quick start, word for word: each command the test runs
 # as a user would must appear there verbatim (with the default port 8080).
@@ -188,11 +109,6 @@ replica_counter() { # replica_counter <metric>
       printf "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3 &&
       cat <&3' | awk -v m="$1" '$1 == m { print $2 }')"
   done
-}
-wait_until() { # wait_until <seconds> <command...>: poll every second
-  local secs=$1; shift
-  for _ in $(seq "$secs"); do "$@" && return 0; sleep 1; done
-  return 1
 }
 
 # --- 1. a clean state ----------------------------------------------------------
@@ -389,20 +305,8 @@ fi
 log "docker compose down -v"
 docker compose --profile '*' logs --no-color >"$logs/compose.log" 2>&1 || true
 docker compose --profile monitoring down -v
-leftover() {
-  local label=com.docker.compose.project=$COMPOSE_PROJECT_NAME
-  { docker ps -aq --filter "label=$label"; docker volume ls -q --filter "label=$label"
-    docker network ls -q --filter "label=$label"; } | wc -l
-}
-left=$(leftover)
+left=$(compose_leftover)
 check "docker compose down -v leaves no container, volume or network" "$([ "$left" = 0 ] && echo 1 || echo 0)" "$left left"
 
 # --- verdict -------------------------------------------------------------------------
-timing "whole test" $((SECONDS - t0))
-printf '\n| Compose test (%s) | Result | Detail |\n| --- | --- | --- |\n' "$([ "$short" = 1 ] && echo short || echo full)"
-printf '%s\n' "${results[@]}"
-if [ ${#failures[@]} -gt 0 ]; then
-  printf '\ncompose-test: %d check(s) FAILED: %s\n' "${#failures[@]}" "$(IFS=';'; echo "${failures[*]}")" >&2
-  exit 1
-fi
-printf '\ncompose-test: all checks passed\n'
+verdict "Compose test ($([ "$short" = 1 ] && echo short || echo full))"

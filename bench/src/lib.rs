@@ -1,7 +1,27 @@
-//! Measuring tools for the pipeline: the HTTP load generator, row checks and
-//! stage limits behind the `bench` binary, shared with the `faults` binary.
+//! Measuring tools for the pipeline, shared by the `bench` binary and the
+//! `faults`, `cluster` and `soak` binaries (`src/bin/`).
+//!
+//! # Layout
+//!
+//! Each module stands alone (none imports another, but `memory` formats
+//! with `report`):
+//! - `flags`: the `--name value` command lines.
+//! - `http`: the lean load generator (C keep-alive connections, paced or
+//!   flat out), recording latencies and the ids of the 202s.
+//! - `rows`: what the load left in PostgreSQL (waiting for the rows, exact
+//!   counts, commit latency).
+//! - `stages`: the stage limits (the broker alone, the database alone).
+//! - `client`: one attempt of the fault injectors' retrying client, and its
+//!   backoff.
+//! - `docker`: the docker CLI and a running compose project.
+//! - `memory`: resident memory of the processes under test.
+//! - `report`: the Markdown tables the binaries print.
 
+pub mod client;
+pub mod docker;
 pub mod flags;
 pub mod http;
+pub mod memory;
+pub mod report;
 pub mod rows;
 pub mod stages;

@@ -5,13 +5,13 @@
 //! By hand: `bench --url http://127.0.0.1:8080 --database-url postgres://… \
 //!   --amqp-url amqp://… [--n 50000] [--c 64] [--batch 100] [--pids a=1,b=2]`
 
-#![allow(clippy::print_stdout)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bench::{http, rows, stages};
+use bench::flags::Flags;
+use bench::report::{self, ms};
+use bench::{http, memory, rows, stages};
 use chrono::Utc;
 
 struct Args {
@@ -29,40 +29,25 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let map = bench::flags::parse()?;
-    let get = |k: &str, default: &str| map.get(k).cloned().unwrap_or_else(|| default.to_owned());
-    let num = |k: &str, default: usize| -> anyhow::Result<usize> {
-        get(k, &default.to_string())
-            .parse()
-            .with_context(|| format!("--{k} must be a number"))
-    };
-    let url = get("url", "http://127.0.0.1:8080");
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let database_url = get("database-url", "postgres://root@127.0.0.1:5432/pipeline");
+    let flags = Flags::parse()?;
+    let database_url = flags.string("database-url", "postgres://root@127.0.0.1:5432/pipeline");
     let server_url = database_url
         .rsplit_once('/')
         .map(|(server, _)| server.to_owned())
         .context("--database-url needs a database name")?;
-    let pids = bench::flags::pids(&get("pids", ""))?;
     Ok(Args {
-        url: addr
-            .parse()
-            .with_context(|| format!("--url {url} must be http://ip:port"))?,
+        url: flags.addr("url", "http://127.0.0.1:8080")?,
         database_url,
         server_url,
-        amqp_url: get("amqp-url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-        n: num("n", 50_000)?,
-        connections: num("c", 64)?,
-        batch: num("batch", 100)?,
-        batch_connections: num("batch-c", 8)?,
-        paced_secs: num("paced-secs", 10)? as u64,
-        stage_n: num("stage-n", 50_000)?,
-        pids,
+        amqp_url: flags.string("amqp-url", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        n: flags.number("n", 50_000)?,
+        connections: flags.number("c", 64)?,
+        batch: flags.number("batch", 100)?,
+        batch_connections: flags.number("batch-c", 8)?,
+        paced_secs: flags.number("paced-secs", 10)?,
+        stage_n: flags.number("stage-n", 50_000)?,
+        pids: flags.pids("pids")?,
     })
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -214,13 +199,13 @@ async fn main() -> anyhow::Result<()> {
     for (name, pid) in &args.pids {
         table.push((
             format!("Peak resident memory: {name}"),
-            rows::peak_rss(*pid),
+            memory::peak_rss(*pid),
         ));
     }
 
-    println!("\n| Measurement | Result |\n| --- | --- |");
-    for (k, v) in &table {
-        println!("| {k} | {v} |");
-    }
+    report::table(
+        &["Measurement", "Result"],
+        table.into_iter().map(|(k, v)| [k, v]),
+    );
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Checking the rows a load run produced, and reading process memory.
+//! Checking the rows a load run produced.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -137,17 +137,4 @@ pub async fn commit_latency(
     })
     .await
     .context("latency query panicked")?
-}
-
-/// Peak resident set size of `pid` (VmHWM), e.g. "14.2 MB".
-pub fn peak_rss(pid: u32) -> String {
-    let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => s,
-        Err(e) => return format!("unknown ({e})"),
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .map_or_else(|| "unknown".into(), |kb| format!("{:.1} MB", kb / 1024.0))
 }

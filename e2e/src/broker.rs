@@ -89,38 +89,14 @@ impl TestBroker {
     /// Messages ready in `queue` (not counting unacked ones).
     pub async fn depth(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.unwrap();
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let depth = depth(&channel, queue).await.unwrap();
         let _ = channel.close(200, "".into()).await;
-        q.message_count()
+        depth
     }
 
     /// Take (and ack) every message ready in `queue`.
     pub async fn take_all(&self, queue: &str) -> Vec<BasicGetMessage> {
-        let mut out = Vec::new();
-        while let Some(msg) = self
-            .channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-            .await
-            .unwrap()
-        {
-            msg.delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
-            out.push(msg);
-        }
-        out
+        take_all(&self.channel, queue).await.unwrap()
     }
 
     /// Declare delay queues for `delays` too (and delete them on drop), to
@@ -139,6 +115,35 @@ impl TestBroker {
     pub async fn channel(&self) -> Channel {
         self.connection.create_channel().await.unwrap()
     }
+}
+
+/// Messages ready in `queue` (not counting unacked ones), by a passive
+/// declare on `channel` (which the broker closes if there is no such queue).
+pub async fn depth(channel: &Channel, queue: &str) -> lapin::Result<u32> {
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
+/// Take (and ack) every message ready in `queue`.
+pub async fn take_all(channel: &Channel, queue: &str) -> lapin::Result<Vec<BasicGetMessage>> {
+    let mut out = Vec::new();
+    while let Some(msg) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await?
+    {
+        msg.delivery.acker.ack(BasicAckOptions::default()).await?;
+        out.push(msg);
+    }
+    Ok(out)
 }
 
 /// The string value of header `name`, if present.

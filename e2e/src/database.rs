@@ -42,6 +42,20 @@ impl TestDb {
         PgConnection::establish(&self.url).expect("cannot connect to the test database")
     }
 
+    /// Run one SQL statement on a fresh connection (DDL, a row put in by
+    /// hand).
+    pub fn execute(&self, sql: &str) {
+        diesel::sql_query(sql)
+            .execute(&mut self.connect())
+            .expect("statement failed");
+    }
+
+    /// The URL of this database through `proxy` (a proxy to the test server).
+    pub fn url_through(&self, proxy: &crate::proxy::TcpProxy) -> String {
+        self.url
+            .replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1)
+    }
+
     /// Rows in `messages`.
     pub fn count(&self) -> i64 {
         self.scalar("SELECT count(*) AS n FROM messages")

@@ -6,48 +6,45 @@
 //! `TEST_DATABASE_URL` (default `postgres://root@127.0.0.1:5432`) and
 //! `TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) point it
 //! at the services.
+//!
+//! # Layout
+//!
+//! - `database`: `TestDb`, the test's own PostgreSQL database.
+//! - `broker`: `TestBroker`, the test's own topology, and the queue readers
+//!   (depth, take all, headers) the bench's fault run uses too.
+//! - `services`: the settings the services get in a test; `TestConsumer`.
+//!   Uses `database`, `broker`, `exposition`.
+//! - `app`: `TestApp`, a producer and the requests the tests make of it
+//!   (post a message, read it back, wait for a state, admin calls). Uses
+//!   `services`.
+//! - `sse`: reading `GET /events`.
+//! - `exposition`: parsing `/metrics`.
+//! - `proxy`: `TcpProxy`, a connection a test can cut.
+//! - `receiver`: a webhook receiver on 127.0.0.1.
+//!
+//! - `wait`: `wait_for`, the one way tests wait for a condition.
+//!
+//! Modules import each other by their own paths, never through the
+//! re-exports below, so the root depends on them and not the other way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: fail loudly
 
+pub mod app;
 pub mod broker;
 pub mod database;
 pub mod exposition;
 pub mod proxy;
 pub mod receiver;
 pub mod services;
+pub mod sse;
+pub mod wait;
 
+pub use app::{spawn_producer, TestApp};
 pub use broker::TestBroker;
 pub use database::TestDb;
 pub use exposition::Exposition;
 pub use proxy::TcpProxy;
 pub use receiver::Receiver;
-pub use services::{spawn_consumer, spawn_producer, TestConsumer, TestProducer};
-
-use std::future::Future;
-use std::time::Duration;
-
-/// Poll `check` every 25 ms until it returns `Some`, or panic with `what`
-/// after `timeout`. This waits for a condition; it never sleeps and hopes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Start a logger once for the whole test binary (quiet unless RUST_LOG is set).
-pub fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off"))
-        .is_test(true)
-        .try_init();
-}
+pub use services::{init_logging, spawn_consumer, TestConsumer};
+pub use sse::EventStream;
+pub use wait::wait_for;

@@ -48,6 +48,16 @@ impl TcpProxy {
         }
     }
 
+    /// A proxy to the local RabbitMQ (127.0.0.1:5672).
+    pub async fn to_broker() -> Self {
+        Self::start(([127, 0, 0, 1], 5672).into()).await
+    }
+
+    /// A proxy to the local PostgreSQL (127.0.0.1:5432).
+    pub async fn to_database() -> Self {
+        Self::start(([127, 0, 0, 1], 5432).into()).await
+    }
+
     /// Drop every open connection and refuse new ones.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);

@@ -1,5 +1,6 @@
-//! Starting the producer and consumers in-process against a test's own
-//! database and topology.
+//! The settings the services get in a test (the test's own database and
+//! topology, free ports), and starting consumers in-process. The producer
+//! is started by `app`, where its requests are.
 
 use std::sync::Arc;
 
@@ -8,9 +9,11 @@ use shared::Env;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{broker::amqp_url, Exposition, TestBroker, TestDb};
+use crate::broker::{amqp_url, TestBroker};
+use crate::database::TestDb;
+use crate::exposition::Exposition;
 
-fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
+pub(crate) fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
     let mut pairs: Vec<(String, String)> = vec![
         ("AMQP_URL".into(), amqp_url()),
         ("DATABASE_URL".into(), db.url.clone()),
@@ -26,68 +29,6 @@ fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
         pairs.push(((*k).into(), (*v).into()));
     }
     Env::from_pairs(pairs)
-}
-
-/// A running producer.
-pub struct TestProducer {
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-    /// An HTTP client.
-    pub client: reqwest::Client,
-    handle: actix_web::dev::ServerHandle,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-/// Start a producer; `extra` overrides settings (e.g. `("MAX_BODY_BYTES", "100")`).
-pub async fn spawn_producer(
-    db: &TestDb,
-    broker: &TestBroker,
-    extra: &[(&str, &str)],
-) -> TestProducer {
-    crate::init_logging();
-    let settings = producer::Settings::from_env(&env(db, broker, extra)).unwrap();
-    let app = producer::Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    TestProducer {
-        base,
-        client: reqwest::Client::new(),
-        handle,
-        task,
-    }
-}
-
-impl TestProducer {
-    /// `POST path` with a JSON body.
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// `GET path`.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// `GET /metrics`, checked and parsed.
-    pub async fn metrics(&self) -> Exposition {
-        scrape(self.get("/metrics").await).await
-    }
-
-    /// Stop gracefully and wait.
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
-    }
 }
 
 /// A running consumer.
@@ -108,7 +49,7 @@ pub async fn spawn_consumer(
     broker: &TestBroker,
     extra: &[(&str, &str)],
 ) -> TestConsumer {
-    crate::init_logging();
+    init_logging();
     let settings = consumer::Settings::from_env(&env(db, broker, extra)).unwrap();
     broker.track_retry_delays(&settings.topology().retry_delays);
     let app = consumer::Application::build(settings).await.unwrap();
@@ -158,9 +99,16 @@ impl Drop for TestConsumer {
 }
 
 /// Check a `/metrics` answer (200, Prometheus text format) and parse it.
-async fn scrape(res: reqwest::Response) -> Exposition {
+pub(crate) async fn scrape(res: reqwest::Response) -> Exposition {
     assert_eq!(res.status(), 200);
     let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
     assert_eq!(content_type, "text/plain; version=0.0.4");
     Exposition::parse(&res.text().await.unwrap())
+}
+
+/// Start a logger once for the whole test binary (quiet unless RUST_LOG is set).
+pub fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off"))
+        .is_test(true)
+        .try_init();
 }

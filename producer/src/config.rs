@@ -28,10 +28,10 @@ pub struct Settings {
     pub retry_after_secs: u32,
     /// `API_TOKEN` (default unset): when set, every endpoint but the probes
     /// and `/metrics` requires `Authorization: Bearer <token>`.
-    pub api_token: crate::auth::ApiToken,
+    pub api_token: crate::http::access::ApiToken,
     /// `ADMIN_TOKEN` (default unset): enables the dead-letter endpoints,
     /// which then require `Authorization: Bearer <ADMIN_TOKEN>`.
-    pub admin_token: crate::auth::AdminToken,
+    pub admin_token: crate::http::access::AdminToken,
     /// `HTTP_WORKERS` (default: one per CPU): actix worker threads.
     pub http_workers: usize,
     /// `RABBITMQ_MANAGEMENT_URL` (default unset): RabbitMQ's management
@@ -60,16 +60,21 @@ impl Settings {
             publish_timeout: env.millis_or("PUBLISH_TIMEOUT_MS", 5000)?,
             publish_channels: env.number_in("PUBLISH_CHANNELS", 4, 1..=64)?,
             retry_after_secs: env.number_in("RETRY_AFTER_SECS", 1, 1..=3600)?,
-            api_token: crate::auth::ApiToken(env.raw("API_TOKEN")?.map(crate::auth::Secret::new)),
-            admin_token: crate::auth::AdminToken(
-                env.raw("ADMIN_TOKEN")?.map(crate::auth::Secret::new),
+            api_token: crate::http::access::ApiToken(
+                env.raw("API_TOKEN")?.map(crate::http::access::Secret::new),
+            ),
+            admin_token: crate::http::access::AdminToken(
+                env.raw("ADMIN_TOKEN")?
+                    .map(crate::http::access::Secret::new),
             ),
             http_workers: env.number_in("HTTP_WORKERS", cpus, 1..=256)?,
             rabbitmq_management: env
                 .raw("RABBITMQ_MANAGEMENT_URL")?
                 .map(|url| crate::management::ManagementUrl::parse(&url))
                 .transpose()
-                .map_err(|reason| ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason))?,
+                .map_err(|reason| {
+                    ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason.to_string())
+                })?,
             webhook_allowed_hosts: shared::webhook::AllowedHosts::parse(
                 &env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?,
             ),

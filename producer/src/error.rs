@@ -4,10 +4,10 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::publisher::PublishError;
+use shared::publish::PublishError;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum ApiError {
     /// The route exists but not with this method; the methods it has (the
     /// `Allow` header, which RFC 9110 requires with a 405).
     #[error("method not allowed; this resource allows {0}")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     /// Well-formed, but cannot be processed (an `Idempotency-Key` reused
     /// with a different request).
     #[error("{0}")]
@@ -52,6 +52,13 @@ pub enum ApiError {
     /// A bug or an unexpected failure.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The answer to a path no route serves (or a route that is disabled).
+    pub fn no_route(req: &HttpRequest) -> Self {
+        Self::NotFound(format!("no route for {} {}", req.method(), req.path()))
+    }
 }
 
 impl ResponseError for ApiError {
@@ -89,7 +96,9 @@ impl ResponseError for ApiError {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         if let ApiError::MethodNotAllowed(allow) = self {
-            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                response.insert_header((header::ALLOW, allow));
+            }
         }
         if let ApiError::RequestTimeout = self {
             // The rest of the body may still be on its way: do not try to

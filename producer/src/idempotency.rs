@@ -14,6 +14,9 @@
 //! broker may still have that message (a lost confirm), so the key must stay
 //! bound to its body; the retry with the same body finds its own fingerprint
 //! and is published again.
+//!
+//! A handler makes one call: [`message_id`] or [`batch_ids`], after it has
+//! checked the request and before it publishes.
 
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
@@ -36,12 +39,16 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x0b6f_5c1e_9a4d_4e0f_8f3b_6d2a_1c7e_5a9
 /// POST whose key is literally `K/i`.
 const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x6a1d_83f2_57c4_4b9e_a0d5_3e8f_12c6_b471);
 
+/// Namespace of batch ids derived from a key (UUID v5): a retried batch
+/// keeps its id, and no message id can equal it.
+const BATCH_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8d5e_61a4_3b0f_4c2e_9a57_2f0e_b1c3_d4a9);
+
 /// Longest accepted key.
 pub const MAX_LEN: usize = 255;
 
 /// Which endpoint a key was used on: each has a namespace of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+enum Scope {
     /// `POST /messages`.
     Message,
     /// `POST /messages/batch`.
@@ -58,8 +65,73 @@ impl Scope {
     }
 }
 
+/// The id of a `POST /messages`: with an `Idempotency-Key`, derived from
+/// the key and bound to this request (its content and callback) before it
+/// is published; without one, random. A bad key is a 400, a key bound to
+/// another request a 422.
+pub async fn message_id(
+    state: &AppState,
+    req: &HttpRequest,
+    content: &str,
+    callback_url: Option<&str>,
+) -> Result<Uuid, ApiError> {
+    let Some(key) = key(req)? else {
+        return Ok(Uuid::new_v4());
+    };
+    // The callback is part of the request: another one is a 422 too.
+    let callback = callback_part(callback_url);
+    let parts = std::iter::once(content).chain(callback.as_deref());
+    bind(
+        state,
+        Scope::Message,
+        &key,
+        fingerprint(Scope::Message, parts),
+    )
+    .await?;
+    Ok(id_for_key(&key))
+}
+
+/// The ids of a `POST /messages/batch`.
+#[derive(Debug)]
+pub struct BatchIds {
+    /// The batch's id.
+    pub batch: Uuid,
+    /// Each item's id, in request order.
+    pub items: Vec<Uuid>,
+}
+
+/// The ids of a batch of `contents`: with an `Idempotency-Key`, derived
+/// from the key (item `i` from the key and `i`, in a namespace apart from
+/// single POSTs) and bound to this batch before it is published; without
+/// one, random. Errors as [`message_id`].
+pub async fn batch_ids(
+    state: &AppState,
+    req: &HttpRequest,
+    contents: &[String],
+    callback_url: Option<&str>,
+) -> Result<BatchIds, ApiError> {
+    let Some(key) = key(req)? else {
+        return Ok(BatchIds {
+            batch: Uuid::new_v4(),
+            items: contents.iter().map(|_| Uuid::new_v4()).collect(),
+        });
+    };
+    let callback = callback_part(callback_url);
+    let parts = contents
+        .iter()
+        .map(String::as_str)
+        .chain(callback.as_deref());
+    bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
+    Ok(BatchIds {
+        batch: Uuid::new_v5(&BATCH_ID_NAMESPACE, key.as_bytes()),
+        items: (0..contents.len())
+            .map(|i| batch_item_id(&key, i))
+            .collect(),
+    })
+}
+
 /// The validated `Idempotency-Key` of `req`, if it has one.
-pub fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -87,7 +159,7 @@ pub fn id_for_key(key: &str) -> Uuid {
 }
 
 /// The id of item `index` of a batch posted with `key`.
-pub fn batch_item_id(key: &str, index: usize) -> Uuid {
+fn batch_item_id(key: &str, index: usize) -> Uuid {
     Uuid::new_v5(&BATCH_NAMESPACE, format!("{key}/{index}").as_bytes())
 }
 
@@ -95,7 +167,7 @@ pub fn batch_item_id(key: &str, index: usize) -> Uuid {
 /// would publish, each length-prefixed so that no two requests share an
 /// encoding. Fields the endpoint ignores (anything but `content`) and JSON
 /// formatting do not count: they change nothing that is stored.
-pub fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
+fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(scope.as_str().as_bytes());
     hash.update([0]);
@@ -108,13 +180,13 @@ pub fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>
 
 /// The callback URL as one more fingerprinted part. It starts with NUL,
 /// which no content may hold, so it can never equal a message's content.
-pub fn callback_part(url: Option<&str>) -> Option<String> {
+fn callback_part(url: Option<&str>) -> Option<String> {
     url.map(|u| format!("\u{0}callback_url:{u}"))
 }
 
 /// Bind `key` to `fingerprint` (first use), or check that it is bound to
 /// it already (a retry). A key bound to another request is a 422.
-pub async fn bind(
+async fn bind(
     state: &AppState,
     scope: Scope,
     key: &str,

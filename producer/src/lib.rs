@@ -1,19 +1,74 @@
 //! The producer: an actix-web service that accepts messages over HTTP and
 //! publishes them, with confirms, to RabbitMQ; and serves the stored ones
 //! back from PostgreSQL.
+//!
+//! # Layout
+//!
+//! Four layers. A module uses modules of the layers below it and, within a
+//! layer, only the ones listed as its helpers; no two files import each
+//! other (checked with `cargo modules dependencies`, collapsed to modules).
+//!
+//! **Assembly.** `main` reads the [`Settings`] (`config`) and runs the
+//! [`Application`] (`startup`: migrations, pool, publisher, HTTP server).
+//! `routes` is the route table: every resource, the access it declares and
+//! its handlers. `openapi` is the document describing them (and serves it).
+//! These two are the only modules that name handlers.
+//!
+//! **Handlers**, a file per feature, or a folder for a feature of several
+//! files. They use helpers and services, never each other:
+//! * `messages/`: `single` (`POST /messages`, `GET /messages/{id}`),
+//!   `list` (`GET /messages`), `tutorial` (`POST /add_message`).
+//! * `batches`: `POST /messages/batch`, `GET /batches/{id}`.
+//! * `dead_letters/`: `browse`, `redrive` (all or one), `purge`; their
+//!   shared query is `params`.
+//! * `dashboard/`: `page` (the page, its assets, which tokens it needs),
+//!   `overview`, `messages`, `key`.
+//! * `webhooks` (the failed-delivery tools), `events` (SSE), `health`
+//!   (probes and `/metrics`).
+//!
+//! **Helpers**, without handlers of their own:
+//! * `idempotency`: the `Idempotency-Key`, one call per handler.
+//! * `callbacks`: a request's `callback_url`, and its notification's state.
+//! * `wait`: the `?wait` completion loop of a status lookup.
+//! * `cursor`: the one keyset cursor format.
+//! * `schemas`: the request and answer shapes of the OpenAPI document.
+//! * `http/`: `access` (who may call: [`http::access::Access`] and its
+//!   guard), `extract` (reading bodies and queries), `rejections`
+//!   (counting refused submissions), and `resource` (registering a route
+//!   with these; used by `routes`). None of them knows a path.
+//!
+//! **Services**: `state` ([`state::AppState`], what every handler gets: the
+//! publisher, the database pool and the blocking-call helper), `publisher/`
+//! ([`publisher::start`] runs the connection `supervisor`; the
+//! [`publisher::Publisher`] handle publishes (`publish`), relays the
+//! consumers' completion events (`events`) and lends the tools a channel
+//! (`admin`)), `metrics` (with `rates`, the per-second window),
+//! `management` (RabbitMQ's HTTP API, optional) and `error`
+//! ([`error::ApiError`], the one error shape), which uses nothing of ours.
 
-pub mod auth;
+pub mod batches;
+pub mod callbacks;
 pub mod config;
+pub mod cursor;
+pub mod dashboard;
+pub mod dead_letters;
 pub mod error;
-pub mod extract;
+pub mod events;
+pub mod health;
+pub mod http;
 pub mod idempotency;
 pub mod management;
+pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod publisher;
 pub mod rates;
 pub mod routes;
+pub mod schemas;
 pub mod startup;
 pub mod state;
+pub mod wait;
+pub mod webhooks;
 
 pub use config::Settings;
 pub use startup::Application;

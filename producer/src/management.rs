@@ -13,6 +13,26 @@ use serde::Deserialize;
 /// Longest wait for the management API's answer.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why `RABBITMQ_MANAGEMENT_URL` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagementError {
+    /// It does not parse.
+    #[error("is not a URL: {0}")]
+    NotAUrl(String),
+    /// Not plain HTTP.
+    #[error("must be an http:// URL")]
+    NotHttp,
+    /// No host to ask.
+    #[error("has no host")]
+    NoHost,
+    /// It cannot take path segments (such as `mailto:`-like URLs).
+    #[error("RABBITMQ_MANAGEMENT_URL cannot be a base URL")]
+    NotABase,
+    /// The HTTP client could not be built.
+    #[error("cannot build an HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// A parsed `RABBITMQ_MANAGEMENT_URL`; prints without its password.
 #[derive(Clone)]
 pub struct ManagementUrl {
@@ -24,13 +44,13 @@ pub struct ManagementUrl {
 impl ManagementUrl {
     /// Parse `http://user:password@host:port`: plain HTTP (the producer's
     /// HTTP client carries no TLS stack; the API is an internal one).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut base = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, ManagementError> {
+        let mut base = Url::parse(text).map_err(|e| ManagementError::NotAUrl(e.to_string()))?;
         if base.scheme() != "http" {
-            return Err("must be an http:// URL".into());
+            return Err(ManagementError::NotHttp);
         }
         if base.host_str().is_none() {
-            return Err("has no host".into());
+            return Err(ManagementError::NoHost);
         }
         let user = percent_decode(base.username());
         let password = percent_decode(base.password().unwrap_or_default());
@@ -80,11 +100,11 @@ pub struct ManagementApi {
 
 impl ManagementApi {
     /// A client asking about `queue` in `vhost`.
-    pub fn new(url: &ManagementUrl, vhost: &str, queue: &str) -> Result<Self, String> {
+    pub fn new(url: &ManagementUrl, vhost: &str, queue: &str) -> Result<Self, ManagementError> {
         let mut queue_url = url.base.clone();
         queue_url
             .path_segments_mut()
-            .map_err(|()| "RABBITMQ_MANAGEMENT_URL cannot be a base URL".to_owned())?
+            .map_err(|()| ManagementError::NotABase)?
             .pop_if_empty()
             // Each pushed segment is percent-encoded: the default vhost "/"
             // becomes %2F, as the API wants.
@@ -93,7 +113,7 @@ impl ManagementApi {
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            .map_err(ManagementError::Client)?;
         Ok(Self {
             client,
             queue_url,
@@ -103,7 +123,7 @@ impl ManagementApi {
     }
 
     /// The queue's figures, or `None` (logged) when the API does not answer
-    /// well within [`TIMEOUT`]. Its numbers are sampled by RabbitMQ every
+    /// well within `TIMEOUT`. Its numbers are sampled by RabbitMQ every
     /// few seconds, so they lag a little.
     pub async fn queue(&self) -> Option<QueueFigures> {
         let sent = self
@@ -137,18 +157,15 @@ impl ManagementApi {
 pub struct InFlight(pub Option<ManagementApi>);
 
 impl InFlight {
-    /// From the settings: ask about the store queue, in the vhost of `AMQP_URL`.
-    pub fn from_settings(settings: &crate::Settings) -> Result<Self, String> {
-        let Some(url) = &settings.rabbitmq_management else {
-            return Ok(Self(None));
-        };
-        let common = &settings.common;
-        let api = ManagementApi::new(
-            url,
-            common.amqp_nodes.vhost(),
-            &common.topology().store_queue,
-        )?;
-        Ok(Self(Some(api)))
+    /// Ask `url` (none: unknown) about `queue` in `vhost`.
+    pub fn new(
+        url: Option<&ManagementUrl>,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<Self, ManagementError> {
+        url.map(|url| ManagementApi::new(url, vhost, queue))
+            .transpose()
+            .map(Self)
     }
 
     /// Deliveries in flight on the store queue, if known.

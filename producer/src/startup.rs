@@ -9,7 +9,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::extract::{json_config, path_config, query_config};
+use crate::http::extract::{body_deadline, json_config, path_config, query_config, BodyTimeout};
+use crate::management::InFlight;
 use crate::metrics::Metrics;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::routes;
@@ -38,7 +39,7 @@ impl Application {
         // several producers in one process.
         let metrics = Arc::new(Metrics::new()?);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (publisher, publisher_task) = Publisher::start(
+        let (publisher, publisher_task) = crate::publisher::start(
             PublisherConfig {
                 nodes: common.amqp_nodes.clone(),
                 topology: common.topology(),
@@ -70,29 +71,26 @@ impl Application {
         let max_batch_body = settings.max_batch_body_bytes;
         let api_token = web::Data::new(settings.api_token.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
-        let in_flight = web::Data::new(
-            crate::management::InFlight::from_settings(&settings).map_err(anyhow::Error::msg)?,
-        );
-        let body_timeout = web::Data::new(crate::extract::BodyTimeout(settings.body_timeout));
+        // The dashboard's in-flight count: the store queue, in the vhost of `AMQP_URL`.
+        let in_flight = web::Data::new(InFlight::new(
+            settings.rabbitmq_management.as_ref(),
+            common.amqp_nodes.vhost(),
+            &common.topology().store_queue,
+        )?);
+        let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(json_config(max_body))
                 .app_data(query_config())
                 .app_data(path_config())
+                // Each route carries its own access guard (see `routes`).
                 .configure(|cfg| routes::configure(cfg, max_batch_body))
-                .default_service(web::to(routes::not_found))
                 .app_data(api_token.clone())
                 .app_data(admin_token.clone())
                 .app_data(in_flight.clone())
                 .app_data(body_timeout.clone())
-                .wrap(actix_web::middleware::from_fn(
-                    crate::extract::body_deadline,
-                ))
-                // Outermost: refuse before any body is read.
-                .wrap(actix_web::middleware::from_fn(
-                    crate::auth::require_api_token,
-                ))
+                .wrap(actix_web::middleware::from_fn(body_deadline))
         })
         .workers(settings.http_workers)
         // On SIGTERM, in-flight requests get as long as a publish may take;

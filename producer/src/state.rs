@@ -8,7 +8,7 @@ use shared::Envelope;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::publisher::Publisher;
+use crate::publisher::{PublishError, Publisher};
 
 /// Handles to the broker and the database, cloned into each worker.
 #[derive(Clone)]
@@ -31,10 +31,27 @@ impl AppState {
         self.publisher
             .publish(envelope)
             .await
-            .map_err(|source| ApiError::BrokerUnavailable {
-                source,
-                retry_after: self.retry_after_secs,
-            })
+            .map_err(|e| self.broker_unavailable(e))
+    }
+
+    /// Run `work` on a channel of its own (see `Publisher::with_channel`);
+    /// a 503 when the broker cannot give one.
+    pub async fn with_channel<T, W>(&self, reason: &str, work: W) -> Result<T, ApiError>
+    where
+        W: AsyncFnOnce(&lapin::Channel) -> T,
+    {
+        self.publisher
+            .with_channel(reason, work)
+            .await
+            .map_err(|e| self.broker_unavailable(e))
+    }
+
+    /// A broker failure as the client sees it: 503 with `Retry-After`.
+    pub fn broker_unavailable(&self, source: impl Into<PublishError>) -> ApiError {
+        ApiError::BrokerUnavailable {
+            source: source.into(),
+            retry_after: self.retry_after_secs,
+        }
     }
 
     /// Run a blocking database function on actix's blocking pool, never on

@@ -36,13 +36,15 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::process::Command;
+use bench::client::{post_message, Attempt, Backoff};
+use bench::docker::{docker, Compose};
+use bench::flags::Flags;
+use bench::report::{self, secs, Check};
 use uuid::Uuid;
 
 /// The compose services of the cluster's nodes (also their hostnames).
@@ -74,34 +76,25 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let map = bench::flags::parse()?;
-    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_owned());
-    let secs = |k: &str, d: u64| -> anyhow::Result<Duration> {
-        Ok(Duration::from_secs(
-            get(k, &d.to_string())
-                .parse()
-                .with_context(|| format!("--{k} must be a number of seconds"))?,
-        ))
-    };
+    let flags = Flags::parse()?;
     Ok(Args {
-        project: map
-            .get("compose-project")
-            .cloned()
-            .context("--compose-project is required")?,
-        producer_url: get("producer-url", "http://127.0.0.1:8080")
+        project: flags.required("compose-project")?,
+        producer_url: flags
+            .string("producer-url", "http://127.0.0.1:8080")
             .trim_end_matches('/')
             .to_owned(),
-        mgmt_url: get("mgmt-url", "http://127.0.0.1:15672/api")
+        mgmt_url: flags
+            .string("mgmt-url", "http://127.0.0.1:15672/api")
             .trim_end_matches('/')
             .to_owned(),
-        mgmt_user: get("mgmt-user", "guest"),
-        mgmt_password: get("mgmt-password", "guest"),
-        rate: get("rate", "100").parse().context("--rate")?,
-        settle: secs("settle-secs", 10)?,
-        down: secs("down-secs", 15)?,
-        cut: secs("cut-secs", 30)?,
-        max_wait: secs("max-wait-secs", 20)?,
-        give_up: secs("give-up-secs", 60)?,
+        mgmt_user: flags.string("mgmt-user", "guest"),
+        mgmt_password: flags.string("mgmt-password", "guest"),
+        rate: flags.number("rate", 100)?,
+        settle: flags.secs("settle-secs", 10)?,
+        down: flags.secs("down-secs", 15)?,
+        cut: flags.secs("cut-secs", 30)?,
+        max_wait: flags.secs("max-wait-secs", 20)?,
+        give_up: flags.secs("give-up-secs", 60)?,
     })
 }
 
@@ -133,43 +126,14 @@ struct Fault {
     rejoined: Instant,
 }
 
-/// `docker <args>`, which must succeed; its standard output.
-async fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        Command::new("docker")
-            .args(args)
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .with_context(|| format!("docker {} timed out", args.join(" ")))?
-    .context("running docker")?;
-    if !out.status.success() {
-        bail!(
-            "docker {} failed: {}: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The project under test, seen through docker and the management API.
 struct Cluster {
     args: Args,
     http: reqwest::Client,
+    compose: Compose,
 }
 
 impl Cluster {
-    /// `docker compose -p <project> <args>`.
-    async fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut all = vec!["compose", "-p", self.args.project.as_str()];
-        all.extend_from_slice(args);
-        docker(&all).await
-    }
-
     /// GET on the management API of rabbitmq-1, tried up to 5 times a
     /// second apart: a pooled keep-alive connection the server has just
     /// closed fails the first try, and a busy node may be slow.
@@ -271,21 +235,11 @@ impl Cluster {
         bail!("the cluster did not become whole again within 3 minutes")
     }
 
-    /// The container id of a service.
-    async fn container(&self, service: &str) -> anyhow::Result<String> {
-        let id = self.compose(&["ps", "-q", service]).await?;
-        let id = id.trim();
-        if id.is_empty() {
-            bail!("no container for {service}");
-        }
-        Ok(id.to_owned())
-    }
-
     /// Cut a node off its network for `self.args.cut`, then reconnect it
     /// under the same names (the service name, which is also its hostname,
     /// and the container name) so that peers and clients find it again.
     async fn cut_off(&self, service: &str) -> anyhow::Result<()> {
-        let id = self.container(service).await?;
+        let id = self.compose.container(service).await?;
         let network = format!("{}_default", self.args.project);
         let name = docker(&["inspect", "--format", "{{.Name}}", &id]).await?;
         let name = name.trim().trim_start_matches('/').to_owned();
@@ -320,45 +274,31 @@ async fn send(
     tally: &Tally,
 ) -> Sent {
     let first = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let body = serde_json::json!({ "content": content });
+    let mut backoff = Backoff::new(Duration::from_millis(100));
     loop {
         tally.attempts.fetch_add(1, Ordering::Relaxed);
-        let response = client
-            .post(format!("{}/messages", args.producer_url))
-            .header("Idempotency-Key", key)
-            .json(&serde_json::json!({ "content": content }))
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status() == 202 => {
-                let at = Instant::now();
-                let id = r
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|b| b["id"].as_str().and_then(|s| s.parse().ok()));
-                if let Some(id) = id {
-                    tally.accepted.fetch_add(1, Ordering::Relaxed);
-                    return Sent {
-                        first,
-                        accepted: Some((id, at)),
-                    };
-                }
-                // A 202 whose body did not arrive: retry, same key.
+        match post_message(client, &args.producer_url, key, &body).await {
+            Attempt::Accepted { id, at } => {
+                tally.accepted.fetch_add(1, Ordering::Relaxed);
+                return Sent {
+                    first,
+                    accepted: Some((id, at)),
+                };
+            }
+            // A 202 whose body did not arrive: retry, same key.
+            Attempt::AcceptedWithoutId | Attempt::Transport => {
                 tally.transport_errors.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(r) if r.status() == 503 => {
+            Attempt::Status(status) if status == 503 => {
                 tally.unavailable.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(r) => {
-                eprintln!("unexpected {} for message {key}", r.status());
+            Attempt::Status(status) => {
+                eprintln!("unexpected {status} for message {key}");
                 tally.other_status.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {
-                tally.transport_errors.fetch_add(1, Ordering::Relaxed);
-            }
         }
-        if first.elapsed() + delay > args.give_up {
+        if first.elapsed() + backoff.peek() > args.give_up {
             tally.gave_up.fetch_add(1, Ordering::Relaxed);
             return Sent {
                 first,
@@ -366,8 +306,7 @@ async fn send(
             };
         }
         tally.retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
 
@@ -384,9 +323,12 @@ async fn inject(cluster: &Cluster) -> anyhow::Result<Vec<Fault>> {
     );
     eprintln!("fault: {name}");
     let started = Instant::now();
-    cluster.compose(&["kill", "-s", "KILL", &leader]).await?;
+    cluster
+        .compose
+        .run(&["kill", "-s", "KILL", &leader])
+        .await?;
     tokio::time::sleep(args.down).await;
-    cluster.compose(&["start", &leader]).await?;
+    cluster.compose.run(&["start", &leader]).await?;
     cluster.wait_whole().await?;
     faults.push(Fault {
         name,
@@ -436,7 +378,7 @@ async fn inject(cluster: &Cluster) -> anyhow::Result<Vec<Fault>> {
         let name = format!("4. rolling restart: docker compose restart {node}");
         eprintln!("fault: {name}");
         let started = Instant::now();
-        cluster.compose(&["restart", node]).await?;
+        cluster.compose.run(&["restart", node]).await?;
         cluster.wait_whole().await?;
         faults.push(Fault {
             name,
@@ -454,7 +396,8 @@ async fn stored(cluster: &Cluster, run: &str) -> anyhow::Result<Vec<(Uuid, Strin
     let sql =
         format!("SELECT id, content FROM messages WHERE content LIKE 'cluster {run} message %'");
     let out = cluster
-        .compose(&[
+        .compose
+        .run(&[
             "exec",
             "-T",
             "postgres",
@@ -491,10 +434,6 @@ async fn drained(cluster: &Cluster, limit: Duration) -> (bool, String) {
     (false, last)
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -508,6 +447,9 @@ async fn main() -> anyhow::Result<()> {
     let cluster = Arc::new(Cluster {
         args: args.clone(),
         http: http.clone(),
+        compose: Compose {
+            project: args.project.clone(),
+        },
     });
     cluster
         .wait_whole()
@@ -653,54 +595,62 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let t = |c: &AtomicUsize| c.load(Ordering::Relaxed);
-    println!("\n| Outcome (Jepsen's classes) | Messages |\n| --- | --- |");
-    for (name, value) in [
-        ("sent", n),
-        ("ok: 202, stored once", ok),
-        ("lost: 202, never stored", lost),
-        ("duplicated: stored more than once", duplicated),
-        (
-            "unexpected: stored, never sent (or under another id)",
-            unexpected,
-        ),
-        (
-            "recovered: outcome unknown to the client, stored anyway",
-            recovered,
-        ),
-        ("unknown, not stored (allowed)", unknown_absent),
-    ] {
-        println!("| {name} | {value} |");
-    }
-    println!("\n| Client | Value |\n| --- | --- |");
-    for (name, value) in [
-        ("rate", format!("{} msg/s", args.rate)),
-        ("HTTP attempts", t(&tally.attempts).to_string()),
-        ("202", t(&tally.accepted).to_string()),
-        ("503", t(&tally.unavailable).to_string()),
-        (
-            "connection errors / timeouts",
-            t(&tally.transport_errors).to_string(),
-        ),
-        ("other statuses", t(&tally.other_status).to_string()),
-        ("client retries", t(&tally.retries).to_string()),
-        ("given up", t(&tally.gave_up).to_string()),
-        ("faults injected", faults.len().to_string()),
-        ("load time", secs(load_time)),
-    ] {
-        println!("| {name} | {value} |");
-    }
-    println!(
-        "\n| Fault | Began at | Until the cluster was whole again | Longest gap between 202s (time to resume) | Longest client wait for a 202 |\n| --- | --- | --- | --- | --- |"
+    let row = |name: &str, value: String| [name.to_owned(), value];
+    report::table(
+        &["Outcome (Jepsen's classes)", "Messages"],
+        [
+            ("sent", n),
+            ("ok: 202, stored once", ok),
+            ("lost: 202, never stored", lost),
+            ("duplicated: stored more than once", duplicated),
+            (
+                "unexpected: stored, never sent (or under another id)",
+                unexpected,
+            ),
+            (
+                "recovered: outcome unknown to the client, stored anyway",
+                recovered,
+            ),
+            ("unknown, not stored (allowed)", unknown_absent),
+        ]
+        .map(|(name, value)| row(name, value.to_string())),
     );
-    for (name, began, whole, gap, wait) in &fault_rows {
-        println!(
-            "| {name} | {} | {} | {} | {} |",
-            secs(*began),
-            secs(*whole),
-            secs(*gap),
-            secs(*wait)
-        );
-    }
+    report::table(
+        &["Client", "Value"],
+        [
+            row("rate", format!("{} msg/s", args.rate)),
+            row("HTTP attempts", t(&tally.attempts).to_string()),
+            row("202", t(&tally.accepted).to_string()),
+            row("503", t(&tally.unavailable).to_string()),
+            row(
+                "connection errors / timeouts",
+                t(&tally.transport_errors).to_string(),
+            ),
+            row("other statuses", t(&tally.other_status).to_string()),
+            row("client retries", t(&tally.retries).to_string()),
+            row("given up", t(&tally.gave_up).to_string()),
+            row("faults injected", faults.len().to_string()),
+            row("load time", secs(load_time)),
+        ],
+    );
+    report::table(
+        &[
+            "Fault",
+            "Began at",
+            "Until the cluster was whole again",
+            "Longest gap between 202s (time to resume)",
+            "Longest client wait for a 202",
+        ],
+        fault_rows.iter().map(|(name, began, whole, gap, wait)| {
+            [
+                name.clone(),
+                secs(*began),
+                secs(*whole),
+                secs(*gap),
+                secs(*wait),
+            ]
+        }),
+    );
 
     let kinds = ["1.", "2.", "3.", "4."];
     let every_fault = kinds
@@ -708,24 +658,24 @@ async fn main() -> anyhow::Result<()> {
         .all(|k| faults.iter().any(|f| f.name.starts_with(k)))
         && faults.iter().filter(|f| f.name.starts_with("4.")).count() == NODES.len();
     let checks = [
-        ("nothing lost", lost == 0, format!("{lost} lost")),
-        (
+        Check::new("nothing lost", lost == 0, format!("{lost} lost")),
+        Check::new(
             "nothing duplicated",
             duplicated == 0,
             format!("{duplicated} duplicated"),
         ),
-        (
+        Check::new(
             "nothing unexpected",
             unexpected == 0,
             format!("{unexpected} unexpected"),
         ),
-        ("messages.store drained", drained_ok, drain_detail),
-        (
+        Check::new("messages.store drained", drained_ok, drain_detail),
+        Check::new(
             "every fault happened",
             every_fault,
             format!("{} faults", faults.len()),
         ),
-        (
+        Check::new(
             "no client waited too long for a 202 during a fault",
             worst_wait <= args.max_wait,
             format!(
@@ -735,16 +685,7 @@ async fn main() -> anyhow::Result<()> {
             ),
         ),
     ];
-    println!("\n| Check | Result | Detail |\n| --- | --- | --- |");
-    let mut failed = false;
-    for (name, pass, detail) in &checks {
-        failed |= !pass;
-        println!(
-            "| {name} | {} | {detail} |",
-            if *pass { "pass" } else { "FAIL" }
-        );
-    }
-    if failed {
+    if report::checks(&checks) {
         eprintln!("cluster: FAILED");
         std::process::exit(1);
     }

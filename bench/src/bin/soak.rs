@@ -11,48 +11,27 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use bench::flags::Flags;
+use bench::memory::rss;
+use bench::report::mb;
 use bench::{http, rows};
 use chrono::Utc;
 
 /// Growth from 10 % of the run to its end that fails the soak.
 const MAX_GROWTH_BYTES: u64 = 5 * 1024 * 1024;
 
-/// Resident set size of `pid` in bytes (VmRSS), if it still runs.
-fn rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let map = bench::flags::parse()?;
-    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_owned());
-    let addr: SocketAddr = get("url", "http://127.0.0.1:8080")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .context("--url must be http://ip:port")?;
-    let database_url = get("database-url", "postgres://root@127.0.0.1:5432/pipeline");
-    let n: usize = get("n", "1000000").parse().context("--n")?;
-    let rate: f64 = get("rate", "3000").parse().context("--rate")?;
-    let connections: usize = get("c", "16").parse().context("--c")?;
-    let pids = bench::flags::pids(&get("pids", ""))?;
+    let flags = Flags::parse()?;
+    let addr = flags.addr("url", "http://127.0.0.1:8080")?;
+    let database_url = flags.string("database-url", "postgres://root@127.0.0.1:5432/pipeline");
+    let n: usize = flags.number("n", 1_000_000)?;
+    let rate: f64 = flags.number("rate", 3000.0)?;
+    let connections: usize = flags.number("c", 16)?;
+    let pids = flags.pids("pids")?;
 
     // Sample every process every second until the load is done.
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);

@@ -1,6 +1,8 @@
 //! `API_TOKEN`: everything but the probes and /metrics needs the bearer token.
 
+use e2e::app::send;
 use e2e::{spawn_producer, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -8,47 +10,20 @@ async fn api_token_guards_every_endpoint_but_probes_and_metrics() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[("API_TOKEN", "s3cret-token")]).await;
-    let url = |p: &str| format!("{}{p}", producer.base);
     let body = json!({"content": "x"});
+    let post = |path: &str| producer.request(Method::POST, path);
 
     let refused = [
-        producer
-            .client
-            .post(url("/messages"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        producer
-            .client
-            .post(url("/messages"))
-            .bearer_auth("wrong")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        producer
-            .client
-            .post(url("/messages"))
-            .header("Authorization", "Basic s3cret-token")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        producer
-            .client
-            .post(url("/add_message"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        producer
-            .client
-            .post(url("/messages/batch"))
-            .json(&json!([body]))
-            .send()
-            .await
-            .unwrap(),
+        producer.post_json("/messages", &body).await,
+        send(post("/messages").bearer_auth("wrong").json(&body)).await,
+        send(
+            post("/messages")
+                .header("Authorization", "Basic s3cret-token")
+                .json(&body),
+        )
+        .await,
+        producer.post_json("/add_message", &body).await,
+        producer.post_json("/messages/batch", &json!([body])).await,
         producer.get("/messages").await,
         producer.get("/events").await,
         producer.get("/openapi.json").await,
@@ -69,22 +44,11 @@ async fn api_token_guards_every_endpoint_but_probes_and_metrics() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(producer.get(path).await.status(), 200, "{path}");
     }
-    let ok = producer
-        .client
-        .post(url("/messages"))
-        .bearer_auth("s3cret-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let ok = send(post("/messages").bearer_auth("s3cret-token").json(&body)).await;
     assert_eq!(ok.status(), 202);
     let list = producer
-        .client
-        .get(url("/messages"))
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap();
+        .with_token(Method::GET, "/messages", "s3cret-token")
+        .await;
     assert_eq!(list.status(), 200);
     assert_eq!(broker.depth(&broker.topology.store_queue).await, 1);
     producer.stop().await;

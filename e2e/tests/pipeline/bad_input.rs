@@ -1,7 +1,9 @@
 //! Every kind of bad request gets a clear 4xx JSON error, and nothing
 //! reaches the queue.
 
+use e2e::app::send;
 use e2e::{spawn_producer, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn expect_error(res: reqwest::Response, status: u16, needle: &str) {
@@ -25,11 +27,9 @@ async fn bad_requests_get_json_errors_and_publish_nothing() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[("MAX_BODY_BYTES", "1024")]).await;
-    let url = |p: &str| format!("{}{p}", producer.base);
     let raw = |path: &str, ctype: &str, body: &'static str| {
         producer
-            .client
-            .post(url(path))
+            .request(Method::POST, path)
             .header("content-type", ctype.to_owned())
             .body(body)
             .send()
@@ -92,13 +92,7 @@ async fn bad_requests_get_json_errors_and_publish_nothing() {
         )
         .await;
         let big = json!({"content": "x".repeat(2000)});
-        let res = producer
-            .client
-            .post(url(path))
-            .json(&big)
-            .send()
-            .await
-            .unwrap();
+        let res = producer.post_json(path, &big).await;
         expect_error(res, 413, "larger than 1024 bytes").await;
     }
     expect_error(
@@ -108,20 +102,14 @@ async fn bad_requests_get_json_errors_and_publish_nothing() {
     )
     .await;
     let res = producer
-        .client
-        .post(url("/messages"))
-        .header("Idempotency-Key", "x".repeat(300))
-        .json(&json!({"content": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .post_with_key("/messages", &"x".repeat(300), &json!({"content": "x"}))
+        .await;
     expect_error(res, 400, "Idempotency-Key").await;
 
     // The batch endpoint validates every item before publishing any.
     let batch = |body: serde_json::Value| {
         producer
-            .client
-            .post(url("/messages/batch"))
+            .request(Method::POST, "/messages/batch")
             .json(&body)
             .send()
     };
@@ -157,29 +145,19 @@ async fn bad_requests_get_json_errors_and_publish_nothing() {
 
     expect_error(producer.get("/nowhere").await, 404, "no route").await;
     expect_error(
-        producer
-            .client
-            .delete(url("/messages"))
-            .send()
-            .await
-            .unwrap(),
+        send(producer.request(Method::DELETE, "/messages")).await,
         405,
         "method not allowed",
     )
     .await;
     expect_error(
-        producer
-            .client
-            .put(url("/add_message"))
-            .send()
-            .await
-            .unwrap(),
+        send(producer.request(Method::PUT, "/add_message")).await,
         405,
         "method not allowed",
     )
     .await;
     expect_error(
-        producer.client.post(url("/healthz")).send().await.unwrap(),
+        send(producer.request(Method::POST, "/healthz")).await,
         405,
         "method not allowed",
     )

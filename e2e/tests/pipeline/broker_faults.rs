@@ -2,14 +2,11 @@
 
 use std::time::Duration;
 
+use e2e::app::send;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TcpProxy, TestBroker, TestDb};
 use lapin::options::QueueDeleteOptions;
 use serde_json::{json, Value};
 use shared::Envelope;
-
-fn rabbit_addr() -> std::net::SocketAddr {
-    "127.0.0.1:5672".parse().unwrap()
-}
 
 async fn expect_503(res: reqwest::Response) {
     assert_eq!(res.status(), 503);
@@ -41,20 +38,15 @@ async fn unreachable_broker_gets_503_not_a_hang() {
         .timeout(Duration::from_secs(10)) // a hang fails the test
         .build()
         .unwrap();
-    let res = client
-        .post(format!("{}/messages", producer.base))
-        .json(&json!({"content": "x"}))
-        .send()
-        .await
-        .unwrap();
-    expect_503(res).await;
-    let res = client
-        .post(format!("{}/add_message", producer.base))
-        .json(&json!({"content": "x"}))
-        .send()
-        .await
-        .unwrap();
-    expect_503(res).await;
+    for path in ["/messages", "/add_message"] {
+        let res = send(
+            client
+                .post(producer.url(path))
+                .json(&json!({"content": "x"})),
+        )
+        .await;
+        expect_503(res).await;
+    }
 
     let ready = producer.get("/readyz").await;
     assert_eq!(ready.status(), 503);
@@ -66,9 +58,9 @@ async fn unreachable_broker_gets_503_not_a_hang() {
     assert_eq!(producer.get("/healthz").await.status(), 200);
     // The dead-letter tools need the broker too.
     for req in [
-        client.get(format!("{}/dead-letters", producer.base)),
-        client.post(format!("{}/dead-letters/redrive", producer.base)),
-        client.delete(format!("{}/dead-letters?confirm=true", producer.base)),
+        client.get(producer.url("/dead-letters")),
+        client.post(producer.url("/dead-letters/redrive")),
+        client.delete(producer.url("/dead-letters?confirm=true")),
     ] {
         expect_503(req.bearer_auth("adm").send().await.unwrap()).await;
     }
@@ -79,13 +71,12 @@ async fn unreachable_broker_gets_503_not_a_hang() {
 async fn producer_answers_503_while_disconnected_and_recovers() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let proxy = TcpProxy::start(rabbit_addr()).await;
-    let url = proxy.amqp_url();
+    let proxy = TcpProxy::to_broker().await;
     let producer = spawn_producer(
         &db,
         &broker,
         &[
-            ("AMQP_URL", url.as_str()),
+            ("AMQP_URL", &proxy.amqp_url()),
             ("PUBLISH_TIMEOUT_MS", "2000"),
             ("AMQP_TIMEOUT_MS", "1000"),
         ],
@@ -142,14 +133,12 @@ async fn producer_answers_503_while_disconnected_and_recovers() {
 async fn consumer_reconnects_and_resumes() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let proxy = TcpProxy::start(rabbit_addr()).await;
-    let url = proxy.amqp_url();
-    let consumer = spawn_consumer(
-        &db,
-        &broker,
-        &[("AMQP_URL", url.as_str()), ("AMQP_TIMEOUT_MS", "1000")],
-    )
-    .await;
+    let proxy = TcpProxy::to_broker().await;
+    let env = [
+        ("AMQP_URL", &*proxy.amqp_url()),
+        ("AMQP_TIMEOUT_MS", "1000"),
+    ];
+    let consumer = spawn_consumer(&db, &broker, &env).await;
 
     broker.publish(&Envelope::new("before".into())).await;
     wait_for("the first row", Duration::from_secs(10), || async {

@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use e2e::app::send;
 use e2e::broker::header;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::db::dead_letters::DeadLetter;
 use shared::envelope::Extras;
@@ -28,7 +30,6 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
         &[("API_TOKEN", "t0ken"), ("ADMIN_TOKEN", "adm1n")],
     )
     .await;
-    let url = |p: &str| format!("{}{p}", producer.base);
 
     // The page and its assets hold no data: served without a token, with a
     // policy that forbids anything from elsewhere.
@@ -48,12 +49,8 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
     assert!(page.contains("dashboard/app.js"));
     // The API's page links to it, and a trailing slash finds it too.
     let docs = producer
-        .client
-        .get(url("/docs"))
-        .bearer_auth("t0ken")
-        .send()
+        .with_token(Method::GET, "/docs", "t0ken")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -62,18 +59,13 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-        .get(url("/dashboard/"))
+        .get(producer.url("/dashboard/"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 308);
     assert_eq!(res.headers()["location"], "../dashboard");
-    let access: Value = producer
-        .get("/dashboard/api/access")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let access = producer.get_json("/dashboard/api/access").await;
     assert_eq!(access, json!({ "api_token": true, "admin": true }));
 
     // Data: 401 without the API token, 200 with it.
@@ -83,40 +75,23 @@ async fn the_page_is_public_and_its_data_needs_the_tokens() {
         "/dashboard/api/idempotency-key?key=k",
     ] {
         assert_eq!(producer.get(path).await.status(), 401, "{path}");
-        let res = producer
-            .client
-            .get(url(path))
-            .bearer_auth("t0ken")
-            .send()
-            .await
-            .unwrap();
+        let res = producer.with_token(Method::GET, path, "t0ken").await;
         assert_eq!(res.status(), 200, "{path}");
     }
     // Redriving one needs the admin token; the API token does not open it.
-    let redrive = url(&format!("/dead-letters/{}/redrive", Uuid::new_v4()));
+    let redrive = format!("/dead-letters/{}/redrive", Uuid::new_v4());
     for token in ["t0ken", "wrong"] {
-        let res = producer
-            .client
-            .post(&redrive)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let res = producer.with_token(Method::POST, &redrive, token).await;
         assert_eq!(res.status(), 401);
     }
     producer.stop().await;
 
     // Without ADMIN_TOKEN the page is told the tools are off, and they are.
     let producer = spawn_producer(&db, &broker, &[]).await;
-    let access: Value = producer
-        .get("/dashboard/api/access")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let access = producer.get_json("/dashboard/api/access").await;
     assert_eq!(access, json!({ "api_token": false, "admin": false }));
-    let redrive = format!("{}/dead-letters/{}/redrive", producer.base, Uuid::new_v4());
-    let res = producer.client.post(&redrive).send().await.unwrap();
+    let redrive = format!("/dead-letters/{}/redrive", Uuid::new_v4());
+    let res = send(producer.request(Method::POST, &redrive)).await;
     assert_eq!(res.status(), 404);
     producer.stop().await;
 }
@@ -151,15 +126,7 @@ async fn the_overview_counts_accepted_stored_and_dead_lettered() {
     )
     .await;
 
-    let overview = || async {
-        let o: Value = producer
-            .get("/dashboard/api/overview")
-            .await
-            .json()
-            .await
-            .unwrap();
-        o
-    };
+    let overview = || producer.get_json("/dashboard/api/overview");
     let o = wait_for(
         "the overview to count them",
         Duration::from_secs(10),
@@ -271,8 +238,9 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
     let detail = |id: Uuid| {
         let producer = &producer;
         async move {
-            let res = producer.get(&format!("/dashboard/api/messages/{id}")).await;
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            producer
+                .get_status_json(&format!("/dashboard/api/messages/{id}"))
+                .await
         }
     };
     let (status, m) = detail(ids[1]).await;
@@ -300,21 +268,13 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
 
     // An Idempotency-Key names the id POST /messages gives it.
     let res = producer
-        .client
-        .post(format!("{}/messages", producer.base))
-        .header("Idempotency-Key", "order-1234")
-        .json(&json!({ "content": "hello" }))
-        .send()
-        .await
-        .unwrap();
+        .post_with_key("/messages", "order-1234", &json!({ "content": "hello" }))
+        .await;
     assert_eq!(res.status(), 202);
     let posted: Value = res.json().await.unwrap();
-    let looked_up: Value = producer
-        .get("/dashboard/api/idempotency-key?key=order-1234")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let looked_up = producer
+        .get_json("/dashboard/api/idempotency-key?key=order-1234")
+        .await;
     assert_eq!(looked_up["id"], posted["id"]);
     let too_long = "k".repeat(256);
     for bad in ["", "?key=", "?key=%C3%A9", &format!("?key={too_long}")] {
@@ -380,12 +340,8 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
         let producer = &producer;
         async move {
             producer
-                .client
-                .post(format!("{}/dead-letters/{id}/redrive", producer.base))
-                .bearer_auth("adm1n")
-                .send()
+                .admin(Method::POST, &format!("/dead-letters/{id}/redrive"))
                 .await
-                .unwrap()
         }
     };
     // Unknown id: 404 saying so (not "no route"), and nothing moves.
@@ -419,12 +375,8 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
         Duration::from_secs(10),
         || async {
             let listed: Value = producer
-                .client
-                .get(format!("{}/dead-letters", producer.base))
-                .bearer_auth("adm1n")
-                .send()
+                .admin(Method::GET, "/dead-letters")
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();
@@ -498,12 +450,7 @@ async fn in_flight_comes_from_the_management_api_when_one_is_configured() {
         async move {
             let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let producer = spawn_producer(db, broker, &extra).await;
-            let o: Value = producer
-                .get("/dashboard/api/overview")
-                .await
-                .json()
-                .await
-                .unwrap();
+            let o = producer.get_json("/dashboard/api/overview").await;
             producer.stop().await;
             o["queue"]["in_flight"].clone()
         }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
+use e2e::app::send;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::Value;
 use shared::Envelope;
 
@@ -14,11 +15,9 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm1n")]).await;
     let consumer = spawn_consumer(&db, &broker, &[]).await;
-    diesel::sql_query(
+    db.execute(
         "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content NOT LIKE 'forbidden%')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    );
     let doomed: Vec<Envelope> = (0..3)
         .map(|i| Envelope::new(format!("forbidden {i}")))
         .collect();
@@ -37,19 +36,15 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     )
     .await;
 
-    let url = |p: &str| format!("{}{p}", producer.base);
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("adm1n").send();
-
     // Refused without the admin token (or with a wrong one), on every tool.
     for req in [
-        producer.client.get(url("/dead-letters")),
-        producer.client.post(url("/dead-letters/redrive")),
+        producer.request(Method::GET, "/dead-letters"),
+        producer.request(Method::POST, "/dead-letters/redrive"),
         producer
-            .client
-            .delete(url("/dead-letters?confirm=true"))
+            .request(Method::DELETE, "/dead-letters?confirm=true")
             .bearer_auth("wrong"),
     ] {
-        let res = req.send().await.unwrap();
+        let res = send(req).await;
         assert_eq!(res.status(), 401);
         assert!(res.json::<Value>().await.unwrap()["error"]
             .as_str()
@@ -57,13 +52,11 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
             .contains("admin"));
     }
     // A bad limit is a 400 on both tools that take one.
-    for req in [
-        producer.client.get(url("/dead-letters?limit=0")),
-        producer
-            .client
-            .post(url("/dead-letters/redrive?limit=many")),
+    for (method, path) in [
+        (Method::GET, "/dead-letters?limit=0"),
+        (Method::POST, "/dead-letters/redrive?limit=many"),
     ] {
-        let res = admin(req).await.unwrap();
+        let res = producer.admin(method, path).await;
         assert_eq!(res.status(), 400);
         assert!(res.json::<Value>().await.unwrap()["error"]
             .as_str()
@@ -78,9 +71,7 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
 
     // Browsing twice gives the same list in the same order, and keeps them all.
     let browse = || async {
-        let res = admin(producer.client.get(url("/dead-letters")))
-            .await
-            .unwrap();
+        let res = producer.admin(Method::GET, "/dead-letters").await;
         assert_eq!(res.status(), 200);
         res.json::<Value>().await.unwrap()
     };
@@ -103,9 +94,7 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     assert_eq!(items[0]["attempts"], 1);
     assert!(items[0]["dead_lettered_at"].is_string());
     assert_eq!(broker.depth(&dead_queue).await, 3);
-    let limited = admin(producer.client.get(url("/dead-letters?limit=1")))
-        .await
-        .unwrap();
+    let limited = producer.admin(Method::GET, "/dead-letters?limit=1").await;
     assert_eq!(
         limited.json::<Value>().await.unwrap()["dead_letters"]
             .as_array()
@@ -115,9 +104,7 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     );
 
     // Purging needs an explicit confirmation.
-    let res = admin(producer.client.delete(url("/dead-letters")))
-        .await
-        .unwrap();
+    let res = producer.admin(Method::DELETE, "/dead-letters").await;
     assert_eq!(res.status(), 400);
     assert!(res.json::<Value>().await.unwrap()["error"]
         .as_str()
@@ -126,30 +113,26 @@ async fn dead_letters_can_be_browsed_redriven_and_purged() {
     assert_eq!(broker.depth(&dead_queue).await, 3);
 
     // Fix the cause, redrive one, and it is stored.
-    diesel::sql_query("ALTER TABLE messages DROP CONSTRAINT no_forbidden")
-        .execute(&mut db.connect())
-        .unwrap();
-    let res = admin(producer.client.post(url("/dead-letters/redrive?limit=1")))
-        .await
-        .unwrap();
+    db.execute("ALTER TABLE messages DROP CONSTRAINT no_forbidden");
+    let res = producer
+        .admin(Method::POST, "/dead-letters/redrive?limit=1")
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["redriven"], 1);
-    wait_for(
-        "the redriven message to be stored",
-        Duration::from_secs(10),
-        || async {
-            let res = producer.get(&format!("/messages/{}", doomed[0].id)).await;
-            let body: Value = res.json().await.unwrap();
-            (body["status"] == "stored").then_some(())
-        },
-    )
-    .await;
+    producer
+        .wait_for_message(
+            doomed[0].id,
+            "the redriven message to be stored",
+            Duration::from_secs(10),
+            |body| body["status"] == "stored",
+        )
+        .await;
     assert_eq!(broker.depth(&dead_queue).await, 2);
 
     // Purge the rest.
-    let res = admin(producer.client.delete(url("/dead-letters?confirm=true")))
-        .await
-        .unwrap();
+    let res = producer
+        .admin(Method::DELETE, "/dead-letters?confirm=true")
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["purged"], 2);
     assert_eq!(broker.depth(&dead_queue).await, 0);
@@ -167,25 +150,12 @@ async fn dead_letter_tools_are_disabled_without_admin_token() {
     let producer = spawn_producer(&db, &broker, &[("API_TOKEN", "api")]).await;
     for res in [
         producer
-            .client
-            .get(format!("{}/dead-letters", producer.base))
-            .bearer_auth("api")
-            .send()
-            .await
-            .unwrap(),
+            .with_token(Method::GET, "/dead-letters", "api")
+            .await,
         producer
-            .client
-            .post(format!("{}/dead-letters/redrive", producer.base))
-            .bearer_auth("api")
-            .send()
-            .await
-            .unwrap(),
-        producer
-            .client
-            .delete(format!("{}/dead-letters?confirm=true", producer.base))
-            .send()
-            .await
-            .unwrap(),
+            .with_token(Method::POST, "/dead-letters/redrive", "api")
+            .await,
+        send(producer.request(Method::DELETE, "/dead-letters?confirm=true")).await,
     ] {
         assert_eq!(res.status(), 404);
         assert!(res.json::<Value>().await.unwrap()["error"].is_string());

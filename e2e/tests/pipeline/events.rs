@@ -1,33 +1,16 @@
 //! Completion events: SSE on every producer replica, and `?wait`.
 
-use std::time::Duration;
-
-use e2e::{spawn_consumer, spawn_producer, TestBroker, TestDb, TestProducer};
+use e2e::app::send;
+use e2e::{spawn_consumer, spawn_producer, EventStream, TestApp, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// Read an SSE response until a `data:` event arrives; return it.
-async fn next_event(res: &mut reqwest::Response) -> Value {
-    let mut buf = String::new();
-    let read = async {
-        loop {
-            let chunk = res.chunk().await.unwrap().expect("stream ended");
-            buf.push_str(std::str::from_utf8(&chunk).unwrap());
-            if let Some(line) = buf.lines().find(|l| l.starts_with("data: ")) {
-                return serde_json::from_str::<Value>(&line["data: ".len()..]).unwrap();
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), read)
-        .await
-        .expect("no event within 15 s")
-}
-
-async fn subscribe(producer: &TestProducer, id: Uuid) -> reqwest::Response {
+async fn subscribe(producer: &TestApp, id: Uuid) -> EventStream {
     let res = producer.get(&format!("/events?ids={id}")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
-    res
+    EventStream::new(res)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,18 +25,13 @@ async fn every_producer_replica_streams_completion_events() {
     let other = producer::idempotency::id_for_key("sse-2");
     let mut s1 = subscribe(&p1, id).await;
     let mut s2 = subscribe(&p2, id).await;
-    let post = |key: &'static str| {
-        p1.client
-            .post(format!("{}/messages", p1.base))
-            .header("Idempotency-Key", key)
-            .json(&json!({"content": "watch me"}))
-            .send()
-    };
+    let body = json!({"content": "watch me"});
+    let post = |key: &'static str| p1.post_with_key("/messages", key, &body);
     // An id nobody asked about first: it must be filtered out.
-    assert_eq!(post("sse-2").await.unwrap().status(), 202);
-    assert_eq!(post("sse-1").await.unwrap().status(), 202);
+    assert_eq!(post("sse-2").await.status(), 202);
+    assert_eq!(post("sse-1").await.status(), 202);
     for stream in [&mut s1, &mut s2] {
-        let event = next_event(stream).await;
+        let event = stream.next().await;
         assert_eq!(event, json!({"type": "stored", "ids": [id]}), "not {other}");
     }
     drop((s1, s2));
@@ -76,13 +54,9 @@ async fn get_with_wait_answers_when_the_message_is_stored() {
         .unwrap()
         .to_owned();
     // No consumer yet: the message is queued, so a waiting GET is pending.
-    let waiting = {
-        let (client, url) = (
-            producer.client.clone(),
-            format!("{}/messages/{id}?wait=25", producer.base),
-        );
-        tokio::spawn(async move { client.get(url).send().await.unwrap() })
-    };
+    let waiting = tokio::spawn(send(
+        producer.request(Method::GET, &format!("/messages/{id}?wait=25")),
+    ));
     let consumer = spawn_consumer(&db, &broker, &[]).await;
     let res = waiting.await.unwrap();
     assert_eq!(res.status(), 200);

@@ -2,27 +2,22 @@
 //! next live node when its own goes away, without waiting for it. Two TCP
 //! proxies to the local broker stand in for two nodes of a cluster.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use e2e::{spawn_consumer, spawn_producer, wait_for, TcpProxy, TestBroker, TestDb};
 use serde_json::{json, Value};
 
-fn amqp_addr() -> SocketAddr {
-    "127.0.0.1:5672".parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_and_consumer_move_to_the_next_node() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let a = TcpProxy::start(amqp_addr()).await;
-    let b = TcpProxy::start(amqp_addr()).await;
+    let a = TcpProxy::to_broker().await;
+    let b = TcpProxy::to_broker().await;
     let url = format!("{},{}", a.amqp_url(), b.amqp_url());
     let producer = spawn_producer(&db, &broker, &[("AMQP_URL", &url)]).await;
     let consumer = spawn_consumer(&db, &broker, &[("AMQP_URL", &url)]).await;
 
-    let ready: Value = producer.get("/readyz").await.json().await.unwrap();
+    let ready = producer.get_json("/readyz").await;
     let first = ready["node"].as_str().unwrap().to_owned();
     assert!(
         first == a.addr.to_string() || first == b.addr.to_string(),
@@ -44,7 +39,7 @@ async fn producer_and_consumer_move_to_the_next_node() {
         "the producer on the other node",
         Duration::from_secs(20),
         || async {
-            let body: Value = producer.get("/readyz").await.json().await.unwrap();
+            let body = producer.get_json("/readyz").await;
             (body["status"] == "ready" && body["node"] == other.addr.to_string()).then_some(body)
         },
     )

@@ -111,12 +111,9 @@ async fn hundred_messages_through_two_consumers_make_exactly_hundred_rows() {
     let posts = (0..100).map(|i| {
         let producer = &producer;
         async move {
-            let res = producer
-                .post_json("/messages", &json!({"content": format!("message {i}")}))
-                .await;
-            assert_eq!(res.status(), 202);
-            let body: Value = res.json().await.unwrap();
-            body["id"].as_str().unwrap().parse::<Uuid>().unwrap()
+            producer
+                .post_message(&json!({"content": format!("message {i}")}))
+                .await
         }
     });
     let accepted: HashSet<Uuid> = futures_util::future::join_all(posts)
@@ -185,17 +182,11 @@ async fn idempotency_key_yields_the_same_id_and_one_row() {
     let producer = spawn_producer(&db, &broker, &[]).await;
     let consumer = spawn_consumer(&db, &broker, &[]).await;
 
-    let post = |key: &'static str| {
-        producer
-            .client
-            .post(format!("{}/messages", producer.base))
-            .header("Idempotency-Key", key)
-            .json(&json!({"content": "pay once"}))
-            .send()
-    };
-    let a: Value = post("order-42").await.unwrap().json().await.unwrap();
-    let b: Value = post("order-42").await.unwrap().json().await.unwrap();
-    let c: Value = post("order-43").await.unwrap().json().await.unwrap();
+    let body = json!({"content": "pay once"});
+    let post = |key: &'static str| producer.post_with_key("/messages", key, &body);
+    let a: Value = post("order-42").await.json().await.unwrap();
+    let b: Value = post("order-42").await.json().await.unwrap();
+    let c: Value = post("order-43").await.json().await.unwrap();
     assert_eq!(a["id"], b["id"]);
     assert_ne!(a["id"], c["id"]);
 
@@ -271,15 +262,9 @@ async fn batch_endpoint_confirms_every_message_and_stores_them() {
     let items: Vec<Value> = (0..250)
         .map(|i| json!({"content": format!("b{i}")}))
         .collect();
-    let post = || {
-        producer
-            .client
-            .post(format!("{}/messages/batch", producer.base))
-            .header("Idempotency-Key", "import-7")
-            .json(&items)
-            .send()
-    };
-    let res = post().await.unwrap();
+    let items = json!(items);
+    let post = || producer.post_with_key("/messages/batch", "import-7", &items);
+    let res = post().await;
     assert_eq!(res.status(), 202);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], "queued");
@@ -293,7 +278,7 @@ async fn batch_endpoint_confirms_every_message_and_stores_them() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 250);
 
     // A retried batch with the same key gets the same ids and adds no rows.
-    let again: Value = post().await.unwrap().json().await.unwrap();
+    let again: Value = post().await.json().await.unwrap();
     assert_eq!(again["ids"], body["ids"]);
 
     wait_for(

@@ -1,7 +1,6 @@
 //! Production defects that only show after days (issue 8): each test here
 //! reproduces one scenario and failed on the code before its fix.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use diesel::RunQueryDsl;
@@ -12,17 +11,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::Envelope;
 use uuid::Uuid;
-
-fn pg_addr() -> SocketAddr {
-    "127.0.0.1:5432".parse().unwrap()
-}
-
-fn amqp_addr() -> SocketAddr {
-    "127.0.0.1:5672".parse().unwrap()
-}
 
 /// #3: a full disk (SQLSTATE 53100) while PostgreSQL still answers pings is
 /// an outage: messages are held and stored once it clears, none is
@@ -179,17 +171,14 @@ async fn broker_dead_letters_are_visible_in_the_status() {
 
     let producer = spawn_producer(&db, &broker, &[]).await;
     let pipeline = spawn_consumer(&db, &broker, &[]).await;
-    let url = format!("/messages/{}", envelope.id);
-    let body: Value = wait_for(
-        "the dead letter recorded",
-        Duration::from_secs(15),
-        || async {
-            let res = producer.get(&url).await;
-            let body: Value = res.json().await.unwrap();
-            (body["status"] == "dead_lettered").then_some(body)
-        },
-    )
-    .await;
+    let body = producer
+        .wait_for_message(
+            envelope.id,
+            "the dead letter recorded",
+            Duration::from_secs(15),
+            |body| body["status"] == "dead_lettered",
+        )
+        .await;
     assert_eq!(body["reason"], "delivery_limit", "{body}");
     pipeline.stop().await;
     producer.stop().await;
@@ -201,10 +190,8 @@ async fn broker_dead_letters_are_visible_in_the_status() {
 async fn the_producer_stays_ready_while_only_the_database_is_down() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let proxy = TcpProxy::start(pg_addr()).await;
-    let url = db
-        .url
-        .replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+    let proxy = TcpProxy::to_database().await;
+    let url = db.url_through(&proxy);
     let producer = spawn_producer(&db, &broker, &[("DATABASE_URL", &url)]).await;
     proxy.cut();
     let res = producer.get("/readyz").await;
@@ -228,9 +215,9 @@ async fn the_producer_stays_ready_while_only_the_database_is_down() {
 async fn a_dead_channel_ends_the_database_outage_loop() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let pg = TcpProxy::start(pg_addr()).await;
-    let amqp = TcpProxy::start(amqp_addr()).await;
-    let db_url = db.url.replacen("127.0.0.1:5432", &pg.addr.to_string(), 1);
+    let pg = TcpProxy::to_database().await;
+    let amqp = TcpProxy::to_broker().await;
+    let db_url = db.url_through(&pg);
     let consumer = spawn_consumer(
         &db,
         &broker,
@@ -297,39 +284,23 @@ async fn clients_see_a_category_not_database_internals() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "admin-secret")]).await;
-    diesel::sql_query(
+    db.execute(
         "ALTER TABLE messages ADD CONSTRAINT secret_rule_xyz CHECK (content <> 'forbidden')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    );
     let consumer = spawn_consumer(&db, &broker, &[]).await;
-    let res = producer
-        .post_json("/messages", &json!({"content": "forbidden"}))
+    let id = producer
+        .post_message(&json!({"content": "forbidden"}))
         .await;
-    assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let body: Value = wait_for("dead-lettered", Duration::from_secs(15), || async {
-        let body: Value = producer
-            .get(&format!("/messages/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        (body["status"] == "dead_lettered").then_some(body)
-    })
-    .await;
+    let body = producer
+        .wait_for_message(id, "dead-lettered", Duration::from_secs(15), |body| {
+            body["status"] == "dead_lettered"
+        })
+        .await;
     assert_eq!(body["reason"], "rejected_by_database", "{body}");
     assert!(!body.to_string().contains("secret_rule_xyz"), "{body}");
     let admin: Value = producer
-        .client
-        .get(format!("{}/dead-letters", producer.base))
-        .bearer_auth("admin-secret")
-        .send()
+        .admin(Method::GET, "/dead-letters")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

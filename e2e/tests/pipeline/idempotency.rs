@@ -10,22 +10,6 @@ use e2e::{spawn_consumer, spawn_producer, wait_for, TcpProxy, TestBroker, TestDb
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-async fn post_with_key(
-    producer: &e2e::TestProducer,
-    path: &str,
-    key: &str,
-    body: &Value,
-) -> reqwest::Response {
-    producer
-        .client
-        .post(format!("{}{path}", producer.base))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_key_with_another_body_is_refused_not_dropped() {
     let db = TestDb::new();
@@ -33,17 +17,23 @@ async fn reused_key_with_another_body_is_refused_not_dropped() {
     let producer = spawn_producer(&db, &broker, &[]).await;
     let consumer = spawn_consumer(&db, &broker, &[]).await;
 
-    let first = post_with_key(&producer, "/messages", "k-1", &json!({"content": "pay 10"})).await;
+    let first = producer
+        .post_with_key("/messages", "k-1", &json!({"content": "pay 10"}))
+        .await;
     assert_eq!(first.status(), 202);
     let first: Value = first.json().await.unwrap();
 
     // The same request again: the original answer.
-    let again = post_with_key(&producer, "/messages", "k-1", &json!({"content": "pay 10"})).await;
+    let again = producer
+        .post_with_key("/messages", "k-1", &json!({"content": "pay 10"}))
+        .await;
     assert_eq!(again.status(), 202);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
 
     // The same key on another request: 422, and nothing is published.
-    let other = post_with_key(&producer, "/messages", "k-1", &json!({"content": "pay 99"})).await;
+    let other = producer
+        .post_with_key("/messages", "k-1", &json!({"content": "pay 99"}))
+        .await;
     assert_eq!(other.status(), 422);
     let error = other.json::<Value>().await.unwrap()["error"]
         .as_str()
@@ -72,17 +62,19 @@ async fn batch_keys_have_their_own_namespace() {
     let producer = spawn_producer(&db, &broker, &[]).await;
     let consumer = spawn_consumer(&db, &broker, &[]).await;
 
-    let batch = post_with_key(
-        &producer,
-        "/messages/batch",
-        "imp",
-        &json!([{"content": "a"}, {"content": "b"}]),
-    )
-    .await;
+    let batch = producer
+        .post_with_key(
+            "/messages/batch",
+            "imp",
+            &json!([{"content": "a"}, {"content": "b"}]),
+        )
+        .await;
     assert_eq!(batch.status(), 202);
     let batch: Value = batch.json().await.unwrap();
     // A single POST whose key is literally what batch item 1 once used.
-    let single = post_with_key(&producer, "/messages", "imp/1", &json!({"content": "c"})).await;
+    let single = producer
+        .post_with_key("/messages", "imp/1", &json!({"content": "c"}))
+        .await;
     assert_eq!(single.status(), 202);
     let single: Value = single.json().await.unwrap();
     assert_ne!(
@@ -90,25 +82,27 @@ async fn batch_keys_have_their_own_namespace() {
         "no collision across namespaces"
     );
     // And the key of a batch does not collide with the same key on a single POST.
-    let single = post_with_key(&producer, "/messages", "imp", &json!({"content": "d"})).await;
+    let single = producer
+        .post_with_key("/messages", "imp", &json!({"content": "d"}))
+        .await;
     assert_eq!(single.status(), 202);
 
     // A batch retried with its key gets the same ids; changed, it is refused.
-    let again = post_with_key(
-        &producer,
-        "/messages/batch",
-        "imp",
-        &json!([{"content": "a"}, {"content": "b"}]),
-    )
-    .await;
+    let again = producer
+        .post_with_key(
+            "/messages/batch",
+            "imp",
+            &json!([{"content": "a"}, {"content": "b"}]),
+        )
+        .await;
     assert_eq!(again.json::<Value>().await.unwrap()["ids"], batch["ids"]);
-    let changed = post_with_key(
-        &producer,
-        "/messages/batch",
-        "imp",
-        &json!([{"content": "a"}, {"content": "B"}]),
-    )
-    .await;
+    let changed = producer
+        .post_with_key(
+            "/messages/batch",
+            "imp",
+            &json!([{"content": "a"}, {"content": "B"}]),
+        )
+        .await;
     assert_eq!(changed.status(), 422);
 
     wait_for("4 rows", Duration::from_secs(10), || async {
@@ -135,7 +129,7 @@ async fn concurrent_first_uses_of_a_key_bind_it_to_one_body() {
         let body = json!({"content": if i % 2 == 0 { "even" } else { "odd" }});
         let producer = &producer;
         async move {
-            let res = post_with_key(producer, "/messages", "race", &body).await;
+            let res = producer.post_with_key("/messages", "race", &body).await;
             (body, res.status().as_u16())
         }
     });
@@ -168,7 +162,7 @@ async fn concurrent_first_uses_of_a_key_bind_it_to_one_body() {
 async fn retry_after_a_503_with_the_same_key_succeeds() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let proxy = TcpProxy::to_broker().await;
     let url = proxy.amqp_url();
     let producer = spawn_producer(
         &db,
@@ -182,7 +176,7 @@ async fn retry_after_a_503_with_the_same_key_succeeds() {
     .await;
     let body = json!({"content": "retry me"});
     proxy.cut();
-    let res = post_with_key(&producer, "/messages", "k-503", &body).await;
+    let res = producer.post_with_key("/messages", "k-503", &body).await;
     assert_eq!(res.status(), 503);
 
     proxy.restore();
@@ -190,7 +184,7 @@ async fn retry_after_a_503_with_the_same_key_succeeds() {
         "the retry to be accepted",
         Duration::from_secs(20),
         || async {
-            let res = post_with_key(&producer, "/messages", "k-503", &body).await;
+            let res = producer.post_with_key("/messages", "k-503", &body).await;
             assert_ne!(
                 res.status(),
                 422,
@@ -226,13 +220,8 @@ async fn reused_key_with_another_callback_is_refused() {
         let producer = &producer;
         async move {
             producer
-                .client
-                .post(format!("{}{path}", producer.base))
-                .header("Idempotency-Key", format!("cb-{path}"))
-                .json(&body)
-                .send()
+                .post_with_key(path, &format!("cb-{path}"), &body)
                 .await
-                .unwrap()
                 .status()
         }
     };

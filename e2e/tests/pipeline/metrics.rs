@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use e2e::app::send;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TcpProxy, TestBroker, TestDb};
 use lapin::BasicProperties;
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::Envelope;
 
@@ -13,10 +15,6 @@ const REJECTED: &str = "pipeline_producer_messages_rejected_total";
 const CONFIRM_COUNT: &str = "pipeline_producer_publish_confirm_seconds_count";
 const CONNECTED: &str = "pipeline_broker_connected";
 const RECONNECTS: &str = "pipeline_broker_reconnects_total";
-
-fn rabbit_addr() -> std::net::SocketAddr {
-    "127.0.0.1:5672".parse().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_counts_accepted_rejected_and_confirms() {
@@ -62,14 +60,13 @@ async fn producer_counts_accepted_rejected_and_confirms() {
             .status(),
         413
     );
-    let res = producer
-        .client
-        .post(format!("{}/messages", producer.base))
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        producer
+            .request(Method::POST, "/messages")
+            .header("content-type", "text/plain")
+            .body("hello"),
+    )
+    .await;
     assert_eq!(res.status(), 415);
     assert_eq!(producer.get("/messages?limit=0").await.status(), 400);
 
@@ -227,14 +224,12 @@ async fn consumer_without_broker_is_alive_but_not_ready() {
 async fn consumer_readiness_follows_the_broker_and_counts_the_reconnect() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let proxy = TcpProxy::start(rabbit_addr()).await;
-    let url = proxy.amqp_url();
-    let consumer = spawn_consumer(
-        &db,
-        &broker,
-        &[("AMQP_URL", url.as_str()), ("AMQP_TIMEOUT_MS", "1000")],
-    )
-    .await;
+    let proxy = TcpProxy::to_broker().await;
+    let env = [
+        ("AMQP_URL", &*proxy.amqp_url()),
+        ("AMQP_TIMEOUT_MS", "1000"),
+    ];
+    let consumer = spawn_consumer(&db, &broker, &env).await;
     let status = |path: &'static str| {
         let consumer = &consumer;
         async move { consumer.get(path).await.status().as_u16() }

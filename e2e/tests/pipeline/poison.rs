@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
 use e2e::broker::header;
 use e2e::{spawn_consumer, wait_for, TestBroker, TestDb};
 use lapin::BasicProperties;
@@ -99,11 +98,7 @@ async fn a_row_the_database_rejects_is_isolated_from_its_batch() {
     let broker = TestBroker::new().await;
     let consumer = spawn_consumer(&db, &broker, &[("BATCH_WAIT_MS", "300")]).await;
     // A rule only the database knows about.
-    diesel::sql_query(
-        "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    db.execute("ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content <> 'forbidden')");
 
     let batch = [
         Envelope::new("a".into()),
@@ -142,11 +137,7 @@ async fn a_row_the_database_rejects_is_isolated_from_its_batch() {
     let producer = e2e::spawn_producer(&db, &broker, &[]).await;
     let status = |id: uuid::Uuid| {
         let producer = &producer;
-        async move {
-            let res = producer.get(&format!("/messages/{id}")).await;
-            let code = res.status().as_u16();
-            (code, res.json::<serde_json::Value>().await.unwrap())
-        }
+        async move { producer.get_status_json(&format!("/messages/{id}")).await }
     };
     let (code, body) = status(batch[1].id).await;
     assert_eq!(code, 200);

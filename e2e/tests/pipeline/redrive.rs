@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::Value;
 use shared::Envelope;
 
@@ -13,11 +13,9 @@ const ADMIN: &str = "adm1n";
 
 /// Make every message whose content starts with "forbidden" poison.
 fn forbid(db: &TestDb) {
-    diesel::sql_query(
+    db.execute(
         "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content NOT LIKE 'forbidden%')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    );
 }
 
 async fn dead_letter(broker: &TestBroker, n: usize) -> Vec<Envelope> {
@@ -47,8 +45,7 @@ async fn redrive_without_limit_stops_at_the_depth_it_found() {
     dead_letter(&broker, 10).await;
 
     let res = producer
-        .client
-        .post(format!("{}/dead-letters/redrive", producer.base))
+        .request(Method::POST, "/dead-letters/redrive")
         .bearer_auth(ADMIN)
         .timeout(Duration::from_secs(60))
         .send()
@@ -79,9 +76,7 @@ async fn status_stops_saying_dead_lettered_after_redrive_and_purge() {
         let path = format!("/messages/{}", doomed[i].id);
         let producer = &producer;
         async move {
-            let res = producer.get(&path).await;
-            let code = res.status().as_u16();
-            let body: Value = res.json().await.unwrap();
+            let (code, body) = producer.get_status_json(&path).await;
             (code, body["status"].as_str().unwrap().to_owned())
         }
     };
@@ -90,12 +85,8 @@ async fn status_stops_saying_dead_lettered_after_redrive_and_purge() {
     }
 
     let res = producer
-        .client
-        .post(format!("{}/dead-letters/redrive?limit=1", producer.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin(Method::POST, "/dead-letters/redrive?limit=1")
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap()["redriven"], 1);
     assert_eq!(broker.depth(&broker.topology.store_queue).await, 1);
     assert_eq!(
@@ -106,12 +97,8 @@ async fn status_stops_saying_dead_lettered_after_redrive_and_purge() {
     assert_eq!(status(1).await, (200, "dead_lettered".to_owned()));
 
     let res = producer
-        .client
-        .delete(format!("{}/dead-letters?confirm=true", producer.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .admin(Method::DELETE, "/dead-letters?confirm=true")
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap()["purged"], 2);
     for i in 1..3 {
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use diesel::RunQueryDsl;
-use e2e::{spawn_producer, TestBroker, TestDb, TestProducer};
+use e2e::{spawn_producer, TestApp, TestBroker, TestDb};
 use serde_json::Value;
 
 fn exec(conn: &mut diesel::PgConnection, sql: &str) {
@@ -20,10 +20,7 @@ fn insert(content: &str, created_at: &str) -> String {
 
 /// Read every page after `cursor`, as a tailing client does, and return
 /// the contents seen and the cursor to continue from.
-async fn tail(
-    producer: &TestProducer,
-    mut cursor: Option<String>,
-) -> (Vec<String>, Option<String>) {
+async fn tail(producer: &TestApp, mut cursor: Option<String>) -> (Vec<String>, Option<String>) {
     let mut seen = Vec::new();
     loop {
         let path = match &cursor {

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
+use e2e::app::send;
 use e2e::{spawn_producer, TestBroker, TestDb};
+use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -17,19 +18,15 @@ async fn wait_answers_stored_when_the_event_never_comes() {
     let producer = spawn_producer(&db, &broker, &[]).await;
     let id = Uuid::new_v4();
 
-    let waiting = {
-        let url = format!("{}/messages/{id}?wait=3", producer.base);
-        let client = producer.client.clone();
-        tokio::spawn(async move { client.get(url).send().await.unwrap() })
-    };
+    let waiting = tokio::spawn(send(
+        producer.request(Method::GET, &format!("/messages/{id}?wait=3")),
+    ));
     // Let the request make its first look (and find nothing) before the row
     // exists; if it looked later it would only make the test pass trivially.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    diesel::sql_query(format!(
+    db.execute(&format!(
         "INSERT INTO messages (id, content, created_at) VALUES ('{id}', 'silent', now())"
-    ))
-    .execute(&mut db.connect())
-    .unwrap();
+    ));
 
     let res = waiting.await.unwrap();
     assert_eq!(res.status(), 200, "stored, even though no event said so");

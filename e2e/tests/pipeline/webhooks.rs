@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use diesel::RunQueryDsl;
 use e2e::receiver::verify;
-use e2e::{spawn_consumer, spawn_producer, wait_for, Receiver, TestBroker, TestDb, TestProducer};
+use e2e::{
+    spawn_consumer, spawn_producer, wait_for, EventStream, Receiver, TestApp, TestBroker, TestDb,
+};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -28,20 +31,15 @@ fn consumer_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     env
 }
 
-async fn post_with_callback(producer: &TestProducer, content: &str, url: &str) -> Uuid {
-    let res = producer
-        .post_json(
-            "/messages",
-            &json!({"content": content, "callback_url": url}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let body: Value = res.json().await.unwrap();
-    body["id"].as_str().unwrap().parse().unwrap()
+async fn post_with_callback(producer: &TestApp, content: &str, url: &str) -> Uuid {
+    producer
+        .post_message(&json!({"content": content, "callback_url": url}))
+        .await
 }
 
-async fn status_of(producer: &TestProducer, path: &str) -> Value {
-    producer.get(path).await.json().await.unwrap()
+/// Whether a message's notification is in `status`.
+fn notification_is(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |message| message["notification"]["status"] == status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +70,14 @@ async fn a_stored_message_notifies_its_callback_signed() {
     assert!(event["timestamp"].is_string());
     assert!(got.timestamp.parse::<i64>().is_ok());
 
-    let status = wait_for("delivered status", Duration::from_secs(10), || async {
-        let s = status_of(&producer, &format!("/messages/{id}")).await;
-        (s["notification"]["status"] == "delivered").then_some(s)
-    })
-    .await;
+    let status = producer
+        .wait_for_message(
+            id,
+            "delivered status",
+            Duration::from_secs(10),
+            notification_is("delivered"),
+        )
+        .await;
     assert_eq!(status["status"], "stored");
     assert_eq!(status["notification"]["id"], got.id);
     assert_eq!(status["notification"]["attempts"], 1);
@@ -96,11 +97,12 @@ async fn a_stored_message_notifies_its_callback_signed() {
         .post_json("/messages", &json!({"content": "quiet"}))
         .await;
     let plain: Value = plain.json().await.unwrap();
-    let plain = status_of(
-        &producer,
-        &format!("/messages/{}?wait=10", plain["id"].as_str().unwrap()),
-    )
-    .await;
+    let plain = producer
+        .get_json(&format!(
+            "/messages/{}?wait=10",
+            plain["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(plain["status"], "stored");
     assert!(plain.get("notification").is_none());
     consumer.stop().await;
@@ -117,15 +119,14 @@ async fn a_receiver_failing_three_times_gets_the_event_four_times() {
     let consumer = spawn_consumer(&db, &broker, &consumer_env(&[])).await;
 
     let id = post_with_callback(&producer, "retry me", &receiver.url("/flaky")).await;
-    let status = wait_for(
-        "delivered after retries",
-        Duration::from_secs(30),
-        || async {
-            let s = status_of(&producer, &format!("/messages/{id}")).await;
-            (s["notification"]["status"] == "delivered").then_some(s)
-        },
-    )
-    .await;
+    let status = producer
+        .wait_for_message(
+            id,
+            "delivered after retries",
+            Duration::from_secs(30),
+            notification_is("delivered"),
+        )
+        .await;
     let got = receiver.received();
     assert_eq!(got.len(), 4, "three 500s, then the 200");
     let answers: Vec<u16> = got.iter().map(|r| r.answered).collect();
@@ -168,24 +169,22 @@ async fn a_410_stops_and_failed_deliveries_can_be_listed_and_resent() {
     let consumer = spawn_consumer(&db, &broker, &consumer_env(&[])).await;
 
     let id = post_with_callback(&producer, "gone", &receiver.url("/gone")).await;
-    wait_for("failed after the 410", Duration::from_secs(20), || async {
-        let s = status_of(&producer, &format!("/messages/{id}")).await;
-        (s["notification"]["status"] == "failed").then_some(())
-    })
-    .await;
+    producer
+        .wait_for_message(
+            id,
+            "failed after the 410",
+            Duration::from_secs(20),
+            notification_is("failed"),
+        )
+        .await;
     assert_eq!(receiver.received().len(), 1, "a 410 is not retried");
 
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("adm1n").send();
-    let list: Value = admin(
-        producer
-            .client
-            .get(format!("{}/webhooks/failed", producer.base)),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let list: Value = producer
+        .admin(Method::GET, "/webhooks/failed")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["total"], 1);
     assert_eq!(list["deliveries"][0]["subject_id"], id.to_string());
     assert_eq!(list["deliveries"][0]["last_status"], 410);
@@ -193,26 +192,21 @@ async fn a_410_stops_and_failed_deliveries_can_be_listed_and_resent() {
     let anonymous = producer.get("/webhooks/failed").await;
     assert_eq!(anonymous.status(), 401);
 
-    let resent: Value = admin(
-        producer
-            .client
-            .post(format!("{}/webhooks/failed/resend", producer.base)),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let resent: Value = producer
+        .admin(Method::POST, "/webhooks/failed/resend")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(resent["resent"], 1);
-    wait_for(
-        "delivered after the resend",
-        Duration::from_secs(20),
-        || async {
-            let s = status_of(&producer, &format!("/messages/{id}")).await;
-            (s["notification"]["status"] == "delivered").then_some(())
-        },
-    )
-    .await;
+    producer
+        .wait_for_message(
+            id,
+            "delivered after the resend",
+            Duration::from_secs(20),
+            notification_is("delivered"),
+        )
+        .await;
     assert_eq!(receiver.received().len(), 2);
     consumer.stop().await;
     producer.stop().await;
@@ -275,12 +269,10 @@ async fn delivery_checks_the_address_again() {
         "http://localhost:9/x",
         "http://169.254.169.254/",
     ] {
-        diesel::sql_query(format!(
+        db.execute(&format!(
             "INSERT INTO webhook_deliveries (id, subject_id, event_type, url, payload) \
              VALUES (gen_random_uuid(), gen_random_uuid(), 'message.stored', '{url}', '{{}}')"
-        ))
-        .execute(&mut db.connect())
-        .unwrap();
+        ));
     }
     wait_for("three refusals", Duration::from_secs(20), || async {
         let failed = db.scalar(
@@ -299,28 +291,6 @@ async fn delivery_checks_the_address_again() {
     consumer.stop().await;
 }
 
-/// Read SSE `data:` events for `window`, keeping those of `kind`.
-async fn collect_events(res: &mut reqwest::Response, kind: &str, window: Duration) -> Vec<Value> {
-    let mut found = Vec::new();
-    let mut buf = String::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, res.chunk()).await {
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data: ") {
-                    let v: Value = serde_json::from_str(data).unwrap();
-                    if v["type"] == kind {
-                        found.push(v);
-                    }
-                }
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_with_poison_completes_once_across_three_consumers() {
     let db = TestDb::new();
@@ -328,11 +298,7 @@ async fn a_batch_with_poison_completes_once_across_three_consumers() {
     let receiver = Receiver::start().await;
     let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
     // Migrated by the producer: now make three items poison.
-    diesel::sql_query(
-        "ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content NOT LIKE 'poison%')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    db.execute("ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content NOT LIKE 'poison%')");
     let env = consumer_env(&[
         ("BATCH_SIZE", "50"),
         ("PREFETCH", "100"),
@@ -343,8 +309,9 @@ async fn a_batch_with_poison_completes_once_across_three_consumers() {
         spawn_consumer(&db, &broker, &env).await,
         spawn_consumer(&db, &broker, &env).await,
     ];
-    let mut events = producer.get("/events").await;
+    let events = producer.get("/events").await;
     assert_eq!(events.status(), 200);
+    let mut events = EventStream::new(events);
 
     let messages: Vec<Value> = (0..1000)
         .map(|i| {
@@ -368,7 +335,9 @@ async fn a_batch_with_poison_completes_once_across_three_consumers() {
     assert_eq!(body["ids"].as_array().unwrap().len(), 1000);
 
     let batch = wait_for("the batch to complete", Duration::from_secs(60), || async {
-        let b = status_of(&producer, &format!("/batches/{batch_id}?wait=5")).await;
+        let b = producer
+            .get_json(&format!("/batches/{batch_id}?wait=5"))
+            .await;
         (b["status"] != "pending" && b.get("status").is_some() && b["status"] != "not_found")
             .then_some(b)
     })
@@ -392,7 +361,9 @@ async fn a_batch_with_poison_completes_once_across_three_consumers() {
         },
     )
     .await;
-    let completions = collect_events(&mut events, "batch_completed", Duration::from_secs(2)).await;
+    let completions = events
+        .collect("batch_completed", Duration::from_secs(2))
+        .await;
     let hooks: Vec<Value> = receiver
         .received()
         .iter()
@@ -423,45 +394,35 @@ async fn the_array_form_still_works_and_a_redrive_reopens_the_batch() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", "adm1n")]).await;
-    diesel::sql_query(
-        "ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content NOT LIKE 'poison%')",
-    )
-    .execute(&mut db.connect())
-    .unwrap();
+    db.execute("ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content NOT LIKE 'poison%')");
     let consumer = spawn_consumer(&db, &broker, &[]).await;
+    let items = json!([{"content": "fine"}, {"content": "poison"}]);
     let res = producer
-        .client
-        .post(format!("{}/messages/batch", producer.base))
-        .header("Idempotency-Key", "batch-redrive")
-        .json(&json!([{"content": "fine"}, {"content": "poison"}]))
-        .send()
-        .await
-        .unwrap();
+        .post_with_key("/messages/batch", "batch-redrive", &items)
+        .await;
     assert_eq!(res.status(), 202);
     let body: Value = res.json().await.unwrap();
     let batch_id = body["batch_id"].as_str().unwrap().to_owned();
-    let batch = status_of(&producer, &format!("/batches/{batch_id}?wait=20")).await;
+    let batch = producer
+        .get_json(&format!("/batches/{batch_id}?wait=20"))
+        .await;
     assert_eq!(batch["status"], "completed_with_failures", "{batch}");
     assert!(batch.get("notification").is_none());
 
     // Lift the rule and redrive: the batch is pending until the item is
     // stored, then completes again, this time fully.
-    diesel::sql_query("ALTER TABLE messages DROP CONSTRAINT no_poison")
-        .execute(&mut db.connect())
-        .unwrap();
+    db.execute("ALTER TABLE messages DROP CONSTRAINT no_poison");
     let redriven: Value = producer
-        .client
-        .post(format!("{}/dead-letters/redrive", producer.base))
-        .bearer_auth("adm1n")
-        .send()
+        .admin(Method::POST, "/dead-letters/redrive")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(redriven["redriven"], 1);
     let batch = wait_for("completed again", Duration::from_secs(20), || async {
-        let b = status_of(&producer, &format!("/batches/{batch_id}?wait=5")).await;
+        let b = producer
+            .get_json(&format!("/batches/{batch_id}?wait=5"))
+            .await;
         (b["status"] == "completed").then_some(b)
     })
     .await;
@@ -469,13 +430,8 @@ async fn the_array_form_still_works_and_a_redrive_reopens_the_batch() {
     assert_eq!(batch["dead_lettered"], 0);
     // The same key gives the same batch id.
     let again = producer
-        .client
-        .post(format!("{}/messages/batch", producer.base))
-        .header("Idempotency-Key", "batch-redrive")
-        .json(&json!([{"content": "fine"}, {"content": "poison"}]))
-        .send()
-        .await
-        .unwrap();
+        .post_with_key("/messages/batch", "batch-redrive", &items)
+        .await;
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["batch_id"], batch_id);
     // Unknown batch: 404.
@@ -577,7 +533,7 @@ async fn a_slow_receiver_does_not_slow_storing() {
         most <= 2,
         "at most WEBHOOK_CONCURRENCY attempts at once, saw {most}"
     );
-    let last = status_of(&producer, &format!("/messages/{}", ids[99])).await;
+    let last = producer.get_json(&format!("/messages/{}", ids[99])).await;
     assert_eq!(last["status"], "stored");
     assert_eq!(last["notification"]["status"], "pending");
     drop(consumer);
@@ -670,20 +626,15 @@ async fn batches_need_the_api_token_and_webhook_tools_the_admin_token() {
         &[("API_TOKEN", "api"), ("ADMIN_TOKEN", "adm")],
     )
     .await;
-    let get = |path: String, token: Option<&'static str>| {
-        let req = producer.client.get(format!("{}{path}", producer.base));
-        match token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-        .send()
-    };
     let batch = format!("/batches/{}", Uuid::new_v4());
-    assert_eq!(get(batch.clone(), None).await.unwrap().status(), 401);
-    assert_eq!(get(batch, Some("api")).await.unwrap().status(), 404);
-    let tools = "/webhooks/failed".to_owned();
-    assert_eq!(get(tools.clone(), Some("api")).await.unwrap().status(), 401);
-    assert_eq!(get(tools, Some("adm")).await.unwrap().status(), 200);
+    assert_eq!(producer.get(&batch).await.status(), 401);
+    let api = producer.with_token(Method::GET, &batch, "api").await;
+    assert_eq!(api.status(), 404);
+    let tools = "/webhooks/failed";
+    let api = producer.with_token(Method::GET, tools, "api").await;
+    assert_eq!(api.status(), 401);
+    let admin = producer.with_token(Method::GET, tools, "adm").await;
+    assert_eq!(admin.status(), 200);
     producer.stop().await;
 }
 
@@ -711,15 +662,14 @@ async fn a_consumer_killed_mid_attempt_leaves_the_notification_to_be_sent_again(
     })
     .await;
     let second = spawn_consumer(&db, &broker, &env).await;
-    let status = wait_for(
-        "sent again and recorded",
-        Duration::from_secs(40),
-        || async {
-            let s = status_of(&producer, &format!("/messages/{id}")).await;
-            (s["notification"]["status"] == "delivered").then_some(s)
-        },
-    )
-    .await;
+    let status = producer
+        .wait_for_message(
+            id,
+            "sent again and recorded",
+            Duration::from_secs(40),
+            notification_is("delivered"),
+        )
+        .await;
     let got = receiver.received();
     assert_eq!(
         got.len(),

@@ -1,0 +1,75 @@
+//! The retrying client of the fault injectors (`faults`, `cluster`): one
+//! attempt of `POST /messages` with an `Idempotency-Key`, sorted into what a
+//! client must tell apart, and the wait between attempts. Each injector
+//! keeps its own policy (what it retries, when it gives up, what it counts).
+
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+/// How one attempt ended.
+pub enum Attempt {
+    /// 202, with the id the producer gave and when the answer came.
+    Accepted { id: Uuid, at: Instant },
+    /// 202 whose body did not arrive whole, or named no id: the outcome is
+    /// known, the id is not (retrying with the same key gives it).
+    AcceptedWithoutId,
+    /// Any other status.
+    Status(reqwest::StatusCode),
+    /// No answer: connection refused or reset, or the client's timeout.
+    Transport,
+}
+
+/// `POST {base}/messages` with `body` under `key`.
+pub async fn post_message(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> Attempt {
+    let response = client
+        .post(format!("{base}/messages"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status() == 202 => {
+            let at = Instant::now();
+            let id = r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|b| b["id"].as_str().and_then(|s| s.parse().ok()));
+            match id {
+                Some(id) => Attempt::Accepted { id, at },
+                None => Attempt::AcceptedWithoutId,
+            }
+        }
+        Ok(r) => Attempt::Status(r.status()),
+        Err(_) => Attempt::Transport,
+    }
+}
+
+/// The wait before the next attempt: doubling from the first one, at most
+/// a second, so a client keeps up with a service that comes back.
+pub struct Backoff(Duration);
+
+impl Backoff {
+    /// Starting at `first`.
+    pub fn new(first: Duration) -> Self {
+        Self(first)
+    }
+
+    /// The wait to do now (the next one doubles).
+    pub fn next_wait(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+        now
+    }
+
+    /// The wait `next_wait` would give, without moving on.
+    pub fn peek(&self) -> Duration {
+        self.0
+    }
+}

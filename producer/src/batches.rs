@@ -1,0 +1,235 @@
+//! Batches: `POST /messages/batch` takes up to 1000 messages in one
+//! request (the JSON array, or `{"messages": [...], "callback_url": "..."}`),
+//! publishes them pipelined over the publisher channels and answers once
+//! every one is confirmed; `GET /batches/{id}[?wait=S]` says how far the
+//! batch has come.
+//!
+//! Every item carries its batch's id, size and callback (see
+//! `shared::envelope::BatchRef`); the consumer that stores or dead-letters
+//! the first item creates the batch's row, and the one that settles the
+//! last completes it, in the same transaction. Until an item has reached the
+//! database the batch is `not_found`, like a message still queued.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use shared::envelope::{content_from_json, BatchRef};
+use shared::events::BatchStatus;
+use shared::Envelope;
+use uuid::Uuid;
+
+use crate::callbacks;
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::metrics::Endpoint;
+use crate::publisher::PublishError;
+use crate::schemas::{BatchQueued, ErrorBody, NewBatchBody, QueuedStatus, MAX_BATCH};
+use crate::state::AppState;
+use crate::wait::{self, WaitParams};
+
+/// What a batch body may be, for errors.
+const SHAPES: &str = "body must be a JSON array of {\"content\": \"...\"} objects, \
+    or an object {\"messages\": [...], \"callback_url\": \"...\"}";
+
+/// Accept `[{"content": "..."}, …]` or `{"messages": [...], "callback_url"}`;
+/// the answer names the `batch_id` (see `GET /batches/{id}`). All items are validated before any is
+/// published: one bad item rejects the batch with a 400 naming its index.
+/// 202 `{"status": "queued", "ids": […]}` when every message is confirmed;
+/// otherwise 503 listing which were confirmed and which must be retried.
+/// With `Idempotency-Key: K`, item `i` gets an id derived from `K` and `i`
+/// (a namespace apart from single POSTs), so a retried batch yields the same
+/// ids; `K` reused with a different batch is a 422.
+#[utoipa::path(post, path = "/messages/batch", tag = "messages",
+    request_body(content = NewBatchBody, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1-255 visible ASCII characters, no spaces. The same key and batch always yield the same ids; the same key with another batch is a 422")),
+    responses(
+        (status = 202, description = "All confirmed", body = BatchQueued),
+        (status = 400, description = "Not an array or batch object, empty, over 1000, an invalid item (named by index), a refused callback_url, or a bad Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
+        (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key already used with a different batch", body = ErrorBody),
+        (status = 503, description = r#"Some not confirmed: {"error", "queued": [ids], "failed": [{"index", "id"}]}; or the database is down for an Idempotency-Key"#, body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
+pub async fn post_batch(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (items, callback_url) = read_body(&body, &state).await?;
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("batch must not be empty".into()));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "batch has {} messages; at most {MAX_BATCH} are allowed",
+            items.len()
+        )));
+    }
+    let mut contents = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "item {i}: must be an object with a \"content\" string"
+            )));
+        }
+        contents.push(
+            content_from_json(item).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
+        );
+    }
+    // Bound before publishing: see `idempotency` for why.
+    let ids = idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref()).await?;
+    let batch_id = ids.batch;
+    let mut envelopes: Vec<Envelope> = ids
+        .items
+        .iter()
+        .zip(contents)
+        .map(|(id, content)| Envelope::with_id(*id, content))
+        .collect();
+    if let Some(first) = envelopes.first() {
+        let batch = BatchRef {
+            id: batch_id,
+            total: u32::try_from(envelopes.len()).unwrap_or(u32::MAX),
+            callback_url,
+            created_at: first.created_at,
+        };
+        for envelope in &mut envelopes {
+            envelope.batch = Some(batch.clone());
+        }
+    }
+
+    let results = state.publisher.publish_many(&envelopes).await;
+    let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+    let failed: Vec<(usize, &PublishError)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        .collect();
+    // Confirmed messages are accepted even when others of the batch were not:
+    // the broker has them, and the 503 below lists them as queued.
+    state
+        .metrics
+        .record_accepted(Endpoint::Batch, ids.len() - failed.len());
+    if failed.is_empty() {
+        return Ok(HttpResponse::Accepted().json(BatchQueued {
+            status: QueuedStatus::Queued,
+            batch_id,
+            ids,
+        }));
+    }
+    log::warn!(
+        "batch: {} of {} messages not confirmed (first: {})",
+        failed.len(),
+        ids.len(),
+        failed[0].1
+    );
+    let queued: Vec<Uuid> = results
+        .iter()
+        .zip(&ids)
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, id)| *id)
+        .collect();
+    let failed: Vec<Value> = failed
+        .iter()
+        .map(|(i, _)| json!({ "index": i, "id": ids[*i] }))
+        .collect();
+    Ok(HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, state.retry_after_secs.to_string()))
+        .json(json!({
+            "error": format!(
+                "message broker unavailable: {} of {} messages were not accepted; retry them",
+                failed.len(),
+                ids.len()
+            ),
+            "batch_id": batch_id,
+            "queued": queued,
+            "failed": failed,
+        })))
+}
+
+/// Either body form, taken apart: its items (unchecked) and its callback
+/// (checked).
+async fn read_body<'a>(
+    body: &'a Value,
+    state: &AppState,
+) -> Result<(&'a [Value], Option<String>), ApiError> {
+    match body {
+        Value::Array(items) => Ok((items, None)),
+        Value::Object(fields) => {
+            if let Some(unknown) = fields
+                .keys()
+                .find(|k| !matches!(k.as_str(), "messages" | "callback_url"))
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown field {unknown:?}: {SHAPES}"
+                )));
+            }
+            let items = fields
+                .get("messages")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "\"messages\" must be an array of {\"content\": \"...\"} objects".into(),
+                    )
+                })?;
+            Ok((items, callbacks::callback_url(body, state).await?))
+        }
+        _ => Err(ApiError::BadRequest(SHAPES.into())),
+    }
+}
+
+/// `GET /batches/{id}[?wait=S]`: the batch's counts, counted from the
+/// stored and dead-lettered rows. With `wait`, answers as soon as the batch
+/// is completed, or after S seconds (at most 30).
+#[utoipa::path(get, path = "/batches/{id}", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Batch id (batch_id of POST /messages/batch)"),
+           ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds (0-30) to wait for the batch to complete; default 0")),
+    responses(
+        (status = 200, description = r#"{"id", "total", "stored", "dead_lettered", "pending", "status": "pending|completed|completed_with_failures", "created_at", "completed_at", "notification"?}"#),
+        (status = 400, description = "id is not a UUID, or bad wait"),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
+        (status = 404, description = r#"{"status": "not_found"}: no item of it has reached the database (still queued, or never accepted)"#),
+        (status = 503, description = "Database unavailable; see Retry-After"),
+    ))]
+pub async fn get_batch(
+    path: web::Path<Uuid>,
+    params: web::Query<WaitParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let wait = params.seconds()?;
+    let found = wait::until_done(
+        &state,
+        id,
+        wait,
+        || lookup(&state, id),
+        |b: &Option<BatchStatus>| b.as_ref().is_some_and(|b| b.completed_at.is_some()),
+    )
+    .await?;
+    let Some(batch) = found else {
+        return Ok(HttpResponse::NotFound().json(json!({
+            "error": format!("batch {id} is not known yet (no item has reached the database)"),
+            "status": "not_found",
+        })));
+    };
+    let mut body = json!({
+        "id": batch.id,
+        "total": batch.total,
+        "stored": batch.stored,
+        "dead_lettered": batch.dead_lettered,
+        "pending": batch.pending(),
+        "status": batch.status,
+        "created_at": batch.created_at,
+        "completed_at": batch.completed_at,
+    });
+    callbacks::attach_notification(&state, id, &mut body).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn lookup(state: &AppState, id: Uuid) -> Result<Option<BatchStatus>, ApiError> {
+    state
+        .with_db(move |conn| Ok(shared::db::batches::find(conn, id)?))
+        .await
+}

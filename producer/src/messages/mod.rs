@@ -1,0 +1,7 @@
+//! Messages: one message in and its status out (`single`), the stored ones
+//! in commit order (`list`), and the Flask + RQ tutorial's endpoint
+//! (`tutorial`).
+
+pub mod list;
+pub mod single;
+pub mod tutorial;

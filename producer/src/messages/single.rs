@@ -1,0 +1,140 @@
+//! One message: `POST /messages` takes it in, `GET /messages/{id}[?wait=S]`
+//! says what became of it.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+use shared::db::dead_letters::DeadLetter;
+use shared::db::messages::Message;
+use shared::envelope::content_from_json;
+use shared::Envelope;
+use uuid::Uuid;
+
+use crate::callbacks;
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::metrics::Endpoint;
+use crate::schemas::{
+    ErrorBody, MessageStatus, NewMessageBody, NotFound, NotFoundStatus, Queued, QueuedStatus,
+};
+use crate::state::AppState;
+use crate::wait::{self, WaitParams};
+
+/// `POST /messages` `{"content": "..."}`: 202 `{"id", "status": "queued"}`
+/// with `Location`, answered only after the broker confirmed the message.
+#[utoipa::path(post, path = "/messages", tag = "messages",
+    request_body(content = NewMessageBody, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1-255 visible ASCII characters, no spaces. The same key and content always yield the same id; the same key with other content is a 422")),
+    responses(
+        (status = 202, description = "Confirmed by the broker", body = Queued,
+            headers(("Location" = String, description = "/messages/{id}"))),
+        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key, callback_url not http(s) or to a private/local host", body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key already used with different content", body = ErrorBody),
+        (status = 503, description = "Not confirmed (broker down, nack, unroutable, timeout), or the database is down for an Idempotency-Key", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
+pub async fn post_message(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object with a \"content\" string".into(),
+        ));
+    }
+    let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let callback_url = callbacks::callback_url(&body, &state).await?;
+    // Bound before publishing: see `idempotency` for why.
+    let id = idempotency::message_id(&state, &req, &content, callback_url.as_deref()).await?;
+    let mut envelope = Envelope::with_id(id, content);
+    envelope.callback_url = callback_url;
+    state.publish(&envelope).await?;
+    state.metrics.record_accepted(Endpoint::Single, 1);
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/messages/{}", envelope.id)))
+        .json(Queued {
+            id: envelope.id,
+            status: QueuedStatus::Queued,
+        }))
+}
+
+/// `GET /messages/{id}[?wait=S]`: 200 `stored` with the row, 200
+/// `dead_lettered` with the reason, or 404 `not_found` (still queued, or
+/// never accepted). With `wait`, answers as soon as the message is stored or
+/// dead-lettered, or after S seconds (at most 30).
+#[utoipa::path(get, path = "/messages/{id}", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Message id"),
+           ("wait" = Option<u32>, Query, minimum = 0, maximum = 30, description = "Seconds (0-30) to wait for the message to be stored or dead-lettered; default 0")),
+    responses(
+        (status = 200, description = "Stored, or dead-lettered with the reason; with a callback also \"notification\": {\"id\", \"type\", \"status\", \"attempts\", \"last_status\", \"last_error\", \"delivered_at\"}", body = MessageStatus),
+        (status = 400, description = "id is not a UUID, or bad wait", body = ErrorBody),
+        (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 404, description = "Neither stored nor dead-lettered (still queued, or never accepted)", body = NotFound),
+        (status = 503, description = "Database unavailable", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
+pub async fn get_message(
+    path: web::Path<Uuid>,
+    params: web::Query<WaitParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let wait = params.seconds()?;
+    let (row, dead) = wait::until_done(
+        &state,
+        id,
+        wait,
+        || lookup(&state, id),
+        |(row, dead)| row.is_some() || dead.is_some(),
+    )
+    .await?;
+    let status = match (row, dead) {
+        (Some(m), _) => MessageStatus::Stored {
+            id: m.id,
+            content: m.content,
+            timestamp: m.created_at,
+            stored_at: m.stored_at,
+        },
+        (None, Some(d)) => MessageStatus::DeadLettered {
+            id: d.id,
+            reason: d.reason,
+            attempts: d.attempts,
+            dead_lettered_at: d.dead_lettered_at,
+        },
+        // Still queued, or never accepted: we cannot tell which, so we
+        // do not make up a "pending".
+        (None, None) => {
+            return Ok(HttpResponse::NotFound().json(NotFound {
+                error: format!("message {id} is neither stored nor dead-lettered"),
+                status: NotFoundStatus::NotFound,
+            }))
+        }
+    };
+    let mut body = serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.into()))?;
+    // With a callback: the notification's state (issue 11).
+    callbacks::attach_notification(&state, id, &mut body).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The row and the dead-letter record of `id`. Stored wins over
+/// dead-lettered: a redriven message may be both.
+async fn lookup(
+    state: &AppState,
+    id: Uuid,
+) -> Result<(Option<Message>, Option<DeadLetter>), ApiError> {
+    state
+        .with_db(move |conn| {
+            let row = shared::db::messages::find(conn, id)?;
+            let dead = match row {
+                Some(_) => None,
+                None => shared::db::dead_letters::find(conn, id)?,
+            };
+            Ok((row, dead))
+        })
+        .await
+}

@@ -1,0 +1,282 @@
+//! Schemas of the OpenAPI document: request bodies and answers, with every
+//! constraint the handlers enforce, so that a schema-driven client (or
+//! fuzzer) and the handlers agree on what is valid.
+//!
+//! The handlers build their JSON with these types where the shape is theirs
+//! alone, so the document cannot drift from what is sent.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::webhook::MAX_URL_LEN;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
+
+/// Most messages in one batch (`POST /messages/batch`).
+pub const MAX_BATCH: usize = 1000;
+
+/// What a `callback_url` must look like: `http://` or `https://` and a
+/// host that is not empty, read as URL parsing reads it (more slashes or
+/// backslashes may come first; the userinfo runs to the last `@` before
+/// the path, query or fragment; the host then to a `:` port). So `http://`,
+/// `http://:80/` and `http://user@/` are refused by the schema, as the
+/// handler refuses them.
+pub const CALLBACK_URL_PATTERN: &str =
+    r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)";
+
+/// `{"content": "text"}`. Other fields are ignored.
+// A schema only: the handlers read the body as JSON `Value`, so that each
+// way it can be wrong gets its own 400.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(as = NewMessage)]
+pub struct NewMessageBody {
+    /// The text: at least one character, and no NUL (PostgreSQL `text`
+    /// cannot store it).
+    #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
+    pub content: String,
+    /// Where to POST a signed notification once the message is stored or
+    /// dead-lettered: http(s), not to a private or local address unless
+    /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
+    /// such a URL is a 400 though it matches this schema). `null` is none.
+    // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
+    // wants a literal (the unit test in `openapi` checks both).
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)"
+    )]
+    pub callback_url: Option<String>,
+}
+
+/// `{"content": "text"}` of the tutorial's `POST /add_message`, which has
+/// no callback. Other fields are ignored.
+// A schema only, like `NewMessageBody`.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(as = AddMessage)]
+pub struct AddMessageBody {
+    /// The text: at least one character, and no NUL.
+    #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
+    pub content: String,
+}
+
+/// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
+/// `{"messages": [...], "callback_url": "https://..."}`.
+#[derive(Debug)]
+pub struct NewBatchBody;
+
+// By hand: utoipa's derive cannot put minItems/maxItems on a bare array.
+impl PartialSchema for NewBatchBody {
+    fn schema() -> RefOr<Schema> {
+        let items = || {
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .property(
+                            "content",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .pattern(Some("^[^\\u0000]*$")),
+                        )
+                        .required("content"),
+                )
+                .min_items(Some(1))
+                .max_items(Some(MAX_BATCH))
+        };
+        OneOfBuilder::new()
+            .item(items().description(Some("1 to 1000 messages, each {\"content\": \"text\"}")))
+            .item(
+                ObjectBuilder::new()
+                    .property("messages", items())
+                    .required("messages")
+                    // As `NewMessage`'s: null is none; the host rule is
+                    // beyond JSON Schema.
+                    .property(
+                        "callback_url",
+                        ObjectBuilder::new()
+                            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                            .min_length(Some(1))
+                            .max_length(Some(MAX_URL_LEN))
+                            .pattern(Some(CALLBACK_URL_PATTERN)),
+                    )
+                    .description(Some(
+                        "The batch object form: the messages, and where to POST a signed notification when the batch completes",
+                    )),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for NewBatchBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewBatch".into()
+    }
+}
+
+/// Every error: `{"error": "what is wrong"}` (some add fields).
+// A schema only: `ApiError` writes this shape.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a human.
+    pub error: String,
+}
+
+/// How an admin route (`http::access::Access::Admin`) refuses, as the
+/// dead-letter tools document it.
+// A schema only: the access guard answers these.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminRefusal {
+    /// The token is missing or another.
+    #[response(status = 401, description = "Missing or wrong ADMIN_TOKEN")]
+    Unauthorized(ErrorBody),
+    /// `ADMIN_TOKEN` is not set.
+    #[response(
+        status = 404,
+        description = "ADMIN_TOKEN is not set: the tools are disabled"
+    )]
+    Disabled(ErrorBody),
+}
+
+/// `202` of `POST /messages`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    /// The message id (also in `Location`).
+    pub id: Uuid,
+    /// Always `queued`.
+    #[schema(inline)]
+    pub status: QueuedStatus,
+}
+
+/// The one status a 202 can report.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuedStatus {
+    /// Confirmed by the broker, not yet stored.
+    Queued,
+}
+
+/// `202` of `POST /messages/batch`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchQueued {
+    /// Always `queued`.
+    #[schema(inline)]
+    pub status: QueuedStatus,
+    /// The batch's id (`GET /batches/{id}`); derived from the
+    /// Idempotency-Key when there is one.
+    pub batch_id: Uuid,
+    /// The ids, in request order.
+    pub ids: Vec<Uuid>,
+}
+
+/// `202` of `POST /add_message` (the tutorial's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enqueued {
+    /// Always `Message enqueued`.
+    pub message: String,
+    /// The message id.
+    pub job_id: Uuid,
+}
+
+/// One row of `GET /messages` (the tutorial's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListedMessage {
+    /// The message id.
+    pub id: Uuid,
+    /// The text.
+    pub content: String,
+    /// When the producer accepted it.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// `200` of `GET /messages/{id}`: stored or dead-lettered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// In the database.
+    Stored {
+        /// The message id.
+        id: Uuid,
+        /// The text.
+        content: String,
+        /// When the producer accepted it.
+        timestamp: DateTime<Utc>,
+        /// When the consumer's transaction stored it.
+        stored_at: DateTime<Utc>,
+    },
+    /// In `messages.dead`.
+    DeadLettered {
+        /// The message id.
+        id: Uuid,
+        /// Why.
+        reason: String,
+        /// Attempts made.
+        attempts: i32,
+        /// When.
+        dead_lettered_at: DateTime<Utc>,
+    },
+}
+
+/// `404` of `GET /messages/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotFound {
+    /// What is not there.
+    pub error: String,
+    /// Always `not_found`.
+    #[schema(inline)]
+    pub status: NotFoundStatus,
+}
+
+/// The status of a message neither stored nor dead-lettered.
+#[derive(Debug, Serialize, ToSchema)]
+pub enum NotFoundStatus {
+    /// Still queued, or never accepted.
+    #[serde(rename = "not_found")]
+    NotFound,
+}
+
+/// `DELETE /dead-letters?confirm=true`: the only accepted value.
+// A schema only: the handler compares the query string.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub enum ConfirmTrue {
+    /// Yes, purge.
+    #[schema(rename = "true")]
+    True,
+}
+
+/// `200` of `GET /dead-letters`.
+// A schema only: the handler builds this from the queue's messages.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct DeadLetterList {
+    /// Oldest first: `{"id", "content", "reason", "category", "attempts",
+    /// "dead_lettered_at"}`, each `null` when the message does not carry it.
+    pub dead_letters: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Messages in `messages.dead` when browsing began.
+    pub total: u32,
+}
+
+/// `200` of `POST /dead-letters/redrive`.
+// A schema only, like the two below.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct Redriven {
+    /// How many were moved back.
+    pub redriven: u64,
+}
+
+/// `200` of `DELETE /dead-letters?confirm=true`.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+pub struct Purged {
+    /// How many were deleted.
+    pub purged: u32,
+}
