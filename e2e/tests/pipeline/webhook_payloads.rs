@@ -160,6 +160,25 @@ fn rust_bodies_are_the_bytes_sql_wrote() {
     assert_eq!(kind, "batch.completed");
     assert_eq!(masked(&new_batch, &times), old_batch);
 
+    // The status a lookup gives is the same description: stored wins, and
+    // a dead letter tells its category.
+    let status = shared::db::messages::status(&mut conn, stored.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.id(), stored.id);
+    assert_eq!(serde_json::to_value(&status).unwrap()["status"], "stored");
+    let status = shared::db::messages::status(&mut conn, dead_id)
+        .unwrap()
+        .unwrap();
+    let recorded = DeadLetter {
+        dead_lettered_at: times[0],
+        ..record.clone()
+    };
+    assert_eq!(status, recorded.status());
+    assert!(shared::db::messages::status(&mut conn, Uuid::new_v4())
+        .unwrap()
+        .is_none());
+
     // A record that exists owes nothing again.
     let again = dead_letters::record(&mut conn, &record, &extras, true).unwrap();
     assert!(!again.owed && again.completed.is_empty());
