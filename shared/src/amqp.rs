@@ -49,13 +49,20 @@ pub fn parse_url(url: &str) -> Result<AMQPUri, ConnectError> {
 /// once per process, so replicas spread over the nodes; each connect starts
 /// with the node after the one used last, so a process whose node went away
 /// moves to the next live one instead of waiting for it to come back.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Nodes {
     uris: Vec<AMQPUri>,
     /// `host:port` of each node, for logs, `/readyz` and metrics.
     names: Vec<String>,
     /// Where the next connect starts.
     next: Arc<AtomicUsize>,
+}
+
+/// Only the nodes' `host:port`: the URLs carry the password.
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nodes").field("nodes", &self.names).finish()
+    }
 }
 
 impl Nodes {
@@ -178,16 +185,7 @@ pub fn connection_name(role: &str) -> String {
 
 /// A URL safe to log: the password replaced by `***`.
 pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => "<unparseable url>".to_owned(),
-    }
+    crate::redact::url(url)
 }
 
 #[cfg(test)]

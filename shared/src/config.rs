@@ -136,8 +136,8 @@ impl Env {
 }
 
 /// The settings both binaries share: where the broker and the database are,
-/// and how long to wait for them.
-#[derive(Debug, Clone)]
+/// and how long to wait for them. `Debug` prints no password.
+#[derive(Clone)]
 pub struct CommonSettings {
     /// `AMQP_URL` (required): one URL, or the comma-separated URLs of a
     /// cluster's nodes; each parsed, with a default heartbeat added.
@@ -159,6 +159,23 @@ pub struct CommonSettings {
     /// `STARTUP_TIMEOUT_MS` (default 60000): how long to keep retrying the
     /// database for migrations at startup before giving up.
     pub startup_timeout: Duration,
+}
+
+/// By hand, not derived: `DATABASE_URL` and the AMQP URLs carry passwords
+/// (settings are printed in logs and panics).
+impl std::fmt::Debug for CommonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonSettings")
+            .field("amqp_nodes", &self.amqp_nodes)
+            .field("amqp_url_redacted", &self.amqp_url_redacted)
+            .field("database_url", &crate::redact::url(&self.database_url))
+            .field("topology_prefix", &self.topology_prefix)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout", &self.db_timeout)
+            .field("amqp_timeout", &self.amqp_timeout)
+            .field("startup_timeout", &self.startup_timeout)
+            .finish()
+    }
 }
 
 impl CommonSettings {
@@ -248,6 +265,33 @@ mod tests {
             CommonSettings::from_env(&bad).unwrap_err().var,
             "DATABASE_URL"
         );
+    }
+
+    #[test]
+    fn debug_never_prints_the_passwords() {
+        let env = Env::from_pairs([
+            (
+                "AMQP_URL",
+                "amqp://app:amqp-secret@rabbit-1:5672/%2f,amqp://app:amqp-secret@rabbit-2:5672/%2f",
+            ),
+            (
+                "DATABASE_URL",
+                "postgres://app:db-secret@db:5432/pipeline?sslmode=require&password=db-secret",
+            ),
+        ]);
+        let printed = format!("{:?}", CommonSettings::from_env(&env).unwrap());
+        assert!(!printed.contains("amqp-secret"), "{printed}");
+        assert!(!printed.contains("db-secret"), "{printed}");
+        // Still useful for debugging: where, and as whom.
+        for shown in [
+            "rabbit-1:5672",
+            "rabbit-2:5672",
+            "app",
+            "db:5432/pipeline",
+            "sslmode=require",
+        ] {
+            assert!(printed.contains(shown), "{shown} missing from {printed}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod models;
 pub mod outbox;
 pub mod publish;
+pub mod redact;
 pub mod schema;
 pub mod topology;
 pub mod webhook;
