@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 
 /// Heartbeat interval (seconds) used when `AMQP_URL` does not set one: a dead
 /// peer is noticed within two intervals instead of waiting on TCP timeouts.
@@ -56,6 +57,8 @@ pub struct Nodes {
     names: Vec<String>,
     /// Where the next connect starts.
     next: Arc<AtomicUsize>,
+    /// What `amqps://` nodes are trusted with (see [`crate::tls`]).
+    tls: Arc<OwnedTLSConfig>,
 }
 
 /// Only the nodes' `host:port`: the URLs carry the password.
@@ -86,7 +89,22 @@ impl Nodes {
             uris,
             names,
             next: Arc::new(AtomicUsize::new(0)),
+            tls: Arc::default(),
         })
+    }
+
+    /// The same nodes, connecting to `amqps://` ones with `tls`.
+    pub fn with_tls(mut self, tls: &crate::tls::AmqpTls) -> Self {
+        self.tls = Arc::new(tls.config());
+        self
+    }
+
+    /// How many of the nodes are `amqps://`.
+    pub fn tls_count(&self) -> usize {
+        self.uris
+            .iter()
+            .filter(|u| u.scheme == AMQPScheme::AMQPS)
+            .count()
     }
 
     /// How many nodes there are.
@@ -138,7 +156,7 @@ impl Nodes {
         let mut last = ConnectError::BadUrl("no URL given".into());
         for k in 0..self.uris.len() {
             let i = (start + k) % self.uris.len();
-            match connect(&self.uris[i], name, timeout).await {
+            match connect(&self.uris[i], name, timeout, &self.tls).await {
                 Ok(connection) => {
                     // Next time (after this connection is lost), start with
                     // the following node.
@@ -157,14 +175,19 @@ impl Nodes {
 }
 
 /// Open a connection named `name` (shown in the management UI), giving up
-/// after `timeout`.
+/// after `timeout`; over TLS with `tls` when `uri` is `amqps://`.
 pub async fn connect(
     uri: &AMQPUri,
     name: &str,
     timeout: Duration,
+    tls: &OwnedTLSConfig,
 ) -> Result<Connection, ConnectError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(timeout, Connection::connect_uri(uri.clone(), props)).await {
+    let builder = DefaultConnectionBuilder::new()?
+        .with_uri(uri.clone())
+        .with_properties(props)
+        .with_tls_config(tls.clone());
+    match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
@@ -239,6 +262,7 @@ mod tests {
             ],
             names: vec!["127.0.0.1:1".into(), "127.0.0.1:5672".into()],
             next: Arc::new(AtomicUsize::new(0)),
+            tls: Arc::default(),
         };
         let (connection, node) = nodes.connect("test", Duration::from_secs(5)).await.unwrap();
         assert_eq!(node, "127.0.0.1:5672");

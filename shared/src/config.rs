@@ -182,8 +182,11 @@ impl CommonSettings {
     /// Read the shared settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let amqp_url = env.required("AMQP_URL")?;
+        let amqp_tls = crate::tls::AmqpTls::from_env(env)?;
         let amqp_nodes = crate::amqp::Nodes::parse(&amqp_url)
-            .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?;
+            .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?
+            .with_tls(&amqp_tls);
+        crate::tls::check_nodes(&amqp_nodes, &amqp_tls)?;
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::new(

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod publish;
 pub mod redact;
 pub mod schema;
+pub mod tls;
 pub mod topology;
 pub mod webhook;
 
