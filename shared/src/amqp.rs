@@ -31,6 +31,16 @@ pub enum ConnectError {
     /// The broker refused or the network failed.
     #[error("cannot connect to RabbitMQ: {0}")]
     Broker(#[from] lapin::Error),
+    /// The TLS handshake with an `amqps://` node failed (see [`crate::tls`]).
+    #[error("cannot connect to RabbitMQ at {node}: TLS handshake failed: {reason} ({hint})")]
+    Tls {
+        /// The node's `host:port`.
+        node: String,
+        /// What rustls or the broker said.
+        reason: String,
+        /// Which setting to look at.
+        hint: &'static str,
+    },
     /// No answer within the connect timeout.
     #[error("cannot connect to RabbitMQ: timed out after {0:?}")]
     Timeout(Duration),
@@ -188,7 +198,10 @@ pub async fn connect(
         .with_properties(props)
         .with_tls_config(tls.clone());
     match tokio::time::timeout(timeout, builder.connect()).await {
-        Ok(result) => Ok(result?),
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => {
+            Err(crate::tls::handshake_failure(uri, &e).unwrap_or(ConnectError::Broker(e)))
+        }
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
 }

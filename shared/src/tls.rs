@@ -26,6 +26,10 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig, RustlsConnectorConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::ErrorKind;
+
+use crate::amqp::ConnectError;
 use crate::config::{ConfigError, Env};
 
 /// The TLS settings of the AMQP connections. `Debug` shows the file names,
@@ -176,6 +180,36 @@ pub fn check_nodes(nodes: &crate::amqp::Nodes, tls: &AmqpTls) -> Result<(), Conf
         ));
     }
     tls.check()
+}
+
+/// A failed connect to an `amqps://` node told as a TLS failure, with the
+/// setting to look at, when it is one (rustls reports those as invalid
+/// data; a refused or reset TCP connection stays a broker error).
+pub fn handshake_failure(uri: &AMQPUri, error: &lapin::Error) -> Option<ConnectError> {
+    if uri.scheme != AMQPScheme::AMQPS {
+        return None;
+    }
+    let ErrorKind::IOError(io) = error.kind() else {
+        return None;
+    };
+    if io.kind() != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    let reason = io.to_string();
+    let hint = if reason.contains("UnknownIssuer") {
+        "the broker's certificate is not signed by a trusted CA: set AMQP_TLS_CA_FILE to the CA that signed it"
+    } else if reason.contains("not valid for name") {
+        "the host in AMQP_URL must be a name the broker's certificate is issued for"
+    } else if reason.contains("alert") {
+        "the broker refused: if it requires a client certificate, set AMQP_TLS_CERT_FILE and AMQP_TLS_KEY_FILE"
+    } else {
+        "is the port a TLS listener? RabbitMQ's is 5671 by default"
+    };
+    Some(ConnectError::Tls {
+        node: format!("{}:{}", uri.authority.host, uri.authority.port),
+        reason,
+        hint,
+    })
 }
 
 /// The contents of `path`, or an error naming `var`.
