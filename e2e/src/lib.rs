@@ -14,6 +14,7 @@ pub mod database;
 pub mod exposition;
 pub mod proxy;
 pub mod receiver;
+pub mod roles;
 pub mod services;
 
 pub use broker::TestBroker;
@@ -21,6 +22,7 @@ pub use database::TestDb;
 pub use exposition::Exposition;
 pub use proxy::TcpProxy;
 pub use receiver::Receiver;
+pub use roles::TestRoles;
 pub use services::{spawn_consumer, spawn_producer, TestConsumer, TestProducer};
 
 use std::future::Future;

@@ -221,14 +221,29 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
     result
 }
 
-/// Connect once and migrate, retrying with backoff until `deadline` passes.
+/// Connect once and migrate (or, as a role that may not, check that the
+/// migration step has run: see `crate::migrate`), retrying with backoff
+/// until `deadline` passes.
 pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usize, String> {
+    with_retry(database_url, deadline, crate::migrate::at_startup).map_err(|e| e.to_string())
+}
+
+/// Connect and run `work`, both retried with backoff until `deadline`
+/// passes.
+pub fn with_retry<T, E>(
+    database_url: &str,
+    deadline: Duration,
+    mut work: impl FnMut(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: std::fmt::Display + From<diesel::ConnectionError>,
+{
     let started = std::time::Instant::now();
     let mut backoff = crate::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let attempt = PgConnection::establish(database_url)
-            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
-            .and_then(|mut conn| run_migrations(&mut conn));
+            .map_err(E::from)
+            .and_then(|mut conn| work(&mut conn));
         match attempt {
             Ok(n) => return Ok(n),
             Err(e) if started.elapsed() < deadline => {
