@@ -199,9 +199,14 @@ pub async fn connect(
         .with_tls_config(tls.clone());
     match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => {
-            Err(crate::tls::handshake_failure(uri, &e).unwrap_or(ConnectError::Broker(e)))
-        }
+        Ok(Err(e)) => Err(match crate::tls::handshake_failure(uri, &e) {
+            Some(failure) => ConnectError::Tls {
+                node: format!("{}:{}", uri.authority.host, uri.authority.port),
+                reason: failure.reason,
+                hint: failure.hint,
+            },
+            None => ConnectError::Broker(e),
+        }),
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
 }

@@ -28,6 +28,12 @@ impl ConfigError {
     }
 }
 
+impl From<crate::tls::TlsSettingError> for ConfigError {
+    fn from(e: crate::tls::TlsSettingError) -> Self {
+        ConfigError::new(e.var, e.reason)
+    }
+}
+
 /// A source of settings: the process environment (after loading `.env`), or a
 /// fixed map in tests so that parallel tests never race on `set_var`.
 #[derive(Debug, Clone, Default)]
@@ -182,11 +188,15 @@ impl CommonSettings {
     /// Read the shared settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let amqp_url = env.required("AMQP_URL")?;
-        let amqp_tls = crate::tls::AmqpTls::from_env(env)?;
+        let amqp_tls = crate::tls::AmqpTls::from_files(
+            env.raw("AMQP_TLS_CA_FILE")?,
+            env.raw("AMQP_TLS_CERT_FILE")?,
+            env.raw("AMQP_TLS_KEY_FILE")?,
+        )?;
         let amqp_nodes = crate::amqp::Nodes::parse(&amqp_url)
             .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?
             .with_tls(&amqp_tls);
-        crate::tls::check_nodes(&amqp_nodes, &amqp_tls)?;
+        crate::tls::check_nodes(amqp_nodes.tls_count(), amqp_nodes.len(), &amqp_tls)?;
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::new(
@@ -295,6 +305,24 @@ mod tests {
         ] {
             assert!(printed.contains(shown), "{shown} missing from {printed}");
         }
+    }
+
+    #[test]
+    fn amqp_tls_settings_are_read_and_checked_against_the_urls() {
+        let ca = format!("{}/testdata/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+        let with = |url: &str| {
+            CommonSettings::from_env(&Env::from_pairs([
+                ("AMQP_URL", url),
+                ("DATABASE_URL", "postgres://db/x"),
+                ("AMQP_TLS_CA_FILE", &ca),
+            ]))
+        };
+        let s = with("amqps://u:p@rabbit:5671/%2f").unwrap();
+        assert_eq!(s.amqp_nodes.tls_count(), 1);
+        assert_eq!(
+            with("amqp://u:p@rabbit:5672/%2f").unwrap_err().var,
+            "AMQP_URL"
+        );
     }
 
     #[test]

@@ -221,13 +221,6 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
     result
 }
 
-/// Connect once and migrate (or, as a role that may not, check that the
-/// migration step has run: see `crate::migrate`), retrying with backoff
-/// until `deadline` passes.
-pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usize, String> {
-    with_retry(database_url, deadline, crate::migrate::at_startup).map_err(|e| e.to_string())
-}
-
 /// Connect and run `work`, both retried with backoff until `deadline`
 /// passes.
 pub fn with_retry<T, E>(
@@ -254,22 +247,6 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Startup for either binary: migrate (off the async threads, retrying
-/// until `startup_timeout`), then build the lazily connecting pool.
-pub async fn migrate_and_pool(common: &crate::CommonSettings) -> Result<PgPool, String> {
-    let url = common.database_url.clone();
-    let deadline = common.startup_timeout;
-    let applied = tokio::task::spawn_blocking(move || migrate_with_retry(&url, deadline))
-        .await
-        .map_err(|e| format!("migration task failed: {e}"))??;
-    log::info!("database ready ({applied} migrations applied)");
-    Ok(build_pool(
-        &common.database_url,
-        common.db_pool_size,
-        common.db_timeout,
-    ))
 }
 
 /// Insert `rows` in one transaction, skipping ids already stored. Returns

@@ -6,6 +6,10 @@
 //!   migrations, then gives the roles named by `PRODUCER_DB_ROLE` and
 //!   `CONSUMER_DB_ROLE` exactly their privileges ([`crate::roles`]), and
 //!   exits. It needs only `DATABASE_URL` (the owner's), not the broker.
+//!
+//! Depends on `db` (the pool, the migrations and the retry loop), `roles`
+//! and `config`; `db` knows nothing of this module.
+//!
 //! * At startup, a binary whose role may create objects in the schema (the
 //!   owner, as in the no-Docker quick start and `cargo run`) migrates as it
 //!   always did. One that may not (a runtime role) never tries: it checks
@@ -21,6 +25,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use crate::config::{ConfigError, Env};
+use crate::db::PgPool;
 use crate::roles::{self, RoleError, Runtime};
 
 /// What the migration step reads from the environment.
@@ -94,6 +99,9 @@ pub enum MigrateError {
     /// A runtime role could not be given its privileges.
     #[error(transparent)]
     Role(#[from] RoleError),
+    /// The blocking task died.
+    #[error("the migration task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl From<diesel::result::Error> for MigrateError {
@@ -189,6 +197,26 @@ pub fn at_startup(conn: &mut PgConnection) -> Result<usize, MigrateError> {
     }
 }
 
+/// Connect once and migrate (or, as a role that may not, check that the
+/// migration step has run), retrying with backoff until `deadline` passes.
+pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usize, MigrateError> {
+    crate::db::with_retry(database_url, deadline, at_startup)
+}
+
+/// Startup for either binary: migrate (off the async threads, retrying
+/// until `startup_timeout`), then build the lazily connecting pool.
+pub async fn migrate_and_pool(common: &crate::CommonSettings) -> Result<PgPool, MigrateError> {
+    let url = common.database_url.clone();
+    let deadline = common.startup_timeout;
+    let applied = tokio::task::spawn_blocking(move || migrate_with_retry(&url, deadline)).await??;
+    log::info!("database ready ({applied} migrations applied)");
+    Ok(crate::db::build_pool(
+        &common.database_url,
+        common.db_pool_size,
+        common.db_timeout,
+    ))
+}
+
 /// What the migration step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepReport {
@@ -245,8 +273,8 @@ pub async fn command(binary: &str, env: &Env) -> Option<ExitCode> {
         }
     };
     let outcome = tokio::task::spawn_blocking(move || step(&settings)).await;
-    Some(match outcome {
-        Ok(Ok(report)) => {
+    Some(match outcome.map_err(MigrateError::from).and_then(|r| r) {
+        Ok(report) => {
             log::info!(
                 "{binary} migrate: {} migration(s) applied; privileges granted to {:?}",
                 report.applied,
@@ -254,12 +282,8 @@ pub async fn command(binary: &str, env: &Env) -> Option<ExitCode> {
             );
             ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
-            eprintln!("{binary} migrate: {e}");
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("{binary} migrate: the migration task failed: {e}");
+            eprintln!("{binary} migrate: {e}");
             ExitCode::FAILURE
         }
     })

@@ -29,8 +29,25 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::ErrorKind;
 
-use crate::amqp::ConnectError;
-use crate::config::{ConfigError, Env};
+/// A TLS setting that cannot work: the variable at fault and why (the
+/// settings turn it into their configuration error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct TlsSettingError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl TlsSettingError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
 
 /// The TLS settings of the AMQP connections. `Debug` shows the file names,
 /// never the key.
@@ -52,33 +69,35 @@ impl fmt::Debug for AmqpTls {
 }
 
 impl AmqpTls {
-    /// Read `AMQP_TLS_CA_FILE`, `AMQP_TLS_CERT_FILE` and `AMQP_TLS_KEY_FILE`
-    /// (all optional), reading and checking each file named.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ca_file = env.raw("AMQP_TLS_CA_FILE")?;
-        let cert_file = env.raw("AMQP_TLS_CERT_FILE")?;
-        let key_file = env.raw("AMQP_TLS_KEY_FILE")?;
+    /// The files `AMQP_TLS_CA_FILE`, `AMQP_TLS_CERT_FILE` and
+    /// `AMQP_TLS_KEY_FILE` name (each optional), read and checked.
+    pub fn from_files(
+        ca_file: Option<String>,
+        cert_file: Option<String>,
+        key_file: Option<String>,
+    ) -> Result<Self, TlsSettingError> {
         let cert_chain = match &ca_file {
             None => None,
             Some(path) => {
                 let pem = read("AMQP_TLS_CA_FILE", path)?;
-                check_ca(&pem)
-                    .map_err(|e| ConfigError::new("AMQP_TLS_CA_FILE", format!("{path}: {e}")))?;
+                check_ca(&pem).map_err(|e| {
+                    TlsSettingError::new("AMQP_TLS_CA_FILE", format!("{path}: {e}"))
+                })?;
                 Some(String::from_utf8(pem).map_err(|_| {
-                    ConfigError::new("AMQP_TLS_CA_FILE", format!("{path}: is not PEM text"))
+                    TlsSettingError::new("AMQP_TLS_CA_FILE", format!("{path}: is not PEM text"))
                 })?)
             }
         };
         let identity = match (&cert_file, &key_file) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError::new(
+                return Err(TlsSettingError::new(
                     "AMQP_TLS_KEY_FILE",
                     "is required with AMQP_TLS_CERT_FILE (the client certificate's key)",
                 ))
             }
             (None, Some(_)) => {
-                return Err(ConfigError::new(
+                return Err(TlsSettingError::new(
                     "AMQP_TLS_CERT_FILE",
                     "is required with AMQP_TLS_KEY_FILE (the key's certificate)",
                 ))
@@ -87,13 +106,13 @@ impl AmqpTls {
                 let pem = read("AMQP_TLS_CERT_FILE", cert_path)?;
                 let key = read("AMQP_TLS_KEY_FILE", key_path)?;
                 if CertificateDer::pem_slice_iter(&pem).next().is_none() {
-                    return Err(ConfigError::new(
+                    return Err(TlsSettingError::new(
                         "AMQP_TLS_CERT_FILE",
                         format!("{cert_path}: contains no PEM certificate"),
                     ));
                 }
                 PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
-                    ConfigError::new(
+                    TlsSettingError::new(
                         "AMQP_TLS_KEY_FILE",
                         format!("{key_path}: no PEM private key ({e})"),
                     )
@@ -120,7 +139,7 @@ impl AmqpTls {
     /// will (system roots, the CA, the client certificate), so that what
     /// would fail there fails here, once: no system root certificates and
     /// no CA file, a certificate that does not match its key.
-    pub fn check(&self) -> Result<(), ConfigError> {
+    pub fn check(&self) -> Result<(), TlsSettingError> {
         let var = if self.cert_file.is_some() {
             "AMQP_TLS_CERT_FILE"
         } else {
@@ -128,7 +147,7 @@ impl AmqpTls {
         };
         // lapin loads the system's roots at each connect, CA file or not.
         let mut roots = RustlsConnectorConfig::new_with_native_certs().map_err(|e| {
-            ConfigError::new(
+            TlsSettingError::new(
                 var,
                 format!(
                     "cannot load the system's root certificates (install ca-certificates): {e}"
@@ -141,14 +160,14 @@ impl AmqpTls {
         let built = match &self.config.identity {
             Some(OwnedIdentity::PKCS8 { pem, key }) => {
                 let key = PrivateKeyDer::from_pem_slice(key)
-                    .map_err(|e| ConfigError::new("AMQP_TLS_KEY_FILE", e.to_string()))?;
+                    .map_err(|e| TlsSettingError::new("AMQP_TLS_KEY_FILE", e.to_string()))?;
                 roots.connector_with_single_cert(pem_certificates(pem), key)
             }
             _ => roots.connector_with_no_client_auth(),
         };
-        built
-            .map(|_| ())
-            .map_err(|e| ConfigError::new(var, format!("cannot build the TLS configuration: {e}")))
+        built.map(|_| ()).map_err(|e| {
+            TlsSettingError::new(var, format!("cannot build the TLS configuration: {e}"))
+        })
     }
 
     /// The configuration lapin takes for each connect (for `amqp://` nodes
@@ -161,20 +180,20 @@ impl AmqpTls {
 /// Refuse what would send credentials in clear to a broker meant to be
 /// reached over TLS: `AMQP_TLS_*` with no `amqps://` node, or a node list
 /// mixing `amqp://` and `amqps://` (a failover would drop TLS). With
-/// `amqps://` nodes, check the TLS configuration once, now.
-pub fn check_nodes(nodes: &crate::amqp::Nodes, tls: &AmqpTls) -> Result<(), ConfigError> {
-    let secured = nodes.tls_count();
+/// `amqps://` nodes (`secured` of `nodes`), check the TLS configuration
+/// once, now.
+pub fn check_nodes(secured: usize, nodes: usize, tls: &AmqpTls) -> Result<(), TlsSettingError> {
     if secured == 0 {
         if tls.is_configured() {
-            return Err(ConfigError::new(
+            return Err(TlsSettingError::new(
                 "AMQP_URL",
                 "AMQP_TLS_* is set but no URL is amqps://: refusing to connect in clear",
             ));
         }
         return Ok(());
     }
-    if secured < nodes.len() {
-        return Err(ConfigError::new(
+    if secured < nodes {
+        return Err(TlsSettingError::new(
             "AMQP_URL",
             "mixes amqp:// and amqps:// nodes: moving to another node would drop TLS",
         ));
@@ -182,10 +201,20 @@ pub fn check_nodes(nodes: &crate::amqp::Nodes, tls: &AmqpTls) -> Result<(), Conf
     tls.check()
 }
 
-/// A failed connect to an `amqps://` node told as a TLS failure, with the
-/// setting to look at, when it is one (rustls reports those as invalid
-/// data; a refused or reset TCP connection stays a broker error).
-pub fn handshake_failure(uri: &AMQPUri, error: &lapin::Error) -> Option<ConnectError> {
+/// A TLS handshake that failed: what rustls or the broker said, and the
+/// setting to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFailure {
+    /// rustls' or the broker's words.
+    pub reason: String,
+    /// Which setting to look at.
+    pub hint: &'static str,
+}
+
+/// A failed connect to an `amqps://` node told as a TLS failure, when it is
+/// one (rustls reports those as invalid data; a refused or reset TCP
+/// connection is not one).
+pub fn handshake_failure(uri: &AMQPUri, error: &lapin::Error) -> Option<HandshakeFailure> {
     if uri.scheme != AMQPScheme::AMQPS {
         return None;
     }
@@ -205,16 +234,12 @@ pub fn handshake_failure(uri: &AMQPUri, error: &lapin::Error) -> Option<ConnectE
     } else {
         "is the port a TLS listener? RabbitMQ's is 5671 by default"
     };
-    Some(ConnectError::Tls {
-        node: format!("{}:{}", uri.authority.host, uri.authority.port),
-        reason,
-        hint,
-    })
+    Some(HandshakeFailure { reason, hint })
 }
 
 /// The contents of `path`, or an error naming `var`.
-fn read(var: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::new(var, format!("cannot read {path}: {e}")))
+fn read(var: &'static str, path: &str) -> Result<Vec<u8>, TlsSettingError> {
+    std::fs::read(path).map_err(|e| TlsSettingError::new(var, format!("cannot read {path}: {e}")))
 }
 
 /// The certificates of a PEM text (those that parse).
@@ -243,114 +268,90 @@ fn check_ca(pem: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CommonSettings;
 
     /// Throwaway certificates made with openssl for these tests only
     /// (a CA, a client certificate it signed with its key, another key).
-    fn testdata(name: &str) -> String {
-        format!("{}/testdata/tls/{name}", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    fn settings(pairs: &[(&str, &str)]) -> Result<CommonSettings, ConfigError> {
-        let mut all = vec![("DATABASE_URL", "postgres://db/x")];
-        all.extend_from_slice(pairs);
-        CommonSettings::from_env(&Env::from_pairs(all.iter().copied()))
+    fn testdata(name: &str) -> Option<String> {
+        Some(format!(
+            "{}/testdata/tls/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
     }
 
     #[test]
-    fn amqps_with_a_private_ca_and_a_client_certificate() {
-        let (ca, cert, key) = (
+    fn a_private_ca_and_a_client_certificate() {
+        let tls = AmqpTls::from_files(
             testdata("ca.pem"),
             testdata("client.pem"),
             testdata("client.key"),
-        );
-        let s = settings(&[
-            ("AMQP_URL", "amqps://u:p@rabbit:5671/%2f"),
-            ("AMQP_TLS_CA_FILE", &ca),
-            ("AMQP_TLS_CERT_FILE", &cert),
-            ("AMQP_TLS_KEY_FILE", &key),
-        ])
+        )
         .unwrap();
-        assert_eq!(s.amqp_nodes.tls_count(), 1);
+        assert!(tls.is_configured());
+        assert_eq!(check_nodes(1, 1, &tls), Ok(()));
         // The key never shows in Debug.
-        let tls = AmqpTls::from_env(&Env::from_pairs([
-            ("AMQP_TLS_CERT_FILE", cert.as_str()),
-            ("AMQP_TLS_KEY_FILE", key.as_str()),
-        ]))
-        .unwrap();
         let printed = format!("{tls:?}");
         assert!(!printed.contains("PRIVATE"), "{printed}");
         assert!(printed.contains("client.pem"), "{printed}");
-        // Plain amqps:// with the system's roots only.
-        assert!(settings(&[("AMQP_URL", "amqps://u:p@rabbit:5671/%2f")]).is_ok());
+        // amqps:// with the system's roots only.
+        assert_eq!(check_nodes(1, 1, &AmqpTls::default()), Ok(()));
     }
 
     #[test]
     fn tls_settings_without_amqps_are_refused() {
-        let ca = testdata("ca.pem");
-        let err = settings(&[
-            ("AMQP_URL", "amqp://u:p@rabbit:5672/%2f"),
-            ("AMQP_TLS_CA_FILE", &ca),
-        ])
-        .unwrap_err();
+        let tls = AmqpTls::from_files(testdata("ca.pem"), None, None).unwrap();
+        let err = check_nodes(0, 1, &tls).unwrap_err();
         assert_eq!(err.var, "AMQP_URL");
-        assert!(err.reason.contains("amqps://"), "{}", err.reason);
-        let err =
-            settings(&[("AMQP_URL", "amqps://u:p@a:5671/%2f,amqp://u:p@b:5672/%2f")]).unwrap_err();
-        assert!(err.reason.contains("mixes"), "{}", err.reason);
+        assert!(err.reason.contains("amqps://"), "{err}");
+        let err = check_nodes(1, 2, &AmqpTls::default()).unwrap_err();
+        assert!(err.reason.contains("mixes"), "{err}");
+        // Plain AMQP with no TLS settings is fine.
+        assert_eq!(check_nodes(0, 3, &AmqpTls::default()), Ok(()));
     }
 
     #[test]
     fn bad_tls_files_name_their_variable() {
-        let url = ("AMQP_URL", "amqps://u:p@rabbit:5671/%2f");
         let (ca, cert, key, other) = (
             testdata("ca.pem"),
             testdata("client.pem"),
             testdata("client.key"),
             testdata("other.key"),
         );
-        // (variables set, the variable the error names, words of its reason)
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: [Case; 6] = [
-            (
-                &[("AMQP_TLS_CA_FILE", "/nonexistent/ca.pem")],
-                "AMQP_TLS_CA_FILE",
-                "cannot read",
-            ),
+        let missing = Some("/nonexistent/ca.pem".to_owned());
+        // ((CA, certificate, key), the variable the error names, words of its reason)
+        type Files = (Option<String>, Option<String>, Option<String>);
+        let cases: [(Files, &str, &str); 6] = [
+            ((missing, None, None), "AMQP_TLS_CA_FILE", "cannot read"),
             // A key is not a certificate.
             (
-                &[("AMQP_TLS_CA_FILE", &key)],
+                (key.clone(), None, None),
                 "AMQP_TLS_CA_FILE",
                 "no PEM certificate",
             ),
             (
-                &[("AMQP_TLS_CERT_FILE", &cert)],
+                (None, cert.clone(), None),
                 "AMQP_TLS_KEY_FILE",
                 "is required",
             ),
             (
-                &[("AMQP_TLS_KEY_FILE", &key)],
+                (None, None, key.clone()),
                 "AMQP_TLS_CERT_FILE",
                 "is required",
             ),
             (
-                &[("AMQP_TLS_CERT_FILE", &cert), ("AMQP_TLS_KEY_FILE", &ca)],
+                (None, cert.clone(), ca),
                 "AMQP_TLS_KEY_FILE",
                 "no PEM private key",
             ),
             // The client certificate with a key that is not its own.
-            (
-                &[("AMQP_TLS_CERT_FILE", &cert), ("AMQP_TLS_KEY_FILE", &other)],
-                "AMQP_TLS_CERT_FILE",
-                "cannot build",
-            ),
+            ((None, cert, other), "AMQP_TLS_CERT_FILE", "cannot build"),
         ];
-        for (pairs, var, reason) in cases {
-            let mut all = vec![url];
-            all.extend_from_slice(pairs);
-            let err = settings(&all).unwrap_err();
-            assert_eq!(err.var, var, "{pairs:?}: {err}");
-            assert!(err.reason.contains(reason), "{pairs:?}: {err}");
+        for ((ca, cert, key), var, reason) in cases {
+            let what = format!("{ca:?} {cert:?} {key:?}");
+            let err = AmqpTls::from_files(ca, cert, key)
+                .and_then(|tls| check_nodes(1, 1, &tls))
+                .unwrap_err();
+            assert_eq!(err.var, var, "{what}: {err}");
+            assert!(err.reason.contains(reason), "{what}: {err}");
         }
     }
 }
