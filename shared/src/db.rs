@@ -221,14 +221,22 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
     result
 }
 
-/// Connect once and migrate, retrying with backoff until `deadline` passes.
-pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usize, String> {
+/// Connect and run `work`, both retried with backoff until `deadline`
+/// passes.
+pub fn with_retry<T, E>(
+    database_url: &str,
+    deadline: Duration,
+    mut work: impl FnMut(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: std::fmt::Display + From<diesel::ConnectionError>,
+{
     let started = std::time::Instant::now();
     let mut backoff = crate::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let attempt = PgConnection::establish(database_url)
-            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
-            .and_then(|mut conn| run_migrations(&mut conn));
+            .map_err(E::from)
+            .and_then(|mut conn| work(&mut conn));
         match attempt {
             Ok(n) => return Ok(n),
             Err(e) if started.elapsed() < deadline => {
@@ -239,22 +247,6 @@ pub fn migrate_with_retry(database_url: &str, deadline: Duration) -> Result<usiz
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Startup for either binary: migrate (off the async threads, retrying
-/// until `startup_timeout`), then build the lazily connecting pool.
-pub async fn migrate_and_pool(common: &crate::CommonSettings) -> Result<PgPool, String> {
-    let url = common.database_url.clone();
-    let deadline = common.startup_timeout;
-    let applied = tokio::task::spawn_blocking(move || migrate_with_retry(&url, deadline))
-        .await
-        .map_err(|e| format!("migration task failed: {e}"))??;
-    log::info!("database ready ({applied} migrations applied)");
-    Ok(build_pool(
-        &common.database_url,
-        common.db_pool_size,
-        common.db_timeout,
-    ))
 }
 
 /// Insert `rows` in one transaction, skipping ids already stored. Returns

@@ -12,10 +12,14 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
+pub mod migrate;
 pub mod models;
 pub mod outbox;
 pub mod publish;
+pub mod redact;
+pub mod roles;
 pub mod schema;
+pub mod tls;
 pub mod topology;
 pub mod webhook;
 
