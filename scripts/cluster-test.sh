@@ -47,6 +47,9 @@ if [ "$short" = 1 ]; then RATE=30 SETTLE=5; else RATE=100 SETTLE=15; fi
 . scripts/lib/compose-env.sh
 # Every `docker compose` below (and in the test binary) sees both files.
 compose_env pipeline-cluster-test docker-compose.yml docker-compose.cluster.yml
+# The cluster override refuses to start without a cookie: one for this run
+# (after compose_env, whose scrub clears any from the shell).
+export RABBITMQ_ERLANG_COOKIE=cluster-test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
 log "prerequisites"
 need curl curl

@@ -130,6 +130,28 @@ row_listed() { as_user "curl -s localhost:8080/messages" | jq -e --arg id "$job_
 ok=0; wait_until 30 row_listed && ok=1
 check "the message is in GET /messages" "$ok" "$(as_user "curl -s localhost:8080/messages" | jq -c 'map(.content)')"
 
+log "least privilege: the apps' users and roles"
+# RabbitMQ: every client connection is the apps' user, which is no administrator.
+amqp_users=$(docker compose exec -T rabbitmq rabbitmqctl -q list_connections --no-table-headers user | tr -d '\r' | sort -u | xargs)
+app_tags=$(docker compose exec -T rabbitmq rabbitmqctl -q list_users --no-table-headers | tr -d '\r' | awk '$1 == "pipeline" { print $2 }')
+check "RabbitMQ: the apps connect as pipeline, tagged management only" \
+  "$([ "$amqp_users" = pipeline ] && [ "$app_tags" = "[management]" ] && echo 1 || echo 0)" "connections as: $amqp_users; pipeline's tags: $app_tags"
+# PostgreSQL: the services' sessions are the runtime roles, no superuser, no DDL.
+pg_sessions() { sql "SELECT string_agg(DISTINCT a.usename || CASE WHEN r.rolsuper THEN '(superuser)' ELSE '' END, ' ')
+  FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
+  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"; }
+both_roles() { [ "$(pg_sessions)" = "pipeline_consumer pipeline_producer" ]; }
+ok=0; wait_until 30 both_roles && ok=1
+check "PostgreSQL: the producer and the consumer are pipeline_producer and pipeline_consumer, not superusers" "$ok" "sessions: $(pg_sessions)"
+ddl=$(docker compose exec -T postgres sh -c 'psql -qtA -U pipeline_producer -d "$POSTGRES_DB" -c "CREATE TABLE intruder (id int)"; psql -qtA -U pipeline_consumer -d "$POSTGRES_DB" -c "DROP TABLE messages"' 2>&1 | tr -d '\r' | xargs || true)
+check "PostgreSQL: the runtime roles can neither create nor drop a table" \
+  "$([ "$(grep -o 'permission denied\|must be owner' <<<"$ddl" | wc -l)" = 2 ] && echo 1 || echo 0)" "$ddl"
+migrated=$(docker compose ps -a --format '{{.Service}} {{.State}} {{.ExitCode}}' | awk '$1 == "migrate" { print $2 "/" $3 }')
+check "the migrate service ran once and exited 0" "$([ "$migrated" = exited/0 ] && echo 1 || echo 0)" "migrate: $migrated"
+cookie=$(RABBITMQ_ERLANG_COOKIE='' docker compose -f docker-compose.yml -f docker-compose.cluster.yml config -q 2>&1 || true)
+check "the cluster override refuses to start without RABBITMQ_ERLANG_COOKIE" \
+  "$(grep -q RABBITMQ_ERLANG_COOKIE <<<"$cookie" && echo 1 || echo 0)" "$(head -c 120 <<<"$cookie")"
+
 # --- 3. three consumers ----------------------------------------------------------
 log "docker compose up --wait --scale consumer=3"
 as_user "docker compose up --wait --scale consumer=3"
@@ -292,8 +314,10 @@ done < <(jq -r '.. | objects | .expr? // empty' monitoring/grafana/dashboards/pi
 check "every dashboard query returns series" "$([ ${#empty[@]} = 0 ] && echo 1 || echo 0)" \
   "$((n_queries - ${#empty[@]})) of $n_queries${empty:+; empty: ${empty[*]}}"
 if [ "$have_grafana" = 1 ]; then
+  anonymous=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GRAFANA_PORT/api/search?query=Pipeline")
+  check "Grafana: no anonymous access" "$([ "$anonymous" = 401 ] && echo 1 || echo 0)" "anonymous search: $anonymous"
   ok=0
-  curl -sf "http://127.0.0.1:$GRAFANA_PORT/api/search?query=Pipeline" | jq -e 'length > 0' >/dev/null && ok=1
+  curl -sf -u admin:admin "http://127.0.0.1:$GRAFANA_PORT/api/search?query=Pipeline" | jq -e 'length > 0' >/dev/null && ok=1
   errors=$(docker compose logs --no-color grafana 2>&1 | grep -ciE 'level=error.*provisioning' || true)
   check "Grafana: the Pipeline dashboard is provisioned, no provisioning errors" \
     "$([ "$ok" = 1 ] && [ "$errors" = 0 ] && echo 1 || echo 0)" "$errors provisioning errors"

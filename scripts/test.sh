@@ -24,6 +24,9 @@
 # 9. scripts/cluster-test.sh --short: the three-node RabbitMQ cluster
 #    (docker-compose.cluster.yml) while nodes are killed, cut off the
 #    network and restarted; reuses the image and stand-ins of step 8.
+# 10. scripts/tls-test.sh: amqps:// and PostgreSQL TLS against a RabbitMQ
+#    and a PostgreSQL container with certificates made for the run; reuses
+#    the stand-ins of step 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,5 +86,8 @@ if [ "$full" = 1 ]; then scripts/compose-test.sh; else scripts/compose-test.sh -
 
 log "the three-node RabbitMQ cluster under node kills, partitions and a rolling restart"
 if [ "$full" = 1 ]; then scripts/cluster-test.sh; else scripts/cluster-test.sh --short; fi
+
+log "TLS to RabbitMQ and PostgreSQL (containers with certificates made for the run)"
+scripts/tls-test.sh
 
 log "all passed"

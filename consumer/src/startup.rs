@@ -35,7 +35,7 @@ impl Application {
     /// pool and bind `METRICS_ADDR`. The broker is connected to, and the
     /// listener served, in [`Self::run`].
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = shared::db::migrate_and_pool(&settings.common).await?;
+        let pool = shared::migrate::migrate_and_pool(&settings.common).await?;
         // One registry per application, not the global one: tests run
         // several consumers in one process.
         let metrics = Arc::new(Metrics::new()?);

@@ -10,6 +10,10 @@ async fn main() -> std::process::ExitCode {
         env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
     )
     .init();
+    // `producer migrate`: the migration step (shared::migrate), then exit.
+    if let Some(code) = shared::migrate::command("producer", &env).await {
+        return code;
+    }
 
     let settings = match Settings::from_env(&env) {
         Ok(s) => s,

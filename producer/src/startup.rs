@@ -32,7 +32,7 @@ impl Application {
     /// fatal: the producer starts, answers 503 and connects when it can.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let common = &settings.common;
-        let pool = shared::db::migrate_and_pool(common)
+        let pool = shared::migrate::migrate_and_pool(common)
             .await
             .map_err(anyhow::Error::msg)?;
         // One registry per application, not the global one: tests run

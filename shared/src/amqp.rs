@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 
 /// Heartbeat interval (seconds) used when `AMQP_URL` does not set one: a dead
 /// peer is noticed within two intervals instead of waiting on TCP timeouts.
@@ -30,6 +31,16 @@ pub enum ConnectError {
     /// The broker refused or the network failed.
     #[error("cannot connect to RabbitMQ: {0}")]
     Broker(#[from] lapin::Error),
+    /// The TLS handshake with an `amqps://` node failed (see [`crate::tls`]).
+    #[error("cannot connect to RabbitMQ at {node}: TLS handshake failed: {reason} ({hint})")]
+    Tls {
+        /// The node's `host:port`.
+        node: String,
+        /// What rustls or the broker said.
+        reason: String,
+        /// Which setting to look at.
+        hint: &'static str,
+    },
     /// No answer within the connect timeout.
     #[error("cannot connect to RabbitMQ: timed out after {0:?}")]
     Timeout(Duration),
@@ -49,13 +60,22 @@ pub fn parse_url(url: &str) -> Result<AMQPUri, ConnectError> {
 /// once per process, so replicas spread over the nodes; each connect starts
 /// with the node after the one used last, so a process whose node went away
 /// moves to the next live one instead of waiting for it to come back.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Nodes {
     uris: Vec<AMQPUri>,
     /// `host:port` of each node, for logs, `/readyz` and metrics.
     names: Vec<String>,
     /// Where the next connect starts.
     next: Arc<AtomicUsize>,
+    /// What `amqps://` nodes are trusted with (see [`crate::tls`]).
+    tls: Arc<OwnedTLSConfig>,
+}
+
+/// Only the nodes' `host:port`: the URLs carry the password.
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nodes").field("nodes", &self.names).finish()
+    }
 }
 
 impl Nodes {
@@ -79,7 +99,22 @@ impl Nodes {
             uris,
             names,
             next: Arc::new(AtomicUsize::new(0)),
+            tls: Arc::default(),
         })
+    }
+
+    /// The same nodes, connecting to `amqps://` ones with `tls`.
+    pub fn with_tls(mut self, tls: &crate::tls::AmqpTls) -> Self {
+        self.tls = Arc::new(tls.config());
+        self
+    }
+
+    /// How many of the nodes are `amqps://`.
+    pub fn tls_count(&self) -> usize {
+        self.uris
+            .iter()
+            .filter(|u| u.scheme == AMQPScheme::AMQPS)
+            .count()
     }
 
     /// How many nodes there are.
@@ -131,7 +166,7 @@ impl Nodes {
         let mut last = ConnectError::BadUrl("no URL given".into());
         for k in 0..self.uris.len() {
             let i = (start + k) % self.uris.len();
-            match connect(&self.uris[i], name, timeout).await {
+            match connect(&self.uris[i], name, timeout, &self.tls).await {
                 Ok(connection) => {
                     // Next time (after this connection is lost), start with
                     // the following node.
@@ -150,15 +185,28 @@ impl Nodes {
 }
 
 /// Open a connection named `name` (shown in the management UI), giving up
-/// after `timeout`.
+/// after `timeout`; over TLS with `tls` when `uri` is `amqps://`.
 pub async fn connect(
     uri: &AMQPUri,
     name: &str,
     timeout: Duration,
+    tls: &OwnedTLSConfig,
 ) -> Result<Connection, ConnectError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(timeout, Connection::connect_uri(uri.clone(), props)).await {
-        Ok(result) => Ok(result?),
+    let builder = DefaultConnectionBuilder::new()?
+        .with_uri(uri.clone())
+        .with_properties(props)
+        .with_tls_config(tls.clone());
+    match tokio::time::timeout(timeout, builder.connect()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(match crate::tls::handshake_failure(uri, &e) {
+            Some(failure) => ConnectError::Tls {
+                node: format!("{}:{}", uri.authority.host, uri.authority.port),
+                reason: failure.reason,
+                hint: failure.hint,
+            },
+            None => ConnectError::Broker(e),
+        }),
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
 }
@@ -178,16 +226,7 @@ pub fn connection_name(role: &str) -> String {
 
 /// A URL safe to log: the password replaced by `***`.
 pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => "<unparseable url>".to_owned(),
-    }
+    crate::redact::url(url)
 }
 
 #[cfg(test)]
@@ -241,6 +280,7 @@ mod tests {
             ],
             names: vec!["127.0.0.1:1".into(), "127.0.0.1:5672".into()],
             next: Arc::new(AtomicUsize::new(0)),
+            tls: Arc::default(),
         };
         let (connection, node) = nodes.connect("test", Duration::from_secs(5)).await.unwrap();
         assert_eq!(node, "127.0.0.1:5672");

@@ -28,6 +28,12 @@ impl ConfigError {
     }
 }
 
+impl From<crate::tls::TlsSettingError> for ConfigError {
+    fn from(e: crate::tls::TlsSettingError) -> Self {
+        ConfigError::new(e.var, e.reason)
+    }
+}
+
 /// A source of settings: the process environment (after loading `.env`), or a
 /// fixed map in tests so that parallel tests never race on `set_var`.
 #[derive(Debug, Clone, Default)]
@@ -136,8 +142,8 @@ impl Env {
 }
 
 /// The settings both binaries share: where the broker and the database are,
-/// and how long to wait for them.
-#[derive(Debug, Clone)]
+/// and how long to wait for them. `Debug` prints no password.
+#[derive(Clone)]
 pub struct CommonSettings {
     /// `AMQP_URL` (required): one URL, or the comma-separated URLs of a
     /// cluster's nodes; each parsed, with a default heartbeat added.
@@ -161,12 +167,36 @@ pub struct CommonSettings {
     pub startup_timeout: Duration,
 }
 
+/// By hand, not derived: `DATABASE_URL` and the AMQP URLs carry passwords
+/// (settings are printed in logs and panics).
+impl std::fmt::Debug for CommonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonSettings")
+            .field("amqp_nodes", &self.amqp_nodes)
+            .field("amqp_url_redacted", &self.amqp_url_redacted)
+            .field("database_url", &crate::redact::url(&self.database_url))
+            .field("topology_prefix", &self.topology_prefix)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout", &self.db_timeout)
+            .field("amqp_timeout", &self.amqp_timeout)
+            .field("startup_timeout", &self.startup_timeout)
+            .finish()
+    }
+}
+
 impl CommonSettings {
     /// Read the shared settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let amqp_url = env.required("AMQP_URL")?;
+        let amqp_tls = crate::tls::AmqpTls::from_files(
+            env.raw("AMQP_TLS_CA_FILE")?,
+            env.raw("AMQP_TLS_CERT_FILE")?,
+            env.raw("AMQP_TLS_KEY_FILE")?,
+        )?;
         let amqp_nodes = crate::amqp::Nodes::parse(&amqp_url)
-            .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?;
+            .map_err(|e| ConfigError::new("AMQP_URL", e.to_string()))?
+            .with_tls(&amqp_tls);
+        crate::tls::check_nodes(amqp_nodes.tls_count(), amqp_nodes.len(), &amqp_tls)?;
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::new(
@@ -247,6 +277,51 @@ mod tests {
         assert_eq!(
             CommonSettings::from_env(&bad).unwrap_err().var,
             "DATABASE_URL"
+        );
+    }
+
+    #[test]
+    fn debug_never_prints_the_passwords() {
+        let env = Env::from_pairs([
+            (
+                "AMQP_URL",
+                "amqp://app:amqp-secret@rabbit-1:5672/%2f,amqp://app:amqp-secret@rabbit-2:5672/%2f",
+            ),
+            (
+                "DATABASE_URL",
+                "postgres://app:db-secret@db:5432/pipeline?sslmode=require&password=db-secret",
+            ),
+        ]);
+        let printed = format!("{:?}", CommonSettings::from_env(&env).unwrap());
+        assert!(!printed.contains("amqp-secret"), "{printed}");
+        assert!(!printed.contains("db-secret"), "{printed}");
+        // Still useful for debugging: where, and as whom.
+        for shown in [
+            "rabbit-1:5672",
+            "rabbit-2:5672",
+            "app",
+            "db:5432/pipeline",
+            "sslmode=require",
+        ] {
+            assert!(printed.contains(shown), "{shown} missing from {printed}");
+        }
+    }
+
+    #[test]
+    fn amqp_tls_settings_are_read_and_checked_against_the_urls() {
+        let ca = format!("{}/testdata/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+        let with = |url: &str| {
+            CommonSettings::from_env(&Env::from_pairs([
+                ("AMQP_URL", url),
+                ("DATABASE_URL", "postgres://db/x"),
+                ("AMQP_TLS_CA_FILE", &ca),
+            ]))
+        };
+        let s = with("amqps://u:p@rabbit:5671/%2f").unwrap();
+        assert_eq!(s.amqp_nodes.tls_count(), 1);
+        assert_eq!(
+            with("amqp://u:p@rabbit:5672/%2f").unwrap_err().var,
+            "AMQP_URL"
         );
     }
 

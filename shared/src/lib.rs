@@ -9,7 +9,9 @@
 //!
 //! Leaves (no module of this crate below them):
 //! * `backoff`: the one growing-delay formula, and jittered backoff.
-//! * `amqp`: opening a broker connection (nodes, heartbeat, names).
+//! * `redact`: URLs and secrets made safe to log.
+//! * `tls`: TLS to the broker (amqps://): roots, client certificates.
+//! * `roles`: the privileges of the runtime PostgreSQL roles.
 //! * `publish`: the one confirmed publish, and the best-effort one.
 //! * `topology`: the exchanges and queues, declared from one place.
 //! * `dead_letter`: the headers a dead letter carries, their one reader,
@@ -22,10 +24,15 @@
 //! * `schema`: the Diesel schema, generated (`diesel.toml`).
 //!
 //! Above them:
-//! * `config` → `amqp`, `topology`: settings from the environment.
+//! * `amqp` → `redact`, `tls`: opening a broker connection (nodes,
+//!   heartbeat, names).
+//! * `config` → `amqp`, `redact`, `tls`, `topology`: settings from the
+//!   environment.
 //! * `envelope` → `webhook`: the message on the wire.
-//! * `db` → `schema`, `envelope`, `events`, `backoff`, `config`: PostgreSQL,
-//!   one module per table plus pool, migrations and errors (see its docs).
+//! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
+//!   module per table plus pool, migrations and errors (see its docs).
+//! * `migrate` → `db`, `config`, `redact`, `roles`: who migrates and when
+//!   (the owner at startup, or the migration step).
 //!
 //! No module imports one above it, so there are no import cycles.
 //! With the `openapi` feature, the status bodies also derive their
@@ -39,9 +46,13 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
+pub mod migrate;
 pub mod publish;
 pub mod readiness;
+pub mod redact;
+pub mod roles;
 pub mod schema;
+pub mod tls;
 pub mod topology;
 pub mod webhook;
 

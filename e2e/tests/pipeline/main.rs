@@ -19,6 +19,7 @@ mod openapi;
 mod poison;
 mod redrive;
 mod retries;
+mod roles;
 mod shutdown;
 mod slow_body;
 mod tail;

@@ -23,5 +23,5 @@ pub mod pool;
 pub mod webhook_deliveries;
 
 pub use error::{DbError, FailureClass, RowOutcome};
-pub use migrations::{migrate_and_pool, run_migrations, MigrationError};
+pub use migrations::{run_migrations, with_retry, MigrationError, MIGRATIONS};
 pub use pool::{blocking, build_pool, ping, pool_answers, PgPool, PgPooled};
