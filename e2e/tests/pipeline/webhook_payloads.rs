@@ -183,3 +183,22 @@ fn rust_bodies_are_the_bytes_sql_wrote() {
     let again = dead_letters::record(&mut conn, &record, &extras, true).unwrap();
     assert!(!again.owed && again.completed.is_empty());
 }
+
+/// A message redelivered within the batch that stores it (the same id
+/// twice) is one row, so it owes one `message.stored`, not one per copy.
+#[test]
+fn a_message_twice_in_one_batch_owes_one_notification() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+    shared::db::run_migrations(&mut conn).unwrap();
+    let mut message = Envelope::new("twice".into());
+    message.callback_url = Some(URL.into());
+    let result =
+        shared::db::messages::store(&mut conn, &[message.clone(), message.clone()]).unwrap();
+    assert_eq!(result.new_ids, vec![message.id]);
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM webhook_deliveries"),
+        1,
+        "one message, one notification"
+    );
+}
