@@ -103,6 +103,15 @@ mod tests {
     }
 
     #[test]
+    fn probes_and_metrics_listen_on_loopback_unless_told_otherwise() {
+        // Outside compose (which sets 0.0.0.0:9090 in the container) the
+        // listener is not open to the network by default (issue 16 #2).
+        let addr: std::net::SocketAddr = settings(&[]).unwrap().metrics_addr.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 9090);
+    }
+
+    #[test]
     fn prefetch_below_batch_size_is_refused() {
         let err = settings(&[("PREFETCH", "10"), ("BATCH_SIZE", "50")]).unwrap_err();
         assert_eq!(err.var, "PREFETCH");

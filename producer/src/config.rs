@@ -96,6 +96,14 @@ mod tests {
     }
 
     #[test]
+    fn the_api_listens_on_loopback_unless_told_otherwise() {
+        // Compose sets 0.0.0.0:8080 inside the container (issue 16 #1).
+        let addr: std::net::SocketAddr = with(&[]).unwrap().bind_addr.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 8080);
+    }
+
+    #[test]
     fn a_bad_management_url_names_the_variable() {
         assert!(with(&[]).unwrap().rabbitmq_management.is_none());
         let ok = with(&[("RABBITMQ_MANAGEMENT_URL", "http://u:p@rabbit:15672")]).unwrap();

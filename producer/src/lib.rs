@@ -8,8 +8,10 @@
 //! layer, only the ones listed as its helpers; no two files import each
 //! other (checked with `cargo modules dependencies`, collapsed to modules).
 //!
-//! **Assembly.** `main` reads the [`Settings`] (`config`) and runs the
-//! [`Application`] (`startup`: migrations, pool, publisher, HTTP server).
+//! **Assembly.** `cli` (the binary's `main`, in the library so that the
+//! e2e tests' copy of the binary runs the same code) reads the
+//! [`Settings`] (`config`) and runs the [`Application`] (`startup`:
+//! migrations, pool, publisher, HTTP server).
 //! `routes` is the route table: every resource, the access it declares and
 //! its handlers. `openapi` is the document describing them (and serves it).
 //! These two are the only modules that name handlers.
@@ -48,6 +50,7 @@
 
 pub mod batches;
 pub mod callbacks;
+pub mod cli;
 pub mod config;
 pub mod cursor;
 pub mod dashboard;

@@ -145,4 +145,37 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert!(!format!("{:?}", ApiToken(Some(s))).contains("hunter2"));
     }
+
+    /// The median time of `runs` calls of `f`, in nanoseconds.
+    fn median_nanos(runs: usize, mut f: impl FnMut() -> bool) -> u128 {
+        let mut times: Vec<u128> = (0..runs)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                std::hint::black_box(f());
+                start.elapsed().as_nanos()
+            })
+            .collect();
+        times.sort_unstable();
+        times[runs / 2]
+    }
+
+    #[test]
+    fn checking_a_guess_takes_as_long_whatever_the_tokens_length() {
+        // Issue 16 #3: comparing the bytes themselves answers at once when
+        // the lengths differ, so timing a guess told an attacker the
+        // token's length. The same guess against a 1-byte and a 4 KiB
+        // token must take the same time (a generous factor for noise:
+        // comparing the bytes differed by over 100 times here).
+        let guess = "g".repeat(4096);
+        let short = Secret::new("s".into());
+        let long = Secret::new("s".repeat(4096));
+        let mut ratios = Vec::new();
+        for _ in 0..5 {
+            let a = median_nanos(2001, || short.matches(&guess)).max(1);
+            let b = median_nanos(2001, || long.matches(&guess)).max(1);
+            ratios.push(a.max(b) as f64 / a.min(b) as f64);
+        }
+        ratios.sort_by(f64::total_cmp);
+        assert!(ratios[2] < 3.0, "time ratios {ratios:?}");
+    }
 }
