@@ -28,8 +28,10 @@ pub struct Settings {
     pub retry_base: Duration,
     /// `RETRY_MAX_MS` (default 60000): ...up to this.
     pub retry_max: Duration,
-    /// `METRICS_ADDR` (default `0.0.0.0:9090`): where `/metrics`, `/healthz`
-    /// and `/readyz` are served. Each consumer on one host needs its own port
+    /// `METRICS_ADDR` (default `127.0.0.1:9090`): where `/metrics`, `/healthz`
+    /// and `/readyz` are served: loopback unless told otherwise (compose
+    /// sets `0.0.0.0:9090` inside each container, for its healthcheck and
+    /// Prometheus). Each consumer on one host needs its own port
     /// (`127.0.0.1:0` picks a free one).
     pub metrics_addr: String,
     /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
@@ -48,7 +50,7 @@ impl Settings {
             max_attempts: env.number_in("MAX_ATTEMPTS", 5, 1..=20)?,
             retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
             retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
-            metrics_addr: env.string_or("METRICS_ADDR", "0.0.0.0:9090")?,
+            metrics_addr: env.string_or("METRICS_ADDR", "127.0.0.1:9090")?,
             webhooks: crate::webhooks::WebhookSettings::from_env(env)?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {

@@ -32,6 +32,8 @@
 //! * `idempotency`: the `Idempotency-Key`, one call per handler.
 //! * `callbacks`: a request's `callback_url`, and its notification's state.
 //! * `wait`: the `?wait` completion loop of a status lookup.
+//! * `slots`: the caps on long-lived requests (`MAX_STREAMS`,
+//!   `MAX_WAITERS`), used by `events` and `wait`.
 //! * `cursor`: the one keyset cursor format.
 //! * `schemas`: the request and answer shapes of the OpenAPI document.
 //! * `http/`: `access` (who may call: [`http::access::Access`] and its
@@ -68,6 +70,7 @@ pub mod publisher;
 pub mod rates;
 pub mod routes;
 pub mod schemas;
+pub mod slots;
 pub mod startup;
 pub mod state;
 pub mod wait;
