@@ -258,8 +258,14 @@ async fn a_request_sent_in_time_is_not_timed_out_when_the_producer_stalls() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     producer.signal("CONT");
     sent.unwrap();
+    let resumed = Instant::now();
     let answer = read_to_close(&mut stream, Duration::from_secs(15)).await;
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 202"),
+        "{answer:?} after {:?}; the producer logged:\n{}",
+        resumed.elapsed(),
+        producer.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
