@@ -53,6 +53,11 @@ async fn every_answer_says_nosniff_and_docs_has_a_policy() {
     // And what extractors, the router and the method check answer.
     let post = |path: &str| producer.request(Method::POST, path).bearer_auth(API);
     let answers = [
+        post("/messages")
+            .json(&serde_json::json!({"content": "x"}))
+            .send()
+            .await
+            .unwrap(),
         producer.get("/nowhere").await,
         producer.with_token(Method::GET, "/nowhere", API).await,
         producer.with_token(Method::PUT, "/messages", API).await,
