@@ -80,8 +80,13 @@ COPY --from=builder /out/producer /out/consumer /usr/local/bin/
 # Numeric so that runtimes enforcing runAsNonRoot can verify it.
 USER 10001:10001
 
-# The producer's default BIND_ADDR is 0.0.0.0:8080 (API, probes and /metrics);
-# the consumer's default METRICS_ADDR is 0.0.0.0:9090 (probes and /metrics).
+# The binaries listen on loopback by default (BIND_ADDR=127.0.0.1:8080,
+# METRICS_ADDR=127.0.0.1:9090), which inside a container no one could reach;
+# the container's own network is private, so here they listen on every
+# interface of it, and only what is published (compose: on 127.0.0.1) is
+# reachable. Without API_TOKEN the producer still answers its API only to
+# requests addressed to localhost (docs/security.md).
+ENV BIND_ADDR=0.0.0.0:8080 METRICS_ADDR=0.0.0.0:9090
 EXPOSE 8080 9090
 
 # Both binaries shut down gracefully on SIGTERM (the consumer drains for up to

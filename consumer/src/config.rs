@@ -28,8 +28,10 @@ pub struct Settings {
     pub retry_base: Duration,
     /// `RETRY_MAX_MS` (default 60000): ...up to this.
     pub retry_max: Duration,
-    /// `METRICS_ADDR` (default `0.0.0.0:9090`): where `/metrics`, `/healthz`
-    /// and `/readyz` are served. Each consumer on one host needs its own port
+    /// `METRICS_ADDR` (default `127.0.0.1:9090`): where `/metrics`, `/healthz`
+    /// and `/readyz` are served: loopback unless told otherwise (compose
+    /// sets `0.0.0.0:9090` inside each container, for its healthcheck and
+    /// Prometheus). Each consumer on one host needs its own port
     /// (`127.0.0.1:0` picks a free one).
     pub metrics_addr: String,
     /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
@@ -48,7 +50,7 @@ impl Settings {
             max_attempts: env.number_in("MAX_ATTEMPTS", 5, 1..=20)?,
             retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
             retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
-            metrics_addr: env.string_or("METRICS_ADDR", "0.0.0.0:9090")?,
+            metrics_addr: env.string_or("METRICS_ADDR", "127.0.0.1:9090")?,
             webhooks: crate::webhooks::WebhookSettings::from_env(env)?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
@@ -104,6 +106,15 @@ mod tests {
         assert_eq!(delays, vec![1000, 4000, 16000, 20000]);
         // Five attempts: four waits, in four distinct queues.
         assert_eq!(s.topology().retry_delays.len(), 4);
+    }
+
+    #[test]
+    fn probes_and_metrics_listen_on_loopback_unless_told_otherwise() {
+        // Outside compose (which sets 0.0.0.0:9090 in the container) the
+        // listener is not open to the network by default (issue 16 #2).
+        let addr: std::net::SocketAddr = settings(&[]).unwrap().metrics_addr.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 9090);
     }
 
     #[test]

@@ -265,6 +265,43 @@ try {
     await phone.close();
   });
 
+  await step('a dead letter whose id is not a UUID gets no per-row action', async () => {
+    // Anyone who may publish to the dead-letter exchange can plant one;
+    // its row's action, `dead-letters/./redrive`, would resolve to the
+    // route that redrives every dead letter (issue 16 #4).
+    const ch = await amqpConn.createConfirmChannel();
+    ch.publish(`${PREFIX}messages.dlx`, '', Buffer.from(JSON.stringify({ id: '.', content: 'planted' })),
+      { persistent: true, contentType: 'application/json', messageId: '.' });
+    await ch.waitForConfirms();
+    await ch.close();
+    await page.click('nav a[data-view="dead-letters"]');
+    const row = page.locator('#dl-table tbody tr[data-id="."]');
+    await waitFor('the planted dead letter in the list', 20_000, async () => {
+      if (await row.count()) return true;
+      await page.click('#dl-refresh');
+      return false;
+    });
+    assert.equal(await row.locator('button.redrive').count(), 0, 'no redrive button for an id that is not a UUID');
+    assert.equal(await row.locator('td.id a').count(), 0, 'no link to a message page either');
+    const q = await amqpConn.createChannel();
+    assert.equal((await q.checkQueue(deadQueue)).messageCount, 1, 'still in the dead-letter queue');
+    await q.close();
+  });
+
+  await step('the API docs render under their Content-Security-Policy', async () => {
+    const docs = await context.newPage();
+    docs.on('console', (m) => { if (m.type() === 'error') consoleErrors.push('docs: ' + m.text()); });
+    docs.on('pageerror', (e) => consoleErrors.push('docs page error: ' + e.message));
+    // /docs and the /openapi.json it fetches need the API token.
+    await docs.setExtraHTTPHeaders({ authorization: `Bearer ${API_TOKEN}` });
+    const res = await docs.goto(`${BASE}/docs`);
+    assert.match(res.headers()['content-security-policy'] || '', /default-src 'none'/);
+    assert.equal(res.headers()['x-content-type-options'], 'nosniff');
+    // Its inline script ran (allowed by its hash) and listed the operations.
+    await docs.locator('#ops h2').first().waitFor({ timeout: 10_000 });
+    await docs.close();
+  });
+
   await step('no console errors', async () => {
     assert.deepEqual(consoleErrors, []);
   });

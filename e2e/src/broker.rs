@@ -57,10 +57,17 @@ impl TestBroker {
     /// Publish raw bytes to the `messages` exchange, as any AMQP client could,
     /// and wait for the confirm.
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        self.publish_to(&self.topology.exchange, body, properties)
+            .await;
+    }
+
+    /// Publish raw bytes to `exchange` (say, the dead-letter exchange, as
+    /// anyone allowed to publish there could) and wait for the confirm.
+    pub async fn publish_to(&self, exchange: &str, body: &[u8], properties: BasicProperties) {
         let confirm = self
             .channel
             .basic_publish(
-                self.topology.exchange.as_str().into(),
+                exchange.into(),
                 "".into(),
                 BasicPublishOptions {
                     mandatory: true,

@@ -19,7 +19,11 @@
 //!   `services`.
 //! - `sse`: reading `GET /events`.
 //! - `exposition`: parsing `/metrics`.
+//! - `process`: `ProducerProcess`, the producer binary as a process of its
+//!   own (a file limit, its peak memory, paused). Uses `services`.
 //! - `proxy`: `TcpProxy`, a connection a test can cut.
+//! - `raw`: HTTP/1.1 by hand over TCP (paths a client would normalise,
+//!   no `Host`, a head sent slowly, a stream left idle).
 //! - `receiver`: a webhook receiver on 127.0.0.1.
 //!
 //! - `wait`: `wait_for`, the one way tests wait for a condition.
@@ -33,7 +37,9 @@ pub mod app;
 pub mod broker;
 pub mod database;
 pub mod exposition;
+pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod receiver;
 pub mod roles;
 pub mod services;
@@ -44,6 +50,7 @@ pub use app::{spawn_producer, TestApp};
 pub use broker::TestBroker;
 pub use database::TestDb;
 pub use exposition::Exposition;
+pub use process::ProducerProcess;
 pub use proxy::TcpProxy;
 pub use receiver::Receiver;
 pub use roles::TestRoles;

@@ -14,6 +14,15 @@ use crate::database::TestDb;
 use crate::exposition::Exposition;
 
 pub(crate) fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Env {
+    Env::from_pairs(env_pairs(db, broker, extra))
+}
+
+/// The variables of [`env`], for a process of its own (`process`).
+pub(crate) fn env_pairs(
+    db: &TestDb,
+    broker: &TestBroker,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = vec![
         ("AMQP_URL".into(), amqp_url()),
         ("DATABASE_URL".into(), db.url.clone()),
@@ -28,7 +37,7 @@ pub(crate) fn env(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> E
         pairs.retain(|(key, _)| key != k);
         pairs.push(((*k).into(), (*v).into()));
     }
-    Env::from_pairs(pairs)
+    pairs
 }
 
 /// A running consumer.

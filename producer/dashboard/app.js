@@ -91,8 +91,16 @@
   }
   function fmtCount(x) { return x == null ? '–' : Number(x).toLocaleString(); }
   function shortId(id) { return id ? id.slice(0, 8) + '…' : '(no id)'; }
+  // Only a UUID goes into a URL: anyone who may publish to the broker can
+  // give a message any id, and an id such as "." or ".." would make
+  // 'dead-letters/' + id + '/redrive' another route once the browser
+  // resolves the dots (dead-letters/./redrive is the one that redrives
+  // every dead letter).
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  function isUuid(id) { return typeof id === 'string' && UUID.test(id); }
   function idLink(id) {
     if (!id) return el('span', { class: 'muted', text: '(no id)' });
+    if (!isUuid(id)) return el('span', { class: 'mono', text: shortId(id), title: id + ' (not a UUID)' });
     return el('a', { href: '#/messages/' + encodeURIComponent(id), class: 'mono', text: shortId(id), title: id, 'data-id': id });
   }
 
@@ -354,7 +362,7 @@
       fill('m-reason', d.reason);
     }
     fill('m-content', m.content == null ? (m.status === 'dead_lettered' ? 'In the dead-letter queue (see Dead letters).' : null) : m.content);
-    $('m-actions').hidden = !(m.status === 'dead_lettered' && access.admin);
+    $('m-actions').hidden = !(m.status === 'dead_lettered' && access.admin && isUuid(id));
     // Batch and webhook state, once the API has them: read from the public
     // GET /messages/{id}, whose fields grow with those features.
     try {
@@ -374,6 +382,7 @@
   }
   $('m-redrive').addEventListener('click', async () => {
     const id = shownMessage;
+    if (!isUuid(id)) return;
     if (!await confirmAction('Send message ' + id + ' back to the queue for another try?', 'Redrive')) return;
     try {
       await api('dead-letters/' + encodeURIComponent(id) + '/redrive', { method: 'POST', admin: true });
@@ -402,9 +411,13 @@
       if (currentView !== 'dead-letters') return;
       deadTotal = r.total;
       tbody.replaceChildren(...r.dead_letters.map((d) => {
-        const button = el('button', { type: 'button', class: 'quiet redrive', text: 'Redrive', disabled: !d.id, 'data-id': d.id || '' });
-        if (d.id) button.setAttribute('aria-label', 'Redrive message ' + d.id);
-        button.addEventListener('click', () => redriveOne(d.id));
+        // No per-row action without a UUID: redrive it with all the others.
+        let action = el('span', { class: 'muted', text: '–', title: 'Its id is not a UUID: use Redrive all' });
+        if (isUuid(d.id)) {
+          action = el('button', { type: 'button', class: 'quiet redrive', text: 'Redrive', 'data-id': d.id });
+          action.setAttribute('aria-label', 'Redrive message ' + d.id);
+          action.addEventListener('click', () => redriveOne(d.id));
+        }
         const preview = d.content == null ? '(not JSON with a content string)' : (d.content.length > 120 ? d.content.slice(0, 120) + '…' : d.content);
         return el('tr', { 'data-id': d.id || '' },
           timeCell(d.dead_lettered_at),
@@ -412,7 +425,7 @@
           el('td', { class: 'reason', text: d.reason == null ? '–' : String(d.reason) }),
           el('td', { text: d.attempts == null ? '–' : String(d.attempts) }),
           el('td', { class: 'preview hide-narrow', text: preview }),
-          el('td', {}, button));
+          el('td', {}, action));
       }));
       $('dl-total').textContent = r.total + (r.total === 1 ? ' waiting' : ' waiting');
       $('dl-empty').hidden = r.dead_letters.length > 0;
@@ -429,6 +442,7 @@
     }
   }
   async function redriveOne(id) {
+    if (!isUuid(id)) return;
     if (!await confirmAction('Send message ' + id + ' back to the queue for another try?', 'Redrive')) return;
     try {
       await api('dead-letters/' + encodeURIComponent(id) + '/redrive', { method: 'POST', admin: true });

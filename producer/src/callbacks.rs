@@ -24,11 +24,17 @@ pub async fn callback_url(body: &Value, state: &AppState) -> Result<Option<Strin
         Some(Value::String(s)) => s,
         Some(_) => return Err(ApiError::BadRequest("callback_url must be a string".into())),
     };
+    check_callback(text, state).await.map(Some)
+}
+
+/// A callback URL given as text: checked as [`callback_url`] checks one,
+/// resolving its host (so, call it after every check that does not wait).
+pub async fn check_callback(text: &str, state: &AppState) -> Result<String, ApiError> {
     check(text, &state.webhook_hosts)?;
     let url = shared::webhook::check_url_resolving(text, &state.webhook_hosts, RESOLVE_TIMEOUT)
         .await
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Some(url.to_string()))
+    Ok(url.to_string())
 }
 
 /// What can be told of a callback URL without resolving its host: the

@@ -24,6 +24,31 @@ pub enum ApiError {
     /// Missing or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// No `API_TOKEN`, and the request was addressed to a host that is not
+    /// a loopback name (see `http::access`).
+    #[error(
+        "this producer has no API_TOKEN, so its API answers only requests addressed to \
+         localhost, 127.0.0.1 or [::1]; set API_TOKEN to serve other hosts \
+         (or ALLOW_ANONYMOUS=true to serve anyone without a token)"
+    )]
+    LocalOnly,
+    /// The body is compressed (`Content-Encoding`), which the producer
+    /// does not accept: a small body could inflate to any size.
+    #[error("Content-Encoding {0:?} is not accepted: send the body uncompressed")]
+    UnsupportedEncoding(String),
+    /// Every slot for a long-lived request of this kind is taken (see
+    /// `slots`): retry later.
+    #[error("too many {what} at once ({setting}={max}); retry later")]
+    Busy {
+        /// What is full: `open event streams`, `waiting lookups`.
+        what: &'static str,
+        /// The setting that bounds it.
+        setting: &'static str,
+        /// Its value.
+        max: usize,
+        /// Seconds for `Retry-After`.
+        retry_after: u32,
+    },
     /// Unknown route or id.
     #[error("{0}")]
     NotFound(String),
@@ -66,15 +91,18 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::LocalOnly => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::BrokerUnavailable { .. } | ApiError::DatabaseUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::BrokerUnavailable { .. }
+            | ApiError::DatabaseUnavailable(_)
+            | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,8 +117,15 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::BrokerUnavailable { retry_after, .. } = self {
+        if let ApiError::BrokerUnavailable { retry_after, .. }
+        | ApiError::Busy { retry_after, .. } = self
+        {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
+        }
+        if let ApiError::Busy { .. } | ApiError::UnsupportedEncoding(_) = self {
+            // Busy: the connection is what is scarce, give it back now.
+            // Encoded: the body was not read, and is not wanted.
+            response.force_close();
         }
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

@@ -44,34 +44,42 @@ pub fn parse_ids(text: &str) -> Result<Vec<Uuid>, ApiError> {
         (status = 200, description = r#"text/event-stream: data: {"type": "stored", "ids"} / {"type": "dead_lettered", "id", "reason"}"#, content_type = "text/event-stream"),
         (status = 400, description = "An id is not a UUID", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 403, description = "No API_TOKEN, and the request was not addressed to localhost, 127.0.0.1 or [::1]", body = ErrorBody),
+        (status = 503, description = "MAX_STREAMS streams are open already; the connection is closed", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn stream(
     params: web::Query<Params>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = params.ids.as_deref().map(parse_ids).transpose()?;
+    // Held by the stream, so given back when it ends or is dropped.
+    let slot = state.streams.take(state.retry_after_secs)?;
     let rx = state.publisher.subscribe();
-    let body = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
-        loop {
-            let chunk = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-                Ok(Err(RecvError::Closed)) => return None,
-                Ok(Err(RecvError::Lagged(n))) => Bytes::from(format!(": missed {n} events\n\n")),
-                Ok(Ok(event)) => {
-                    let event: Option<Event> = match &filter {
-                        Some(ids) => event.only(ids),
-                        None => Some(event),
-                    };
-                    let Some(event) = event else { continue };
-                    let Ok(json) = serde_json::to_string(&event) else {
-                        continue;
-                    };
-                    Bytes::from(format!("data: {json}\n\n"))
-                }
-            };
-            return Some((Ok::<_, actix_web::Error>(chunk), (rx, filter)));
-        }
-    });
+    let body =
+        futures_util::stream::unfold((rx, filter, slot), |(mut rx, filter, slot)| async move {
+            loop {
+                let chunk = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                    Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                    Ok(Err(RecvError::Closed)) => return None,
+                    Ok(Err(RecvError::Lagged(n))) => {
+                        Bytes::from(format!(": missed {n} events\n\n"))
+                    }
+                    Ok(Ok(event)) => {
+                        let event: Option<Event> = match &filter {
+                            Some(ids) => event.only(ids),
+                            None => Some(event),
+                        };
+                        let Some(event) = event else { continue };
+                        let Ok(json) = serde_json::to_string(&event) else {
+                            continue;
+                        };
+                        Bytes::from(format!("data: {json}\n\n"))
+                    }
+                };
+                return Some((Ok::<_, actix_web::Error>(chunk), (rx, filter, slot)));
+            }
+        });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))

@@ -8,8 +8,10 @@
 //! layer, only the ones listed as its helpers; no two files import each
 //! other (checked with `cargo modules dependencies`, collapsed to modules).
 //!
-//! **Assembly.** `main` reads the [`Settings`] (`config`) and runs the
-//! [`Application`] (`startup`: migrations, pool, publisher, HTTP server).
+//! **Assembly.** `cli` (the binary's `main`, in the library so that the
+//! e2e tests' copy of the binary runs the same code) reads the
+//! [`Settings`] (`config`) and runs the [`Application`] (`startup`:
+//! migrations, pool, publisher, HTTP server).
 //! `routes` is the route table: every resource, the access it declares and
 //! its handlers. `openapi` is the document describing them (and serves it).
 //! These two are the only modules that name handlers.
@@ -30,6 +32,8 @@
 //! * `idempotency`: the `Idempotency-Key`, one call per handler.
 //! * `callbacks`: a request's `callback_url`, and its notification's state.
 //! * `wait`: the `?wait` completion loop of a status lookup.
+//! * `slots`: the caps on long-lived requests (`MAX_STREAMS`,
+//!   `MAX_WAITERS`), used by `events` and `wait`.
 //! * `cursor`: the one keyset cursor format.
 //! * `schemas`: the request and answer shapes of the OpenAPI document.
 //! * `http/`: `access` (who may call: [`http::access::Access`] and its
@@ -48,6 +52,7 @@
 
 pub mod batches;
 pub mod callbacks;
+pub mod cli;
 pub mod config;
 pub mod cursor;
 pub mod dashboard;
@@ -65,6 +70,7 @@ pub mod publisher;
 pub mod rates;
 pub mod routes;
 pub mod schemas;
+pub mod slots;
 pub mod startup;
 pub mod state;
 pub mod wait;

@@ -1,9 +1,20 @@
 //! The OpenAPI 3 document (`GET /openapi.json`), generated from the
-//! handlers' `#[utoipa::path]` annotations, and a self-contained page
-//! (`GET /docs`) that renders it without fetching anything.
+//! handlers' `#[utoipa::path]` annotations and completed from the route
+//! table's declared access ([`document`]), and a self-contained page
+//! (`GET /docs`) that renders it without fetching anything else.
 
-use actix_web::HttpResponse;
+use std::sync::LazyLock;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::OpenApi;
+
+use crate::http::access::Access;
+use crate::http::resource::Entry;
 
 /// The document: every route with every status it answers.
 #[derive(OpenApi)]
@@ -42,30 +53,79 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
+/// The document as served: [`ApiDoc`], with the 403 every API route
+/// (per `routes`: `Access::Api`) answers without `API_TOKEN` to a request
+/// not addressed to a loopback name. Built once, at startup.
+pub struct Document(pub utoipa::openapi::OpenApi);
+
+/// [`Document`] for the routes `routes` (the route table's entries).
+pub fn document(routes: &[Entry]) -> Document {
+    let mut doc = ApiDoc::openapi();
+    let refusal = ResponseBuilder::new()
+        .description(
+            "No API_TOKEN is set, and the request was not addressed to localhost, \
+             127.0.0.1 or [::1] (its Host header)",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build();
+    for route in routes.iter().filter(|r| r.access == Access::Api) {
+        let Some(item) = doc.paths.paths.get_mut(route.path) else {
+            continue;
+        };
+        for method in &route.methods {
+            let operation: Option<&mut Operation> = match method.as_str() {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                _ => None,
+            };
+            if let Some(operation) = operation {
+                operation
+                    .responses
+                    .responses
+                    .insert("403".into(), refusal.clone().into());
+            }
+        }
+    }
+    Document(doc)
+}
+
 /// `GET /openapi.json`.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This document")))]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+pub async fn openapi_json(doc: Option<web::Data<Document>>) -> HttpResponse {
+    match doc {
+        Some(doc) => HttpResponse::Ok().json(&doc.0),
+        None => HttpResponse::Ok().json(ApiDoc::openapi()),
+    }
 }
 
 /// `GET /docs`: a plain page listing every operation and its answers,
-/// rendered in the browser from `/openapi.json` (no external assets).
+/// rendered in the browser from `/openapi.json` (no external assets),
+/// under a Content-Security-Policy that allows its own inline style and
+/// script by their hashes and nothing else (no other inline code, nothing
+/// from elsewhere, no framing).
 #[utoipa::path(get, path = "/docs", tag = "operations",
     responses((status = 200, description = "HTML page rendering /openapi.json", content_type = "text/html")))]
 pub async fn docs() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(DOCS_PAGE)
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP.as_str()))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(DOCS_PAGE.as_str())
 }
 
-const DOCS_PAGE: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>pipeline API</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
+const DOCS_STYLE: &str =
+    "body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}
 h2{margin-top:1.5em;font-family:monospace}code{background:#eee;padding:0 .3em}
-td{vertical-align:top;padding:.2em .6em}</style></head>
-<body><h1>pipeline API</h1><p id="desc"></p><p><a href="dashboard">Dashboard</a>: live overview, message lookup, dead letters.</p><div id="ops">Loading /openapi.json…</div>
-<script>
+td{vertical-align:top;padding:.2em .6em}";
+
+const DOCS_SCRIPT: &str = "
 fetch('openapi.json').then(r => r.json()).then(doc => {
   document.getElementById('desc').textContent = doc.info.description || '';
   const out = document.getElementById('ops'); out.textContent = '';
@@ -83,8 +143,30 @@ fetch('openapi.json').then(r => r.json()).then(doc => {
     }
   }
 });
-</script></body></html>
-"#;
+";
+
+static DOCS_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pipeline API</title>\n\
+         <style>{DOCS_STYLE}</style></head>\n<body><h1>pipeline API</h1><p id=\"desc\"></p>\
+         <p><a href=\"dashboard\">Dashboard</a>: live overview, message lookup, dead letters.</p>\
+         <div id=\"ops\">Loading /openapi.json…</div>\n<script>{DOCS_SCRIPT}</script></body></html>\n"
+    )
+});
+
+/// Only this page's own style and script (by their SHA-256), fetching only
+/// from this origin.
+static DOCS_CSP: LazyLock<String> = LazyLock::new(|| {
+    let hash = |text: &str| {
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes()))
+    };
+    format!(
+        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
+         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash(DOCS_SCRIPT),
+        hash(DOCS_STYLE)
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -1,19 +1,31 @@
 //! Building and running the producer: migrations, pool, publisher, HTTP server.
+//!
+//! The HTTP server is actix-web's `App` served by actix's HTTP/1 service,
+//! assembled here rather than by `HttpServer` so that each connection is
+//! wrapped in `http::head::HeadDeadline` (which replaces actix's request
+//! head timeout: see there why). HTTP/1 only: the producer is built
+//! without HTTP/2.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{fn_service, AppConfig, Server, ServerHandle};
+use actix_web::{web, App};
 use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::http::access::ApiAccess;
 use crate::http::extract::{body_deadline, json_config, path_config, query_config, BodyTimeout};
+use crate::http::head::HeadDeadline;
+use crate::http::headers::security_headers;
 use crate::management::InFlight;
 use crate::metrics::Metrics;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::routes;
+use crate::slots::Slots;
 use crate::state::AppState;
 
 /// A built producer, bound to its port, ready to run.
@@ -59,18 +71,22 @@ impl Application {
 
         let listener = TcpListener::bind(&settings.bind_addr)
             .with_context(|| format!("cannot listen on BIND_ADDR={}", settings.bind_addr))?;
-        let port = listener.local_addr()?.port();
+        let local = listener.local_addr()?;
+        let port = local.port();
         let state = AppState {
             publisher: publisher.clone(),
             pool,
             retry_after_secs: settings.retry_after_secs,
             metrics,
             webhook_hosts: settings.webhook_allowed_hosts.clone(),
+            streams: Slots::new("open event streams", "MAX_STREAMS", settings.max_streams),
+            waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;
-        let api_token = web::Data::new(settings.api_token.clone());
+        let api_access = web::Data::<ApiAccess>::new(settings.api_access.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
+        let document = web::Data::new(crate::openapi::document(&routes::entries()));
         // The dashboard's in-flight count: the store queue, in the vhost of `AMQP_URL`.
         let in_flight = web::Data::new(InFlight::new(
             settings.rabbitmq_management.as_ref(),
@@ -78,7 +94,8 @@ impl Application {
             &common.topology().store_queue,
         )?);
         let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
-        let server = HttpServer::new(move || {
+        let head_timeout = settings.head_timeout;
+        let app = move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(json_config(max_body))
@@ -86,18 +103,48 @@ impl Application {
                 .app_data(path_config())
                 // Each route carries its own access guard (see `routes`).
                 .configure(|cfg| routes::configure(cfg, max_batch_body))
-                .app_data(api_token.clone())
+                .app_data(api_access.clone())
                 .app_data(admin_token.clone())
                 .app_data(in_flight.clone())
                 .app_data(body_timeout.clone())
+                .app_data(document.clone())
                 .wrap(actix_web::middleware::from_fn(body_deadline))
-        })
-        .workers(settings.http_workers)
-        // On SIGTERM, in-flight requests get as long as a publish may take;
-        // then long-lived SSE streams are cut instead of holding the stop.
-        .shutdown_timeout(settings.publish_timeout.as_secs() + 1)
-        .listen(listener)?
-        .run();
+                // Outermost: every answer, errors included.
+                .wrap(actix_web::middleware::from_fn(security_headers))
+        };
+        let builder = actix_web::dev::Server::build()
+            .workers(settings.http_workers)
+            // On SIGTERM, in-flight requests get as long as a publish may
+            // take; then long-lived SSE streams are cut instead of holding
+            // the stop.
+            .shutdown_timeout(settings.publish_timeout.as_secs() + 1);
+        let draining = builder.graceful_shutdown_signal();
+        let server = builder
+            .listen("producer", listener, move || {
+                let draining = draining.clone();
+                let http = actix_http::HttpService::build()
+                    // Stop keeping connections alive once stopping.
+                    .graceful_shutdown_signal(move || {
+                        let draining = draining.clone();
+                        async move { draining.notified().await }
+                    })
+                    // Replaced by `HeadDeadline` around the connection.
+                    .client_request_timeout(Duration::ZERO)
+                    .local_addr(local)
+                    // The app's connection config (host and address for
+                    // URLs a request does not give): unused, the default.
+                    .h1(map_config(app().into_factory(), |_| AppConfig::default()));
+                fn_service(move |io: tokio::net::TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                        HeadDeadline::new(io, head_timeout),
+                        peer,
+                    )))
+                })
+                .and_then(http)
+            })?
+            .run();
+        log::info!("{}", settings.api_access.describe());
         log::info!("producer listening on port {port}");
         Ok(Self {
             port,

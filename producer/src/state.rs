@@ -9,6 +9,7 @@ use shared::Envelope;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::publisher::{PublishError, Publisher};
+use crate::slots::Slots;
 
 /// Handles to the broker and the database, cloned into each worker.
 #[derive(Clone)]
@@ -23,6 +24,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Callback hosts allowed although private or local.
     pub webhook_hosts: shared::webhook::AllowedHosts,
+    /// Open `GET /events` streams (`MAX_STREAMS`).
+    pub streams: Slots,
+    /// Lookups waiting with `?wait` (`MAX_WAITERS`).
+    pub waiters: Slots,
 }
 
 impl AppState {

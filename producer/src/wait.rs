@@ -56,6 +56,8 @@ where
     if done(&found) || wait_secs == 0 {
         return Ok(found);
     }
+    // Only a lookup that will wait takes a slot (given back on return).
+    let _slot = state.waiters.take(state.retry_after_secs)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {

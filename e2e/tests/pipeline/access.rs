@@ -166,3 +166,143 @@ async fn the_route_table_and_the_openapi_document_list_the_same_operations() {
     );
     producer.stop().await;
 }
+
+/// What a page on `attacker.example` sends once its name points at
+/// 127.0.0.1 (DNS rebinding): the browser's `Host` is its own name.
+const ATTACKER: &str = "attacker.example";
+
+async fn send_as(
+    producer: &Target<'_>,
+    host: &str,
+    method: &Method,
+    path: &str,
+) -> reqwest::Response {
+    producer
+        .client
+        .request(method.clone(), format!("{}{path}", producer.base))
+        .header("Host", host)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_local_only(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 403, "{what}");
+    let body: Value = res.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("API_TOKEN"), "{what}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_requests_to_a_loopback_name_reach_the_api() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let target = Target {
+        base: &producer.base,
+        client: &producer.client,
+    };
+    let port = producer.base.rsplit(':').next().unwrap().to_owned();
+    let attacker = format!("{ATTACKER}:{port}");
+
+    // Every route of the table, as the rebound page would call it.
+    for route in &entries() {
+        for method in &route.methods {
+            let method: Method = method.as_str().parse().unwrap();
+            let what = format!("{method} {} ({:?})", route.path, route.access);
+            let res = send_as(&target, &attacker, &method, &concrete(route.path)).await;
+            match route.access {
+                Access::Api => assert_local_only(res, &what).await,
+                // The probes, /metrics and the dashboard's page hold no data.
+                Access::Public => assert!(res.status().as_u16() < 400, "{what}: {}", res.status()),
+                // No ADMIN_TOKEN: the tools do not exist, whoever asks.
+                Access::Admin => assert_eq!(res.status(), 404, "{what}"),
+            }
+        }
+    }
+    // Paths no route has, and other methods of an API route, too.
+    let res = send_as(&target, &attacker, &Method::GET, "/nowhere").await;
+    assert_local_only(res, "GET /nowhere").await;
+    let res = send_as(&target, &attacker, &Method::DELETE, "/messages").await;
+    assert_local_only(res, "DELETE /messages").await;
+    // Nothing refused was published.
+    let res = producer
+        .request(Method::POST, "/messages")
+        .header("Host", &attacker)
+        .json(&serde_json::json!({"content": "from a rebound page"}))
+        .send()
+        .await
+        .unwrap();
+    assert_local_only(res, "POST /messages").await;
+    assert_eq!(broker.depth(&broker.topology.store_queue).await, 0);
+
+    // Loopback names, with any port or none, in any case.
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("LocalHost:{port}"),
+        format!("localhost.:{port}"),
+    ] {
+        let res = send_as(&target, &host, &Method::GET, "/messages").await;
+        assert_eq!(res.status(), 200, "Host: {host}");
+    }
+    // Names that only look local.
+    for host in [
+        format!("localhost.{ATTACKER}:{port}"),
+        format!("127.0.0.1.{ATTACKER}"),
+        format!("{ATTACKER}.localhost:{port}"),
+        "127.0.0.1:80@attacker.example".to_owned(),
+        "0.0.0.0".to_owned(),
+        "[::ffff:127.0.0.1]".to_owned(),
+    ] {
+        let res = send_as(&target, &host, &Method::GET, "/messages").await;
+        assert_local_only(res, &format!("Host: {host}")).await;
+    }
+    // No Host at all (HTTP/1.0): nothing says where it was meant to go.
+    let addr = producer.base.trim_start_matches("http://").to_owned();
+    let answer = e2e::raw::exchange(
+        &addr,
+        b"GET /messages HTTP/1.0\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.0 403"), "{answer}");
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_anonymous_serves_any_host_and_a_token_decides_whatever_the_host() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let open = spawn_producer(&db, &broker, &[("ALLOW_ANONYMOUS", "true")]).await;
+    let target = Target {
+        base: &open.base,
+        client: &open.client,
+    };
+    let res = send_as(&target, ATTACKER, &Method::GET, "/messages").await;
+    assert_eq!(
+        res.status(),
+        200,
+        "ALLOW_ANONYMOUS=true lifts the rule on purpose"
+    );
+    open.stop().await;
+
+    let guarded = spawn_producer(&db, &broker, &[("API_TOKEN", API)]).await;
+    let target = Target {
+        base: &guarded.base,
+        client: &guarded.client,
+    };
+    let res = send_as(&target, ATTACKER, &Method::GET, "/messages").await;
+    assert_refused(res, "another host without the token").await;
+    let res = guarded
+        .request(Method::GET, "/messages")
+        .header("Host", ATTACKER)
+        .bearer_auth(API)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "with the token, any host");
+    guarded.stop().await;
+}

@@ -13,6 +13,7 @@ mod events;
 mod failover;
 mod flow;
 mod hardening;
+mod headers;
 mod idempotency;
 mod metrics;
 mod openapi;

@@ -109,3 +109,48 @@ async fn status_stops_saying_dead_lettered_after_redrive_and_purge() {
     }
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_whose_id_is_not_a_uuid_cannot_redrive_them_all() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[("ADMIN_TOKEN", ADMIN)]).await;
+    // Two ordinary dead letters, and one planted with the id "." by anyone
+    // who may publish to the dead-letter exchange.
+    let dlx = broker.topology.dead_letter_exchange.clone();
+    for i in 0..2 {
+        let envelope = Envelope::new(format!("dead {i}"));
+        broker
+            .publish_to(&dlx, &envelope.to_body(), envelope.properties())
+            .await;
+    }
+    let planted = serde_json::json!({"id": ".", "content": "planted"}).to_string();
+    let props = lapin::BasicProperties::default().with_message_id(".".into());
+    broker.publish_to(&dlx, planted.as_bytes(), props).await;
+    let dead_queue = broker.topology.dead_queue.clone();
+    wait_for("the dead letters", Duration::from_secs(20), || async {
+        (broker.depth(&dead_queue).await == 3).then_some(())
+    })
+    .await;
+
+    // Why the dashboard must never build the row's action from such an id:
+    // `dead-letters/./redrive`, resolved as browsers (and reqwest) resolve
+    // it, is the route that redrives everything.
+    let dashboard = reqwest::Url::parse(&producer.url("/dashboard")).unwrap();
+    assert_eq!(
+        dashboard.join("dead-letters/./redrive").unwrap().path(),
+        "/dead-letters/redrive"
+    );
+    // The server, asked for such an id as it is, refuses it and moves nothing.
+    let addr = producer.base.trim_start_matches("http://").to_owned();
+    for id in [".", "..", "%2E", "not-a-uuid"] {
+        let request = format!(
+            "POST /dead-letters/{id}/redrive HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: Bearer {ADMIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let answer = e2e::raw::exchange(&addr, request.as_bytes(), Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "id {id:?}: {answer}");
+    }
+    assert_eq!(broker.depth(&dead_queue).await, 3, "nothing was redriven");
+    producer.stop().await;
+}

@@ -17,7 +17,8 @@ async fn trickled_body_gets_408() {
     let stream = TcpStream::connect(&addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
-        let head = "POST /messages HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+        let head =
+            "POST /messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                     Content-Length: 60000\r\n\r\n{\"content\": \"";
         writer.write_all(head.as_bytes()).await.unwrap();
         // One byte every 100 ms: far below the size limit, and never done.

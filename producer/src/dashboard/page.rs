@@ -12,7 +12,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::http::access::{AdminToken, ApiToken};
+use crate::http::access::{AdminToken, ApiAccess};
 
 const PAGE: &str = include_str!("../../dashboard/index.html");
 const SCRIPT: &str = include_str!("../../dashboard/app.js");
@@ -31,7 +31,6 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         // across a deploy.
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .body(body)
 }
@@ -66,8 +65,8 @@ pub async fn style() -> HttpResponse {
     responses((status = 200, description = r#"{"api_token": true|false (API_TOKEN is set: data needs it), "admin": true|false (ADMIN_TOKEN is set: the dead-letter tools exist)}; needs no token"#)))]
 pub async fn access(req: HttpRequest) -> HttpResponse {
     let api = req
-        .app_data::<web::Data<ApiToken>>()
-        .is_some_and(|t| t.0.is_some());
+        .app_data::<web::Data<ApiAccess>>()
+        .is_some_and(|a| a.needs_token());
     let admin = req
         .app_data::<web::Data<AdminToken>>()
         .is_some_and(|t| t.0.is_some());

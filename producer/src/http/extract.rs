@@ -1,16 +1,21 @@
 //! Request-body and query-string extraction with JSON errors: malformed JSON
-//! is a 400, an oversized body 413, a wrong Content-Type 415, a body that
-//! does not arrive in time 408, and a bad query parameter 400, each naming
-//! the problem.
+//! is a 400, an oversized body 413, a wrong Content-Type or any
+//! Content-Encoding 415, a body that does not arrive in time 408, and a bad
+//! query parameter 400, each naming the problem.
 
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
@@ -27,6 +32,9 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
             ApiError::PayloadTooLarge(limit)
         }
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        // Well-formed JSON that is not what the body must be (a typed
+        // body's own rule, such as a batch's item count): its message.
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::BadRequest(e.to_string()),
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
         JsonPayloadError::Payload(PayloadError::Io(e))
             if e.kind() == std::io::ErrorKind::TimedOut =>
@@ -36,6 +44,47 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
         JsonPayloadError::Payload(e) => ApiError::BadRequest(format!("cannot read body: {e}")),
         other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
     }
+}
+
+/// A JSON request body of type `T`, read per the route's `JsonConfig`
+/// (its size limit, `application/json` only, our errors). A body with a
+/// `Content-Encoding` (other than `identity`) is refused with a 415 before
+/// a byte of it is read: the producer is built without decompression, and
+/// a compressed body would be a small one that inflates.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T> Deref for JsonBody<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if let Some(encoding) = content_encoding(req) {
+            let refused = ApiError::UnsupportedEncoding(encoding).into();
+            return Box::pin(async move { Err(refused) });
+        }
+        let json = web::Json::<T>::from_request(req, payload);
+        Box::pin(async move { json.await.map(|body| JsonBody(body.into_inner())) })
+    }
+}
+
+/// The `Content-Encoding` of a request, unless absent or `identity`.
+fn content_encoding(req: &HttpRequest) -> Option<String> {
+    let values: Vec<String> = req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("identity"))
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// Query-string settings: a bad parameter is a 400 naming it.

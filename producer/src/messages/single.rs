@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::callbacks;
 use crate::error::ApiError;
+use crate::http::extract::JsonBody;
 use crate::idempotency;
 use crate::metrics::Endpoint;
 use crate::schemas::{
@@ -32,14 +33,14 @@ use crate::wait::{self, WaitParams};
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or the body is compressed (Content-Encoding)", body = ErrorBody),
         (status = 422, description = "Idempotency-Key already used with different content", body = ErrorBody),
         (status = 503, description = "Not confirmed (broker down, nack, unroutable, timeout), or the database is down for an Idempotency-Key", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn post_message(
     req: HttpRequest,
-    body: web::Json<Value>,
+    body: JsonBody<Value>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if !body.is_object() {
@@ -75,7 +76,7 @@ pub async fn post_message(
         (status = 400, description = "id is not a UUID, or bad wait", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 404, description = "Neither stored nor dead-lettered (still queued, or never accepted)", body = NotFound),
-        (status = 503, description = "Database unavailable", body = ErrorBody,
+        (status = 503, description = "Database unavailable, or MAX_WAITERS lookups are waiting already (with wait)", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn get_message(

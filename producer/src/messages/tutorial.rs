@@ -7,6 +7,7 @@ use shared::envelope::{content_from_json, ContentError};
 use shared::Envelope;
 
 use crate::error::ApiError;
+use crate::http::extract::JsonBody;
 use crate::metrics::Endpoint;
 use crate::schemas::{AddMessageBody, Enqueued, ErrorBody};
 use crate::state::AppState;
@@ -22,12 +23,12 @@ use crate::state::AppState;
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or the body is compressed (Content-Encoding)", body = ErrorBody),
         (status = 503, description = "Not confirmed by the broker", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn add_message(
-    body: web::Json<Value>,
+    body: JsonBody<Value>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let content = content_from_json(&body).map_err(|e| match e {

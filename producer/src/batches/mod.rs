@@ -9,27 +9,30 @@
 //! the first item creates the batch's row, and the one that settles the
 //! last completes it, in the same transaction. Until an item has reached the
 //! database the batch is `not_found`, like a message still queued.
+//!
+//! The body is read by `body` (typed and bounded as it is parsed).
+
+pub mod body;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
-use shared::envelope::{content_from_json, BatchRef};
+use shared::envelope::BatchRef;
 use shared::events::BatchStatus;
 use shared::Envelope;
 use uuid::Uuid;
 
 use crate::callbacks;
 use crate::error::ApiError;
+use crate::http::extract::JsonBody;
 use crate::idempotency;
 use crate::metrics::Endpoint;
 use crate::publisher::PublishError;
-use crate::schemas::{BatchQueued, ErrorBody, NewBatchBody, QueuedStatus, MAX_BATCH};
+use crate::schemas::{BatchQueued, ErrorBody, NewBatchBody, QueuedStatus};
+
 use crate::state::AppState;
 use crate::wait::{self, WaitParams};
-
-/// What a batch body may be, for errors.
-const SHAPES: &str = "body must be a JSON array of {\"content\": \"...\"} objects, \
-    or an object {\"messages\": [...], \"callback_url\": \"...\"}";
+use body::{BatchBody, Item};
 
 /// Accept `[{"content": "..."}, …]` or `{"messages": [...], "callback_url"}`;
 /// the answer names the `batch_id` (see `GET /batches/{id}`). All items are validated before any is
@@ -48,37 +51,44 @@ const SHAPES: &str = "body must be a JSON array of {\"content\": \"...\"} object
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or the body is compressed (Content-Encoding)", body = ErrorBody),
         (status = 422, description = "Idempotency-Key already used with a different batch", body = ErrorBody),
         (status = 503, description = r#"Some not confirmed: {"error", "queued": [ids], "failed": [{"index", "id"}]}; or the database is down for an Idempotency-Key"#, body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn post_batch(
     req: HttpRequest,
-    body: web::Json<Value>,
+    body: JsonBody<BatchBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (items, callback_url) = read_body(&body, &state).await?;
+    // At most MAX_BATCH items: counted while parsing (see `body`).
+    let BatchBody {
+        items,
+        callback_url,
+    } = body.0;
     if items.is_empty() {
         return Err(ApiError::BadRequest("batch must not be empty".into()));
     }
-    if items.len() > MAX_BATCH {
-        return Err(ApiError::BadRequest(format!(
-            "batch has {} messages; at most {MAX_BATCH} are allowed",
-            items.len()
-        )));
-    }
     let mut contents = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if !item.is_object() {
+    for (i, item) in items.into_iter().enumerate() {
+        if matches!(item, Item::NotAnObject) {
             return Err(ApiError::BadRequest(format!(
                 "item {i}: must be an object with a \"content\" string"
             )));
         }
         contents.push(
-            content_from_json(item).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
+            item.content()
+                .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
+    // Last, as it may wait for DNS: after every check that cannot.
+    let callback_url = match callback_url.optional_text() {
+        Ok(Some(url)) => Some(callbacks::check_callback(&url, &state).await?),
+        Ok(None) => None,
+        Err(body::NotAString) => {
+            return Err(ApiError::BadRequest("callback_url must be a string".into()))
+        }
+    };
     // Bound before publishing: see `idempotency` for why.
     let ids = idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref()).await?;
     let batch_id = ids.batch;
@@ -149,37 +159,6 @@ pub async fn post_batch(
         })))
 }
 
-/// Either body form, taken apart: its items (unchecked) and its callback
-/// (checked).
-async fn read_body<'a>(
-    body: &'a Value,
-    state: &AppState,
-) -> Result<(&'a [Value], Option<String>), ApiError> {
-    match body {
-        Value::Array(items) => Ok((items, None)),
-        Value::Object(fields) => {
-            if let Some(unknown) = fields
-                .keys()
-                .find(|k| !matches!(k.as_str(), "messages" | "callback_url"))
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown field {unknown:?}: {SHAPES}"
-                )));
-            }
-            let items = fields
-                .get("messages")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "\"messages\" must be an array of {\"content\": \"...\"} objects".into(),
-                    )
-                })?;
-            Ok((items, callbacks::callback_url(body, state).await?))
-        }
-        _ => Err(ApiError::BadRequest(SHAPES.into())),
-    }
-}
-
 /// `GET /batches/{id}[?wait=S]`: the batch's counts, counted from the
 /// stored and dead-lettered rows. With `wait`, answers as soon as the batch
 /// is completed, or after S seconds (at most 30).
@@ -191,7 +170,7 @@ async fn read_body<'a>(
         (status = 400, description = "id is not a UUID, or bad wait"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 404, description = r#"{"status": "not_found"}: no item of it has reached the database (still queued, or never accepted)"#),
-        (status = 503, description = "Database unavailable; see Retry-After"),
+        (status = 503, description = "Database unavailable, or MAX_WAITERS lookups are waiting already (with wait); see Retry-After"),
     ))]
 pub async fn get_batch(
     path: web::Path<Uuid>,
