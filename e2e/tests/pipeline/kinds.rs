@@ -334,3 +334,159 @@ async fn messages_waiting_from_before_the_upgrade_are_stored_after_it() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+/// Post `n` messages of `kind` through `POST /messages/batch` (1000 at a
+/// time); their ids.
+async fn post_many(producer: &e2e::TestApp, kind: &str, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(1000) {
+        let items: Vec<Value> = (start..n.min(start + 1000))
+            .map(|i| json!({"content": format!("{kind} {i}"), "kind": kind}))
+            .collect();
+        let (status, body) = post(producer, "/messages/batch", json!(items)).await;
+        assert_eq!(status, 202, "{body}");
+        ids.extend(
+            body["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_kinds_backlog_does_not_starve_another_inside_one_consumer() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email,profile").await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    // A backlog of email first, then a few profile messages behind it.
+    let backlog = post_many(&producer, "email", 3000).await;
+    let profiles = post_many(&producer, "profile", 5).await;
+    // Small batches: the backlog takes 300 transactions to drain.
+    let consumer = spawn_consumer(
+        &db,
+        &broker,
+        &[
+            ("BATCH_SIZE", "10"),
+            ("PREFETCH", "10"),
+            ("BATCH_WAIT_MS", "5"),
+        ],
+    )
+    .await;
+    let profile_list = profiles
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_for(
+        "the profile messages stored",
+        Duration::from_secs(30),
+        || async {
+            let n = db.scalar(&format!(
+                "SELECT count(*) AS n FROM messages WHERE id IN ({profile_list})"
+            ));
+            (n == 5).then_some(())
+        },
+    )
+    .await;
+    let email_stored = db.scalar("SELECT count(*) AS n FROM messages WHERE kind = 'email'");
+    assert!(
+        email_stored < backlog.len() as i64 / 2,
+        "the profile messages waited for {email_stored} email messages"
+    );
+    wait_for("the backlog drained", Duration::from_secs(60), || async {
+        (db.count() == 3005).then_some(())
+    })
+    .await;
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_across_kinds_completes_once_after_its_last_pool() {
+    // YouTube: a video queued once, resized by a pool per resolution; once
+    // every pool is done, the video is live (one notification).
+    const SECRET: &str = "test-webhook-secret";
+    let kinds = ["transcode-4k", "transcode-1080p", "transcode-720p"];
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds(&kinds.join(",")).await;
+    let receiver = e2e::Receiver::start().await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
+    let items: Vec<Value> = (0..30)
+        .map(|i| json!({"content": format!("video part {i}"), "kind": kinds[i % 3]}))
+        .collect();
+    let (status, body) = post(
+        &producer,
+        "/messages/batch",
+        json!({"messages": items, "callback_url": receiver.url("/live")}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let batch_id = body["batch_id"].as_str().unwrap().to_owned();
+
+    let pool = |kind: &'static str| {
+        let (db, broker) = (&db, &broker);
+        async move {
+            spawn_consumer(
+                db,
+                broker,
+                &[
+                    ("CONSUME_KINDS", kind),
+                    ("WEBHOOK_SECRET", SECRET),
+                    ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+                    ("WEBHOOK_POLL_MS", "100"),
+                    ("BATCH_SIZE", "3"),
+                    ("PREFETCH", "3"),
+                ],
+            )
+            .await
+        }
+    };
+    // Two pools first: their items are stored, the batch waits for 720p.
+    let first = vec![pool(kinds[0]).await, pool(kinds[1]).await];
+    wait_for("4k and 1080p stored", Duration::from_secs(20), || async {
+        (db.count() == 20).then_some(())
+    })
+    .await;
+    let pending = producer.get_json(&format!("/batches/{batch_id}")).await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(pending["pending"], 10);
+    assert_eq!(
+        broker
+            .depth(&broker.topology.store_queue_of(&kind(kinds[2])))
+            .await,
+        10,
+        "720p waits for its own pool"
+    );
+    let last = pool(kinds[2]).await;
+    let done = wait_for("the batch completed", Duration::from_secs(20), || async {
+        let b = producer
+            .get_json(&format!("/batches/{batch_id}?wait=5"))
+            .await;
+        (b["status"] == "completed").then_some(b)
+    })
+    .await;
+    assert_eq!(done["stored"], 30);
+    wait_for("the notification", Duration::from_secs(20), || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    // Give a second notification time to show up, if there were one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hooks: Vec<Value> = receiver.received().iter().map(|r| r.json()).collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["type"], "batch.completed");
+    assert_eq!(hooks[0]["data"]["stored"], 30);
+    let stored_after = db.scalar(
+        "SELECT count(*) AS n FROM messages WHERE stored_at > (SELECT completed_at FROM batches)",
+    );
+    assert_eq!(stored_after, 0, "completed after its last item was stored");
+    let kinds_stored = db.scalar("SELECT count(DISTINCT kind) AS n FROM messages");
+    assert_eq!(kinds_stored, 3);
+    for consumer in first.into_iter().chain([last]) {
+        consumer.stop().await;
+    }
+    producer.stop().await;
+}
