@@ -143,15 +143,15 @@ async fn consume(
     // fills only its own prefetch and its own loop, so the other kinds'
     // messages are taken and stored alongside it: fair shares inside one
     // consumer, with no scheduler on the per-message path.
+    // A sharded kind: every shard, each with a loop of its own.
     let mut queues: Vec<(String, Option<Kind>, u16)> = settings
         .consume_kinds
         .iter()
-        .map(|k| {
-            (
-                topology.store_queue_of(k),
-                Some(k.clone()),
-                settings.prefetch,
-            )
+        .flat_map(|k| {
+            topology
+                .shard_queues_of(k)
+                .into_iter()
+                .map(|q| (q, Some(k.clone()), settings.prefetch))
         })
         .collect();
     // Rare traffic: a small prefetch is plenty.

@@ -41,8 +41,16 @@ impl TestBroker {
     /// `KINDS` says them: `email,profile`); the services of the test get
     /// the same `KINDS`.
     pub async fn with_kinds(kinds: &str) -> Self {
+        Self::with_sharded_kinds(kinds, "").await
+    }
+
+    /// As [`Self::with_kinds`], with `shards` as `KIND_SHARDS` says them
+    /// (`email:4`); the services get the same.
+    pub async fn with_sharded_kinds(kinds: &str, shards: &str) -> Self {
         let prefix = format!("test.{}.", &Uuid::new_v4().simple().to_string()[..12]);
-        let kinds = shared::kind::Kinds::parse(kinds).expect("kind names");
+        let kinds = shared::kind::Kinds::parse(kinds)
+            .and_then(|k| k.with_shards(shards))
+            .expect("kind names and shards");
         let topology = Topology::with_prefix(&prefix).with_kinds(&kinds);
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await

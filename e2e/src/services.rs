@@ -43,6 +43,17 @@ pub(crate) fn env_pairs(
                 .collect::<Vec<_>>()
                 .join(","),
         ),
+        (
+            "KIND_SHARDS".into(),
+            broker
+                .topology
+                .kinds
+                .all()
+                .iter()
+                .map(|k| format!("{k}:{}", broker.topology.kinds.shards(k)))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("DB_POOL_SIZE".into(), "3".into()),
     ];
     for (k, v) in extra {

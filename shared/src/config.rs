@@ -156,7 +156,8 @@ pub struct CommonSettings {
     /// queue name, so several pipelines (or tests) can share a vhost.
     pub topology_prefix: String,
     /// `KINDS` (default `default`): the kinds of work, the same list for
-    /// producer and consumers; `default` is always among them.
+    /// producer and consumers; `default` is always among them. With
+    /// `KIND_SHARDS` (`email:4`): how many queues each kind spreads over.
     pub kinds: crate::kind::Kinds,
     /// `DB_POOL_SIZE` (default 8): connections in the r2d2 pool.
     pub db_pool_size: u32,
@@ -210,7 +211,9 @@ impl CommonSettings {
         }
         let topology_prefix = env.string_or("TOPOLOGY_PREFIX", "")?;
         let kinds = crate::kind::Kinds::parse(&env.string_or("KINDS", crate::kind::DEFAULT)?)
-            .map_err(|e| ConfigError::new("KINDS", e))?;
+            .map_err(|e| ConfigError::new("KINDS", e))?
+            .with_shards(&env.string_or("KIND_SHARDS", "")?)
+            .map_err(|e| ConfigError::new("KIND_SHARDS", e))?;
         Ok(Self {
             amqp_url_redacted: amqp_url
                 .split(',')

@@ -109,15 +109,19 @@ impl<'de> serde::Deserialize<'de> for Kind {
 }
 
 /// The configured kinds (`KINDS`), `default` always among them, in the
-/// order given (`default` first if it was not given).
+/// order given (`default` first if it was not given), each with its number
+/// of shards (`KIND_SHARDS`, 1 unless said).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kinds(Vec<Kind>);
+pub struct Kinds(Vec<Kind>, Vec<u16>);
 
 impl Default for Kinds {
     fn default() -> Self {
-        Kinds(vec![Kind::default_kind()])
+        Kinds(vec![Kind::default_kind()], vec![1])
     }
 }
+
+/// Most shards of one kind.
+pub const MAX_SHARDS: u16 = 64;
 
 impl Kinds {
     /// Parse a comma-separated list (`default,email,profile`); `Err` names
@@ -130,9 +134,46 @@ impl Kinds {
             })?;
             if !kinds.0.contains(&kind) {
                 kinds.0.push(kind);
+                kinds.1.push(1);
             }
         }
         Ok(kinds)
+    }
+
+    /// The same kinds with the shards of `spec` (`KIND_SHARDS`:
+    /// `email:4,profile:2`); `Err` names what is wrong. The `default` kind
+    /// is `messages.store`, one queue: it cannot be sharded (give the hot
+    /// traffic a kind of its own).
+    pub fn with_shards(mut self, spec: &str) -> Result<Kinds, String> {
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, n) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("{entry:?} is not <kind>:<shards>"))?;
+            let n: u16 = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_SHARDS).contains(n))
+                .ok_or_else(|| format!("{entry:?}: shards must be 1 to {MAX_SHARDS}"))?;
+            let i = self
+                .0
+                .iter()
+                .position(|k| k.as_str() == name.trim())
+                .ok_or_else(|| format!("{entry:?}: not one of KINDS ({})", self.names()))?;
+            if self.0[i].is_default() && n > 1 {
+                return Err("the default kind (messages.store) cannot be sharded".into());
+            }
+            self.1[i] = n;
+        }
+        Ok(self)
+    }
+
+    /// How many shards (queues) `kind` has: 1 unless `KIND_SHARDS` says.
+    pub fn shards(&self, kind: &Kind) -> u16 {
+        self.0
+            .iter()
+            .position(|k| k == kind)
+            .map_or(1, |i| self.1[i])
     }
 
     /// Every configured kind.
@@ -218,5 +259,16 @@ mod tests {
             Err(KindError::NotAString)
         );
         assert!(Kinds::parse("ok,Not.Ok").is_err());
+    }
+
+    #[test]
+    fn shards_are_checked() {
+        let kinds = Kinds::parse("email,profile").unwrap();
+        let sharded = kinds.clone().with_shards("email:4").unwrap();
+        assert_eq!(sharded.shards(&Kind::parse("email").unwrap()), 4);
+        assert_eq!(sharded.shards(&Kind::parse("profile").unwrap()), 1);
+        for bad in ["email", "email:0", "email:65", "sms:2", "default:2"] {
+            assert!(kinds.clone().with_shards(bad).is_err(), "{bad}");
+        }
     }
 }

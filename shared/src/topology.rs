@@ -29,7 +29,19 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use std::time::Duration;
 
+use std::borrow::Cow;
+
+use uuid::Uuid;
+
 use crate::kind::{Kind, Kinds};
+
+/// The shard of message `id` among `shards`: a stable hash (the id's own
+/// bits, uniform for random ids), the same on every producer and release.
+pub fn shard_of(id: Uuid, shards: u16) -> u16 {
+    let shards = u128::from(shards.max(1));
+    // The remainder is below `shards`, a u16.
+    u16::try_from(id.as_u128() % shards).unwrap_or(0)
+}
 
 /// How many times the broker redelivers one message (after consumer crashes
 /// or channel losses) before it dead-letters it by itself. This is a safety
@@ -139,23 +151,42 @@ impl Topology {
         }
     }
 
-    /// The kind whose store queue is `queue`, if any (a dead letter the
-    /// broker made names the queue it came from).
+    /// Every queue of `kind`: its store queue, then with `KIND_SHARDS` its
+    /// other shards, `messages.store.<kind>.1` … `.<n-1>`. Shard 0 is the
+    /// kind's queue of before, unchanged, so sharding a kind keeps its
+    /// queue and what waits there.
+    pub fn shard_queues_of(&self, kind: &Kind) -> Vec<String> {
+        let first = self.store_queue_of(kind);
+        let mut queues = Vec::with_capacity(usize::from(self.kinds.shards(kind)));
+        for shard in 1..self.kinds.shards(kind) {
+            queues.push(format!("{first}.{shard}"));
+        }
+        queues.insert(0, first);
+        queues
+    }
+
+    /// The kind whose store queue (or shard) is `queue`, if any (a dead
+    /// letter the broker made names the queue it came from).
     pub fn kind_of_queue(&self, queue: &str) -> Option<&Kind> {
         self.kinds
             .all()
             .iter()
-            .find(|k| self.store_queue_of(k) == queue)
+            .find(|k| self.shard_queues_of(k).iter().any(|q| q == queue))
     }
 
-    /// Where to publish a message of `kind`: `default` to the `messages`
+    /// Where to publish message `id` of `kind`: `default` to the `messages`
     /// exchange exactly as before kinds (so old consumers and the common
-    /// path are unchanged), any other to the route exchange by its name.
-    pub fn publish_target<'a>(&'a self, kind: &'a Kind) -> (&'a str, &'a str) {
+    /// path are unchanged: nothing allocated), any other to the route
+    /// exchange by its name, and for a sharded kind to the shard a stable
+    /// hash of the id picks (`<kind>.<shard>`; shard 0 is `<kind>`).
+    pub fn publish_target<'a>(&'a self, kind: &'a Kind, id: Uuid) -> (&'a str, Cow<'a, str>) {
         if kind.is_default() {
-            (&self.exchange, "") // fanout: the routing key is ignored
-        } else {
-            (&self.route_exchange, kind.as_str())
+            return (&self.exchange, Cow::Borrowed("")); // fanout: the key is ignored
+        }
+        let shards = self.kinds.shards(kind);
+        match shard_of(id, shards) {
+            0 => (&self.route_exchange, Cow::Borrowed(kind.as_str())),
+            shard => (&self.route_exchange, Cow::Owned(format!("{kind}.{shard}"))),
         }
     }
 
@@ -282,7 +313,17 @@ impl Topology {
         // Every other kind: a store queue with the store queue's every
         // argument, and its own delay queues.
         for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
-            queues.push((self.store_queue_of(kind), self.store_queue_arguments()));
+            for (shard, queue) in self.shard_queues_of(kind).into_iter().enumerate() {
+                let mut args = self.store_queue_arguments();
+                if shard > 0 {
+                    // Leaders spread over the cluster's nodes: a sharded
+                    // kind is the path past one queue's (one node's)
+                    // ceiling. Not on shard 0: it is the kind's queue of
+                    // before, declared as it was.
+                    args.insert("x-queue-leader-locator".into(), long_string("balanced"));
+                }
+                queues.push((queue, args));
+            }
             for delay in &self.retry_delays {
                 queues.push((
                     self.retry_queue_of(kind, *delay),
@@ -447,13 +488,13 @@ impl Topology {
         // The route exchange: each kind's queue by the kind's name (the
         // default kind too, so third parties can name every kind alike).
         for kind in self.kinds.all() {
-            bind_key(
-                channel,
-                &self.store_queue_of(kind),
-                &self.route_exchange,
-                kind.as_str(),
-            )
-            .await?;
+            for (shard, queue) in self.shard_queues_of(kind).iter().enumerate() {
+                let key = match shard {
+                    0 => kind.to_string(),
+                    shard => format!("{kind}.{shard}"),
+                };
+                bind_key(channel, queue, &self.route_exchange, &key).await?;
+            }
         }
         Ok(())
     }
@@ -468,7 +509,7 @@ impl Topology {
         ];
         queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(*d)));
         for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
-            queues.push(self.store_queue_of(kind));
+            queues.extend(self.shard_queues_of(kind));
             queues.extend(
                 self.retry_delays
                     .iter()
@@ -575,8 +616,12 @@ mod tests {
         let default = Kind::default_kind();
         assert_eq!(t.store_queue_of(&default), "p.messages.store");
         assert_eq!(t.store_queue_of(&email), "p.messages.store.email");
-        assert_eq!(t.publish_target(&default), ("p.messages", ""));
-        assert_eq!(t.publish_target(&email), ("p.messages.route", "email"));
+        let id = Uuid::new_v4();
+        assert_eq!(t.publish_target(&default, id), ("p.messages", "".into()));
+        assert_eq!(
+            t.publish_target(&email, id),
+            ("p.messages.route", "email".into())
+        );
         assert_eq!(t.kind_of_queue("p.messages.store.email"), Some(&email));
         let retry = t.retry_queue_of(&email, Duration::from_secs(1));
         assert_eq!(retry, "p.messages.retry.email.1000ms");
@@ -595,6 +640,54 @@ mod tests {
                 .map(|(_, a)| a),
             Some(t.store_queue_arguments()),
             "every guarantee of the store queue"
+        );
+    }
+
+    #[test]
+    fn a_sharded_kind_spreads_by_a_stable_hash_and_keeps_its_first_queue() {
+        let kinds = Kinds::parse("email")
+            .unwrap()
+            .with_shards("email:4")
+            .unwrap();
+        let t = Topology::with_prefix("p.").with_kinds(&kinds);
+        let email = Kind::parse("email").unwrap();
+        assert_eq!(
+            t.shard_queues_of(&email),
+            [
+                "p.messages.store.email",
+                "p.messages.store.email.1",
+                "p.messages.store.email.2",
+                "p.messages.store.email.3"
+            ]
+        );
+        assert_eq!(t.kind_of_queue("p.messages.store.email.3"), Some(&email));
+        let mut seen = [0u32; 4];
+        for _ in 0..400 {
+            let id = Uuid::new_v4();
+            let (_, key) = t.publish_target(&email, id);
+            assert_eq!(key, t.publish_target(&email, id).1, "stable");
+            let shard = shard_of(id, 4);
+            assert_eq!(
+                key,
+                if shard == 0 {
+                    "email".to_owned()
+                } else {
+                    format!("email.{shard}")
+                }
+            );
+            seen[usize::from(shard)] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "spread: {seen:?}");
+        let args: Vec<FieldTable> = t
+            .queues()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("p.messages.store.email"))
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(args[0], t.store_queue_arguments(), "shard 0 as before");
+        assert_eq!(
+            args[3].inner().get("x-queue-leader-locator"),
+            Some(&long_string("balanced"))
         );
     }
 

@@ -490,3 +490,63 @@ async fn a_batch_across_kinds_completes_once_after_its_last_pool() {
     }
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_kind_spreads_by_id_and_every_shard_is_consumed() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_sharded_kinds("email", "email:4").await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let email = kind("email");
+    let shards = broker.topology.shard_queues_of(&email);
+    assert_eq!(shards.len(), 4);
+    let ids = post_many(&producer, "email", 400).await;
+    // A third party naming just the kind reaches shard 0.
+    let foreign = Uuid::new_v4();
+    broker
+        .publish_keyed(
+            &broker.topology.route_exchange,
+            "email",
+            br#"{"content": "from elsewhere"}"#,
+            BasicProperties::default().with_message_id(foreign.to_string().into()),
+        )
+        .await;
+
+    // Each message sits in the shard its id picks, whichever producer
+    // published it; every shard has some.
+    let mut total = 0;
+    for (i, queue) in shards.iter().enumerate() {
+        let held = broker.take_all(queue).await;
+        assert!(held.len() > 40, "shard {i} holds {}", held.len());
+        for m in &held {
+            let id = shared::dead_letter::message_uuid(&m.delivery.data, &m.delivery.properties)
+                .unwrap();
+            let shard = if id == foreign {
+                0
+            } else {
+                shared::topology::shard_of(id, 4)
+            };
+            assert_eq!(usize::from(shard), i, "{id} in {queue}");
+            // Back where it was (the default exchange routes by queue name).
+            broker
+                .publish_keyed("", queue, &m.delivery.data, m.delivery.properties.clone())
+                .await;
+        }
+        total += held.len();
+    }
+    assert_eq!(total, 401);
+
+    let consumer = spawn_consumer(&db, &broker, &[("CONSUME_KINDS", "email")]).await;
+    wait_for("every shard drained", Duration::from_secs(30), || async {
+        (db.count() == 401).then_some(())
+    })
+    .await;
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM messages WHERE kind = 'email'"),
+        401
+    );
+    assert!(ids
+        .iter()
+        .all(|id| db.messages().iter().any(|m| m.id == *id)));
+    consumer.stop().await;
+    producer.stop().await;
+}

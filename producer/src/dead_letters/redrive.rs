@@ -102,11 +102,11 @@ async fn move_one(
     // Back to its kind's queue (a kind no longer configured goes to the
     // queue of unknown kinds, and is dead-lettered again, not lost).
     let kind = dead_letter::kind_of(&msg.delivery.data, &msg.delivery.properties, topology);
-    let (exchange, routing_key) = topology.publish_target(&kind);
+    let (exchange, routing_key) = topology.publish_target(&kind, id.unwrap_or_default());
     let published = shared::publish::confirmed(
         channel,
         exchange,
-        routing_key,
+        &routing_key,
         &msg.delivery.data,
         fresh_properties(&msg.delivery.properties),
         state.publisher.publish_timeout(),
