@@ -550,3 +550,39 @@ async fn a_sharded_kind_spreads_by_id_and_every_shard_is_consumed() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_bound_to_its_kind() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email,profile").await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let send = |key: &'static str, body: Value| {
+        let producer = &producer;
+        async move {
+            let res = producer.post_with_key("/messages", key, &body).await;
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = send("k-1", json!({"content": "x", "kind": "email"})).await;
+    assert_eq!(status, 202);
+    let (status, again) = send("k-1", json!({"content": "x", "kind": "email"})).await;
+    assert_eq!((status, &again["id"]), (202, &first["id"]), "a retry");
+    let (status, other) = send("k-1", json!({"content": "x", "kind": "profile"})).await;
+    assert_eq!(status, 422, "another kind is another request: {other}");
+    // `default` named or not is the same request (keys from before kinds).
+    let (_, plain) = send("k-2", json!({"content": "y"})).await;
+    let (status, named) = send("k-2", json!({"content": "y", "kind": "default"})).await;
+    assert_eq!((status, &named["id"]), (202, &plain["id"]));
+    // A batch's items too.
+    let batch = |kind: &str| json!([{"content": "a"}, {"content": "b", "kind": kind}]);
+    let res = producer
+        .post_with_key("/messages/batch", "k-3", &batch("email"))
+        .await;
+    assert_eq!(res.status(), 202);
+    let res = producer
+        .post_with_key("/messages/batch", "k-3", &batch("profile"))
+        .await;
+    assert_eq!(res.status(), 422);
+    producer.stop().await;
+}

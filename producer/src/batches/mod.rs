@@ -97,7 +97,8 @@ pub async fn post_batch(
         }
     };
     // Bound before publishing: see `idempotency` for why.
-    let ids = idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref()).await?;
+    let ids =
+        idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref(), &kinds).await?;
     let batch_id = ids.batch;
     let mut envelopes: Vec<Envelope> = ids
         .items

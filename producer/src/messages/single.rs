@@ -52,7 +52,8 @@ pub async fn post_message(
     let kind = state.kind(body.get("kind"))?;
     let callback_url = callbacks::callback_url(&body, &state).await?;
     // Bound before publishing: see `idempotency` for why.
-    let id = idempotency::message_id(&state, &req, &content, callback_url.as_deref()).await?;
+    let id =
+        idempotency::message_id(&state, &req, &content, callback_url.as_deref(), &kind).await?;
     let mut envelope = Envelope::with_id(id, content);
     envelope.callback_url = callback_url;
     envelope.kind = kind;
