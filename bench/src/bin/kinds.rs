@@ -4,7 +4,8 @@
 //!
 //! * **Isolation**: a backlog of `--backlog` `email` messages is queued,
 //!   a consumer (every kind, default settings) starts draining it, and
-//!   `--probes` messages are published one by one, 20 ms apart: as
+//!   `--probes` messages are published one by one, `--probe-gap-ms` (2)
+//!   apart: as
 //!   `profile` (a queue of their own), then in a second run as `email`
 //!   (behind the backlog, as if there were one kind). Prints the p50/p99
 //!   accept→commit latency of the probes (`stored_at - created_at`).
@@ -13,7 +14,8 @@
 //!   shard) and end to end (publish with confirms → stored by one consumer
 //!   of the kind).
 //!
-//! `kinds [--backlog 100000] [--probes 200] [--n 50000] [--only isolation|shards]`
+//! `kinds [--backlog 100000] [--probes 200] [--probe-gap-ms 2] [--n 50000]
+//! [--only isolation|shards]`
 //! (`TEST_DATABASE_URL`, `TEST_AMQP_URL` as for the e2e tests). Release
 //! build: `cargo run --release -p bench --bin kinds`.
 
@@ -38,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let backlog: usize = flags.number("backlog", 100_000)?;
     let probes: usize = flags.number("probes", 200)?;
     let n: usize = flags.number("n", 50_000)?;
+    let gap = Duration::from_millis(flags.number("probe-gap-ms", 2)?);
     let only = flags.string("only", "");
     let amqp_url = e2e::broker::amqp_url();
 
@@ -48,16 +51,26 @@ async fn main() -> anyhow::Result<()> {
             ("the same messages as `email`, one queue", "email"),
         ] {
             eprintln!("isolation: {backlog} email queued, {probes} probes as {probe_kind}…");
-            let (p50, p99, left) = isolation(backlog, probes, probe_kind).await?;
-            table.push(vec![label.to_owned(), ms(p50), ms(p99), format!("{left}")]);
+            let run = isolation(backlog, probes, probe_kind, gap).await?;
+            table.push(vec![
+                label.to_owned(),
+                ms(run.p50),
+                ms(run.p99),
+                format!("{}", run.left_at_last_probe),
+                format!("{:.1} s", run.drain.as_secs_f64()),
+            ]);
         }
-        println!("\nIsolation: {probes} probes during a backlog of {backlog} `email` messages\n");
+        println!(
+            "\nIsolation: {probes} probes ({} ms apart) during a backlog of {backlog} `email` messages\n",
+            gap.as_millis()
+        );
         report::table(
             &[
                 "probes",
                 "p50 accept→commit",
                 "p99 accept→commit",
-                "backlog left at the last probe's commit",
+                "backlog still queued when the last probe was published",
+                "backlog drained in",
             ],
             table,
         );
@@ -88,13 +101,25 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One isolation run; the probes' p50 and p99, and how many backlog
-/// messages were still unstored when the last probe was stored.
+/// What one isolation run measured.
+struct Isolation {
+    /// The probes' accept→commit latency.
+    p50: Duration,
+    p99: Duration,
+    /// Backlog messages not yet stored when the last probe was published
+    /// (above zero: every probe met the backlog).
+    left_at_last_probe: i64,
+    /// From the consumer's start to the last backlog message stored.
+    drain: Duration,
+}
+
+/// One isolation run.
 async fn isolation(
     backlog: usize,
     probes: usize,
     probe_kind: &str,
-) -> anyhow::Result<(Duration, Duration, i64)> {
+    gap: Duration,
+) -> anyhow::Result<Isolation> {
     let db = TestDb::new();
     let broker = TestBroker::with_kinds("email,profile").await;
     let channel = broker.channel().await;
@@ -110,6 +135,7 @@ async fn isolation(
     stages::publish_all(&channel, &broker.topology, queued, WINDOW).await?;
 
     let consumer = spawn_consumer(&db, &broker, &[]).await;
+    let started = Instant::now();
     let mut ids = Vec::with_capacity(probes);
     for i in 0..probes {
         let envelope = Envelope {
@@ -118,22 +144,24 @@ async fn isolation(
         };
         ids.push(envelope.id);
         stages::publish_all(&channel, &broker.topology, std::iter::once(envelope), 1).await?;
+        tokio::time::sleep(gap).await;
+    }
+    let backlog_stored = "SELECT count(*) AS n FROM messages WHERE content LIKE 'backlog %'";
+    let left_at_last_probe = backlog as i64 - db.scalar(backlog_stored);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while db.scalar("SELECT count(*) AS n FROM messages") < (backlog + probes) as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "not stored in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let left = loop {
-        let stored = db.scalar("SELECT count(*) AS n FROM messages WHERE content LIKE 'probe %'");
-        if stored as usize == probes {
-            let done =
-                db.scalar("SELECT count(*) AS n FROM messages WHERE content LIKE 'backlog %'");
-            break backlog as i64 - done;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "probes not stored in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let drain = started.elapsed();
     let (p50, p99) = rows::commit_latency(&db.url, ids).await?;
     consumer.stop().await;
-    Ok((p50, p99, left))
+    Ok(Isolation {
+        p50,
+        p99,
+        left_at_last_probe,
+        drain,
+    })
 }
 
 /// `n` messages of `email` over `shards` shards: confirmed publish → stored
