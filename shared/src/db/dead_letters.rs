@@ -45,6 +45,7 @@ impl DeadLetter {
             attempts: self.attempts,
             dead_lettered_at: self.dead_lettered_at,
             batch_id: self.batch_id,
+            kind: self.kind.clone(),
         }
     }
 }

@@ -83,6 +83,7 @@ fn stored_status(m: Message, batch_id: Option<Uuid>) -> MessageStatus {
         timestamp: m.created_at,
         stored_at: m.stored_at,
         batch_id,
+        kind: m.kind,
     }
 }
 
