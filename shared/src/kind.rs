@@ -8,7 +8,7 @@
 //! queue of every deployment before kinds existed, so an existing
 //! deployment and every client that sends no `kind` are unchanged.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// The kind of a message that names none.
 pub const DEFAULT: &str = "default";
@@ -61,10 +61,14 @@ pub fn well_formed(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
+/// The one `default` kind every envelope without a kind shares: a
+/// reference count, not an allocation, per message.
+static DEFAULT_KIND: LazyLock<Kind> = LazyLock::new(|| Kind(Arc::from(DEFAULT)));
+
 impl Kind {
     /// The `default` kind.
     pub fn default_kind() -> Kind {
-        Kind(Arc::from(DEFAULT))
+        DEFAULT_KIND.clone()
     }
 
     /// A kind name, if well formed.
