@@ -147,20 +147,30 @@ fn try_insert_each(
 ) -> Result<Vec<RowOutcome>, DbError> {
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
-            .bind::<SqlUuid, _>(row.id)
-            .bind::<Text, _>(row.content)
-            .bind::<Timestamptz, _>(row.created_at)
-            .bind::<Nullable<SqlUuid>, _>(row.batch_id)
-            .get_result::<TryInsert>(conn)?;
-        let outcome = RowOutcome::parse(&result.outcome);
-        if let (RowOutcome::Inserted, Some(kind)) = (&outcome, row.kind) {
-            // `pipeline_try_insert` predates kinds; this slow path (after a
-            // failed batch insert) sets the kind of a row it inserted.
-            diesel::update(messages::table.find(row.id))
-                .set(messages::kind.eq(kind))
-                .execute(conn)?;
-        }
+        let insert = |conn: &mut PgConnection| -> Result<RowOutcome, DbError> {
+            let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
+                .bind::<SqlUuid, _>(row.id)
+                .bind::<Text, _>(row.content)
+                .bind::<Timestamptz, _>(row.created_at)
+                .bind::<Nullable<SqlUuid>, _>(row.batch_id)
+                .get_result::<TryInsert>(conn)?;
+            Ok(RowOutcome::parse(&result.outcome))
+        };
+        let outcome = match row.kind {
+            None => insert(conn)?,
+            // `pipeline_try_insert` predates kinds: this slow path (after a
+            // failed batch insert) sets the kind of a row it inserted, in
+            // the insert's transaction, so no row is ever seen without it.
+            Some(kind) => conn.transaction(|conn| -> Result<RowOutcome, DbError> {
+                let outcome = insert(conn)?;
+                if outcome == RowOutcome::Inserted {
+                    diesel::update(messages::table.find(row.id))
+                        .set(messages::kind.eq(kind))
+                        .execute(conn)?;
+                }
+                Ok(outcome)
+            })?,
+        };
         outcomes.push(outcome);
     }
     Ok(outcomes)
