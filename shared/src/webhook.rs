@@ -311,6 +311,35 @@ mod tests {
         assert!(!allowed.allows("127.0.0.2"));
     }
 
+    #[test]
+    fn ipv6_embeddings_of_ipv4_and_the_6to4_relay_are_refused() {
+        let refused = |text: &str| is_forbidden(text.parse().unwrap());
+        // IPv4-compatible (::/96, deprecated): whatever the IPv4 inside.
+        assert!(refused("::127.0.0.1"));
+        assert!(refused("::8.8.8.8"));
+        assert!(refused("::ffff:1"), "::/96 holds ::ffff:1, not a mapped address");
+        // 6to4 (2002::/16), whatever the IPv4 inside.
+        assert!(refused("2002:7f00:1::"));
+        assert!(refused("2002:808:808::1"));
+        assert!(refused("2002:ffff:ffff:ffff::"));
+        // Teredo (2001:0::/32) only: the rest of 2001::/16 is public.
+        assert!(refused("2001:0:4136:e378:8000:63bf:3fff:fdd2"));
+        assert!(refused("2001::1"));
+        assert!(!refused("2001:1::1"));
+        assert!(!refused("2001:4860:4860::8888"));
+        assert!(!refused("2001:db9::1"));
+        // The 6to4 relay anycast 192.88.99.0/24, and only it.
+        assert!(refused("192.88.99.1"));
+        assert!(refused("192.88.99.255"));
+        assert!(refused("::ffff:192.88.99.1"));
+        assert!(!refused("192.88.98.1"));
+        assert!(!refused("192.88.100.1"));
+        // Public addresses stay reachable.
+        assert!(!refused("8.8.8.8"));
+        assert!(!refused("2606:4700:4700::1111"));
+        assert!(!refused("::ffff:8.8.8.8"));
+    }
+
     #[tokio::test]
     async fn names_are_checked_by_what_they_resolve_to() {
         let none = AllowedHosts::default();

@@ -55,11 +55,11 @@ async fn a_stored_message_notifies_its_callback_signed() {
         receiver.received().into_iter().next()
     })
     .await;
-    assert!(verify(SECRET.as_bytes(), &got), "signature must verify");
+    assert!(verify(&receiver.key(SECRET), &got), "signature must verify");
     let mut forged = got.clone();
     forged.body = br#"{"type":"message.stored"}"#.to_vec();
     assert!(
-        !verify(SECRET.as_bytes(), &forged),
+        !verify(&receiver.key(SECRET), &forged),
         "a changed body must not"
     );
     let event = got.json();
@@ -135,7 +135,7 @@ async fn a_receiver_failing_three_times_gets_the_event_four_times() {
         got.iter().all(|r| r.id == got[0].id),
         "one webhook-id on every attempt"
     );
-    assert!(got.iter().all(|r| verify(SECRET.as_bytes(), r)));
+    assert!(got.iter().all(|r| verify(&receiver.key(SECRET), r)));
     assert_eq!(status["notification"]["attempts"], 4);
     assert_eq!(status["notification"]["last_status"], 200);
     let metrics = consumer.metrics().await;
@@ -482,7 +482,7 @@ async fn notifications_owed_during_a_crash_and_an_outage_all_arrive() {
     assert!(receiver
         .received()
         .iter()
-        .all(|r| verify(SECRET.as_bytes(), r)));
+        .all(|r| verify(&receiver.key(SECRET), r)));
     wait_for(
         "all recorded delivered",
         Duration::from_secs(20),
