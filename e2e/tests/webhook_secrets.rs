@@ -122,6 +122,9 @@ async fn callback_secrets_appear_in_no_log_line_and_no_api_field() {
     );
     let everything = format!("{lines:?} {shown:?} {listed}");
     for secret in [PASSWORD, TOKEN, "hook-user", "frag"] {
-        assert!(!everything.contains(secret), "{secret} leaked: {everything}");
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked: {everything}"
+        );
     }
 }

@@ -16,7 +16,6 @@
 //! * `topology`: the exchanges and queues, declared from one place.
 //! * `dead_letter`: the headers a dead letter carries, their one reader,
 //!   and the categories clients are told.
-//! * `webhook`: signing webhook bodies, and which callback URLs may be called.
 //! * `events`: what became of a message or batch, in the shapes clients see:
 //!   status bodies, completion events (SSE, `?wait`), webhook bodies.
 //! * `readiness`: the `/readyz` body.
@@ -28,6 +27,10 @@
 //!   heartbeat, names).
 //! * `config` → `amqp`, `redact`, `tls`, `topology`: settings from the
 //!   environment.
+//! * `webhook/` → `config` (its `settings` only): which callback URLs
+//!   may be called (the SSRF filter, `WEBHOOK_ALLOWED_HOSTS`), signing
+//!   with a key per destination, and the error categories clients are
+//!   told (see its docs).
 //! * `envelope` → `webhook`: the message on the wire.
 //! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
 //!   module per table plus pool, migrations and errors (see its docs).

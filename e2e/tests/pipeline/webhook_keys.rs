@@ -68,7 +68,10 @@ async fn each_destination_verifies_with_its_own_key_only() {
     for (asked, expected) in [
         (a.origin(), a.origin()),
         (format!("HTTP://{}/", a.addr), a.origin()),
-        ("https://Example.COM".to_owned(), "https://example.com:443".to_owned()),
+        (
+            "https://Example.COM".to_owned(),
+            "https://example.com:443".to_owned(),
+        ),
         ("http://[::1]:80".to_owned(), "http://[::1]:80".to_owned()),
     ] {
         let path = format!("/webhooks/signing-key?origin={}", encode(&asked));
@@ -77,10 +80,18 @@ async fn each_destination_verifies_with_its_own_key_only() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["origin"], expected, "{asked}");
         let secret = body["secret"].as_str().unwrap();
-        let key = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+        let key = BASE64
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
         assert_eq!(key, e2e::receiver::origin_key(SECRET, &expected), "{asked}");
     }
-    for bad in ["", "ftp://x.example", "http://x.example/path", "http://u:p@x.example", "nope"] {
+    for bad in [
+        "",
+        "ftp://x.example",
+        "http://x.example/path",
+        "http://u:p@x.example",
+        "nope",
+    ] {
         let path = format!("/webhooks/signing-key?origin={}", encode(bad));
         let res = producer.admin(Method::GET, &path).await;
         assert_eq!(res.status(), 400, "{bad:?}");
@@ -155,9 +166,16 @@ async fn during_a_rotation_both_keys_sign() {
     assert!(verify(&r.key(SECRET), &got));
     assert!(verify(&r.key(OLD_SECRET), &got));
     let path = format!("/webhooks/signing-key?origin={}", encode(&r.origin()));
-    let body: Value = producer.admin(Method::GET, &path).await.json().await.unwrap();
+    let body: Value = producer
+        .admin(Method::GET, &path)
+        .await
+        .json()
+        .await
+        .unwrap();
     let previous = body["previous_secret"].as_str().unwrap();
-    let key = BASE64.decode(previous.strip_prefix("whsec_").unwrap()).unwrap();
+    let key = BASE64
+        .decode(previous.strip_prefix("whsec_").unwrap())
+        .unwrap();
     assert_eq!(key, r.key(OLD_SECRET));
     consumer.stop().await;
     producer.stop().await;

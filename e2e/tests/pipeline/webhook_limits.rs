@@ -44,7 +44,10 @@ async fn callback_ports_are_80_and_443_unless_the_host_and_port_are_listed() {
     let producer = spawn_producer(
         &db,
         &broker,
-        &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1, 127.0.0.2:8080, 127.0.0.3:*")],
+        &[(
+            "WEBHOOK_ALLOWED_HOSTS",
+            "127.0.0.1, 127.0.0.2:8080, 127.0.0.3:*",
+        )],
     )
     .await;
     for (url, accepted) in [
@@ -87,7 +90,10 @@ async fn the_door_names_a_category_not_what_the_resolver_answered() {
     assert!(error.contains("callback_url"), "{error}");
     assert!(error.contains("forbidden_address"), "{error}");
     for answer in ["127.0.0.1", "::1"] {
-        assert!(!error.contains(answer), "the resolver's answer leaked: {error}");
+        assert!(
+            !error.contains(answer),
+            "the resolver's answer leaked: {error}"
+        );
     }
     producer.stop().await;
 }
@@ -99,13 +105,13 @@ async fn ipv6_embeddings_of_ipv4_and_the_6to4_relay_are_refused_at_the_door() {
     let broker = TestBroker::new().await;
     let producer = spawn_producer(&db, &broker, &[]).await;
     for url in [
-        "http://[::127.0.0.1]/",            // IPv4-compatible (::/96)
-        "http://[::8.8.8.8]/",              // IPv4-compatible, public inside
-        "http://[2002:7f00:1::]/",          // 6to4 of 127.0.0.1
-        "http://[2002:808:808::1]/",        // 6to4 of a public address
-        "http://[2001:0:4136:e378::1]/",    // Teredo (2001:0::/32)
-        "http://192.88.99.1/",              // 6to4 relay anycast
-        "http://[64:ff9b::7f00:1]/",        // NAT64 (refused before too)
+        "http://[::127.0.0.1]/",         // IPv4-compatible (::/96)
+        "http://[::8.8.8.8]/",           // IPv4-compatible, public inside
+        "http://[2002:7f00:1::]/",       // 6to4 of 127.0.0.1
+        "http://[2002:808:808::1]/",     // 6to4 of a public address
+        "http://[2001:0:4136:e378::1]/", // Teredo (2001:0::/32)
+        "http://192.88.99.1/",           // 6to4 relay anycast
+        "http://[64:ff9b::7f00:1]/",     // NAT64 (refused before too)
     ] {
         let (status, body) = post_callback(&producer, url).await;
         assert_eq!(status, 400, "{url}: {body}");
@@ -125,15 +131,11 @@ async fn last_error_is_a_category_without_addresses() {
     down.stop();
     let slow = Receiver::start().await;
     slow.slow(Duration::from_secs(3));
-    let producer =
-        spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
     let consumer = spawn_consumer(
         &db,
         &broker,
-        &consumer_env(&[
-            ("WEBHOOK_MAX_ATTEMPTS", "1"),
-            ("WEBHOOK_TIMEOUT_MS", "500"),
-        ]),
+        &consumer_env(&[("WEBHOOK_MAX_ATTEMPTS", "1"), ("WEBHOOK_TIMEOUT_MS", "500")]),
     )
     .await;
     let mut expected: Vec<(Uuid, &str, &Receiver)> = Vec::new();
@@ -172,8 +174,7 @@ async fn a_slow_destination_gets_its_share_of_slots_and_no_more() {
     let slow = Receiver::start().await;
     slow.slow(Duration::from_secs(5));
     let quick = Receiver::start().await;
-    let producer =
-        spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
     let consumer = spawn_consumer(
         &db,
         &broker,
@@ -189,9 +190,11 @@ async fn a_slow_destination_gets_its_share_of_slots_and_no_more() {
             .post_message(&json!({"content": format!("slow {i}"), "callback_url": slow.url("/s")}))
             .await;
     }
-    wait_for("the slow receiver busy", Duration::from_secs(20), || async {
-        (slow.in_flight().0 >= 1).then_some(())
-    })
+    wait_for(
+        "the slow receiver busy",
+        Duration::from_secs(20),
+        || async { (slow.in_flight().0 >= 1).then_some(()) },
+    )
     .await;
     for i in 0..3 {
         producer
@@ -202,11 +205,16 @@ async fn a_slow_destination_gets_its_share_of_slots_and_no_more() {
     }
     // Six answers of 5 s, one at a time, take 30 s: the quick receiver's
     // three arrive long before, through the slots the slow one may not take.
-    wait_for("the quick notifications", Duration::from_secs(20), || async {
-        (quick.received().len() == 3).then_some(())
-    })
+    wait_for(
+        "the quick notifications",
+        Duration::from_secs(20),
+        || async { (quick.received().len() == 3).then_some(()) },
+    )
     .await;
-    assert!(slow.received().len() < 6, "the quick ones waited for the slow");
+    assert!(
+        slow.received().len() < 6,
+        "the quick ones waited for the slow"
+    );
     let (_, most) = slow.in_flight();
     assert_eq!(most, 1, "one attempt at a time per destination");
     let metrics = consumer.metrics().await;
@@ -225,8 +233,7 @@ async fn a_failing_destination_is_paused_by_the_circuit_breaker() {
     let failing = Receiver::start().await;
     failing.script(&[500; 50]);
     let healthy = Receiver::start().await;
-    let producer =
-        spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", LOCAL_ANY_PORT)]).await;
     let consumer = spawn_consumer(
         &db,
         &broker,
@@ -260,7 +267,10 @@ async fn a_failing_destination_is_paused_by_the_circuit_breaker() {
             .then_some(m)
     })
     .await;
-    assert_eq!(metrics.value("pipeline_webhook_breaker_opened_total", &[]), 1.0);
+    assert_eq!(
+        metrics.value("pipeline_webhook_breaker_opened_total", &[]),
+        1.0
+    );
     // Three failures in a row opened it; nothing more reached the receiver,
     // and the pause costs the notifications no attempts.
     assert_eq!(failing.received().len(), 3);
