@@ -149,6 +149,9 @@ impl Destinations {
         state.in_flight = state.in_flight.saturating_sub(1);
         let was_trial = std::mem::take(&mut state.trial);
         match failure {
+            // An attempt begun before the pause that fails after it
+            // began says nothing new: the trial decides.
+            Some(f) if f.is_destination_down() && state.paused_until.is_some() && !was_trial => {}
             Some(f) if f.is_destination_down() => {
                 state.failures += 1;
                 if was_trial || state.failures >= self.limits.failures {

@@ -239,11 +239,18 @@ impl Deliverer {
             }
         };
         let age = (Utc::now() - row.created_at).to_std().unwrap_or_default();
-        let slot = match Origin::of(&url) {
-            // `check_url` let only http(s) URLs with a host through.
-            Err(_) => None,
+        let attempted = match Origin::of(&url) {
+            // `check_url` lets only http(s) URLs with a host through.
+            Err(_) => Attempted {
+                status: None,
+                failure: Some(Failure::InvalidUrl),
+            },
             Ok(origin) => match self.destinations.admit(&origin, Instant::now()) {
-                Admission::Go(slot) => Some(slot),
+                Admission::Go(slot) => {
+                    let attempted = self.post(&row, url, &origin, &shown).await;
+                    slot.finish(attempted.failure);
+                    attempted
+                }
                 Admission::Busy => {
                     self.postpone(&row, "busy", BUSY_DELAY).await;
                     return;
@@ -252,25 +259,13 @@ impl Deliverer {
                     self.postpone(&row, "paused", left).await;
                     return;
                 }
-                Admission::Paused(_) => {
-                    self.metrics.webhooks_failed.inc();
-                    log::warn!(
-                        "webhook {} to {shown} failed for good: its destination is paused past the notification's WEBHOOK_MAX_AGE_SECS",
-                        row.id
-                    );
-                    let outcome = AttemptOutcome::Failed {
-                        status: None,
-                        error: Some(Failure::CircuitOpen.to_string()),
-                    };
-                    self.record(row.id, outcome).await;
-                    return;
-                }
+                // Paused past its age: given up, not attempted.
+                Admission::Paused(_) => Attempted {
+                    status: None,
+                    failure: Some(Failure::CircuitOpen),
+                },
             },
         };
-        let attempted = self.post(&row, url, &shown).await;
-        if let Some(slot) = slot {
-            slot.finish(attempted.failure);
-        }
         let Attempted { status, failure } = attempted;
         let error = failure.map(|f| f.to_string());
         let outcome = match (status, failure) {
@@ -279,6 +274,7 @@ impl Deliverer {
                 status: Some(410),
                 error,
             },
+            (status, Some(Failure::CircuitOpen)) => AttemptOutcome::Failed { status, error },
             (status, _) => {
                 let delay = self.settings.retry_delay(attempt);
                 if attempt >= self.settings.max_attempts || age + delay > self.settings.max_age {
@@ -311,6 +307,9 @@ impl Deliverer {
                 self.metrics.webhooks_failed.inc();
                 let why = match status {
                     Some(410) => "the receiver answered 410 Gone, which is not retried",
+                    _ if failure == Some(Failure::CircuitOpen) => {
+                        "its destination stays paused past WEBHOOK_MAX_AGE_SECS"
+                    }
                     _ => "out of attempts or time",
                 };
                 log::warn!(
@@ -340,18 +339,18 @@ impl Deliverer {
     /// POST the signed body, with the keys of its destination; what came
     /// of it. Every failure is logged here with its detail (the URL
     /// redacted); what is returned is only its category.
-    async fn post(&self, row: &Claimed, url: reqwest::Url, shown: &str) -> Attempted {
-        let Ok(origin) = Origin::of(&url) else {
-            return Attempted {
-                status: None,
-                failure: Some(Failure::InvalidUrl),
-            };
-        };
+    async fn post(
+        &self,
+        row: &Claimed,
+        url: reqwest::Url,
+        origin: &Origin,
+        shown: &str,
+    ) -> Attempted {
         let id = row.id.to_string();
         let timestamp = Utc::now().timestamp();
         let signature = self
             .keys
-            .for_origin(&origin)
+            .for_origin(origin)
             .sign(&id, timestamp, row.payload.as_bytes());
         let started = Instant::now();
         let sent = self
