@@ -224,7 +224,7 @@ pub fn origin_key(master: &str, origin: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Verify a request as the README tells receivers to: HMAC-SHA256 over
+/// Verify a request as `docs/api.md` ("Signed webhooks") tells receivers to: HMAC-SHA256 over
 /// `"{id}.{timestamp}.{body}"` with the secret, base64, compared with each
 /// `v1,` signature of the header (constant-time, by `verify_slice`).
 pub fn verify(secret: &[u8], r: &Received) -> bool {
