@@ -99,7 +99,8 @@ pub struct KeyParams {
 /// a destination's webhooks with, derived from `WEBHOOK_SECRET` and the
 /// origin (see `shared::webhook::signing`), for its receiver to verify with.
 #[utoipa::path(get, path = "/webhooks/signing-key", tag = "webhooks",
-    params(("origin" = String, Query, description = "The destination's origin, scheme://host[:port] (e.g. https://hooks.example.com); the port defaults to the scheme's")),
+    params(("origin" = String, Query, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$",
+        description = "The destination's origin, scheme://host[:port] (e.g. https://hooks.example.com); the port defaults to the scheme's. A host or port the URL standard refuses (a port above 65535, a dotted number that is no IPv4 address) is a 400 though it matches the pattern")),
     responses(
         (status = 200, description = "The destination's key (and its previous one during a rotation)", body = SigningKey),
         (status = 400, description = "origin missing, or not scheme://host:port", body = ErrorBody),
