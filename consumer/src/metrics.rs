@@ -16,13 +16,16 @@ pub enum DeadLetterReason {
     Rejected,
     /// Failed unexpectedly `MAX_ATTEMPTS` times.
     MaxAttempts,
+    /// Published for a kind that is not configured.
+    UnknownKind,
 }
 
 impl DeadLetterReason {
-    const ALL: [DeadLetterReason; 3] = [
+    const ALL: [DeadLetterReason; 4] = [
         DeadLetterReason::Invalid,
         DeadLetterReason::Rejected,
         DeadLetterReason::MaxAttempts,
+        DeadLetterReason::UnknownKind,
     ];
 
     /// What clients are told (`shared::dead_letter`).
@@ -32,6 +35,7 @@ impl DeadLetterReason {
             DeadLetterReason::Invalid => Category::InvalidMessage,
             DeadLetterReason::Rejected => Category::RejectedByDatabase,
             DeadLetterReason::MaxAttempts => Category::MaxAttempts,
+            DeadLetterReason::UnknownKind => Category::UnknownKind,
         }
     }
 
@@ -40,6 +44,7 @@ impl DeadLetterReason {
             DeadLetterReason::Invalid => "invalid",
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::MaxAttempts => "max_attempts",
+            DeadLetterReason::UnknownKind => "unknown_kind",
         }
     }
 }

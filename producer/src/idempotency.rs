@@ -21,6 +21,7 @@
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
 use shared::db::idempotency_keys::NewIdempotencyKey;
+use shared::kind::Kind;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -74,13 +75,19 @@ pub async fn message_id(
     req: &HttpRequest,
     content: &str,
     callback_url: Option<&str>,
+    kind: &Kind,
 ) -> Result<Uuid, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(Uuid::new_v4());
     };
-    // The callback is part of the request: another one is a 422 too.
+    // The callback and the kind are part of the request: another one is a
+    // 422 too (the same id in another kind's queue would be stored once,
+    // in whichever kind came first).
     let callback = callback_part(callback_url);
-    let parts = std::iter::once(content).chain(callback.as_deref());
+    let kind = kind_part(None, kind);
+    let parts = std::iter::once(content)
+        .chain(callback.as_deref())
+        .chain(kind.as_deref());
     bind(
         state,
         Scope::Message,
@@ -109,6 +116,7 @@ pub async fn batch_ids(
     req: &HttpRequest,
     contents: &[String],
     callback_url: Option<&str>,
+    kinds: &[Kind],
 ) -> Result<BatchIds, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(BatchIds {
@@ -117,10 +125,16 @@ pub async fn batch_ids(
         });
     };
     let callback = callback_part(callback_url);
+    let kinds: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| kind_part(Some(i), k))
+        .collect();
     let parts = contents
         .iter()
         .map(String::as_str)
-        .chain(callback.as_deref());
+        .chain(callback.as_deref())
+        .chain(kinds.iter().map(String::as_str));
     bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
     Ok(BatchIds {
         batch: Uuid::new_v5(&BATCH_ID_NAMESPACE, key.as_bytes()),
@@ -182,6 +196,19 @@ fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>) ->
 /// which no content may hold, so it can never equal a message's content.
 fn callback_part(url: Option<&str>) -> Option<String> {
     url.map(|u| format!("\u{0}callback_url:{u}"))
+}
+
+/// The kind as one more fingerprinted part (of item `index` of a batch),
+/// none for `default`, so that a key first used before kinds existed keeps
+/// its fingerprint. It starts with NUL, as [`callback_part`].
+fn kind_part(index: Option<usize>, kind: &Kind) -> Option<String> {
+    if kind.is_default() {
+        return None;
+    }
+    Some(match index {
+        None => format!("\u{0}kind:{kind}"),
+        Some(i) => format!("\u{0}kind:{i}:{kind}"),
+    })
 }
 
 /// Bind `key` to `fingerprint` (first use), or check that it is bound to

@@ -51,6 +51,14 @@ pub struct NewMessageBody {
         pattern = r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)"
     )]
     pub callback_url: Option<String>,
+    /// The kind of work (one of `KINDS`; an unknown one is a 400 naming
+    /// them). Absent or `null`: `default`.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
+    )]
+    pub kind: Option<String>,
 }
 
 /// `{"content": "text"}` of the tutorial's `POST /add_message`, which has
@@ -63,6 +71,13 @@ pub struct AddMessageBody {
     /// The text: at least one character, and no NUL.
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
+    /// The kind of work, as `POST /messages`'s. Absent or `null`: `default`.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
+    )]
+    pub kind: Option<String>,
 }
 
 /// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
@@ -84,7 +99,16 @@ impl PartialSchema for NewBatchBody {
                                 .min_length(Some(1))
                                 .pattern(Some("^[^\\u0000]*$")),
                         )
-                        .required("content"),
+                        .required("content")
+                        .property(
+                            "kind",
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                                .min_length(Some(1))
+                                .max_length(Some(shared::kind::MAX_LEN))
+                                .pattern(Some(KIND_PATTERN))
+                                .description(Some("One of KINDS (else a 400 naming them); absent or null: default")),
+                        ),
                 )
                 .min_items(Some(1))
                 .max_items(Some(MAX_BATCH))
@@ -118,6 +142,9 @@ impl ToSchema for NewBatchBody {
         "NewBatch".into()
     }
 }
+
+/// The pattern of a kind name (`shared::kind::well_formed`).
+pub const KIND_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
 
 /// Every error: `{"error": "what is wrong"}` (some add fields).
 // A schema only: `ApiError` writes this shape.

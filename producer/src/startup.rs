@@ -87,7 +87,7 @@ impl Application {
         let max_batch_body = settings.max_batch_body_bytes;
         let api_access = web::Data::<ApiAccess>::new(settings.api_access.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
-        let document = web::Data::new(crate::openapi::document(&routes::entries()));
+        let document = web::Data::new(crate::openapi::document(&routes::entries(), &common.kinds));
         // The dashboard's in-flight count: the store queue, in the vhost of `AMQP_URL`.
         let in_flight = web::Data::new(InFlight::new(
             settings.rabbitmq_management.as_ref(),

@@ -15,6 +15,7 @@ mod flow;
 mod hardening;
 mod headers;
 mod idempotency;
+mod kinds;
 mod metrics;
 mod openapi;
 mod poison;
