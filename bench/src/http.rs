@@ -112,6 +112,9 @@ async fn connection(
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
+    // The address itself as the Host: without API_TOKEN the producer
+    // answers only loopback hosts (a DNS-rebinding guard).
+    let host = plan.addr.to_string();
     let mut out = LoadResult::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +126,7 @@ async fn connection(
             tokio::time::sleep_until(due.into()).await;
         }
         let request = Request::post(plan.path)
-            .header("host", "bench")
+            .header("host", host.as_str())
             .header("content-type", "application/json")
             .body(Full::new(body(&plan, i)))?;
         let sent = Instant::now();

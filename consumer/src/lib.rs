@@ -18,7 +18,10 @@
 //!   `metrics`: storing and settling one batch of deliveries of one queue
 //!   (or dead-lettering those of an unknown kind).
 //! * `dead_index` → `database`: recording the dead letters the broker made.
-//! * `webhooks` → `database`, `metrics`: the outbox deliverer and its settings.
+//! * `webhooks/` → `database`, `metrics`: the outbox deliverer (`mod.rs`)
+//!   with its `settings`, per-destination slots and circuit breaker
+//!   (`destinations`), guarded `resolver` and failure categories
+//!   (`classify`); those four use none of each other.
 //! * `config` → `webhooks`: every setting.
 //! * `health` → `metrics`; `stats` → `metrics`: probes, and the counters.
 //! * Leaves: `database` (every blocking database call, retried while its

@@ -4,7 +4,7 @@
 //! process-global default, so several consumers in one test process each
 //! count only their own work. Recording goes through [`crate::stats::Stats`].
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
 
 /// Why a message was dead-lettered: the `reason` label.
@@ -82,6 +82,12 @@ pub struct Metrics {
     pub(crate) webhooks_failed: IntCounter,
     pub(crate) webhook_retries: IntCounter,
     pub(crate) webhook_latency_seconds: Histogram,
+    /// Claimed notifications put off without an attempt, by `reason`:
+    /// `busy` (the destination had all its slots), `paused` (its circuit
+    /// breaker is open).
+    pub(crate) webhook_deferred: IntCounterVec,
+    pub(crate) webhook_breaker_opened: IntCounter,
+    pub(crate) webhook_destinations_paused: IntGauge,
     /// Connection state: connected while a session is consuming.
     pub broker: BrokerMetrics,
 }
@@ -166,6 +172,26 @@ impl Metrics {
             "Time from the commit that owed a notification to the receiver's 2xx.",
             &WEBHOOK_LATENCY_BUCKETS,
         )?;
+        let webhook_deferred = IntCounterVec::new(
+            Opts::new(
+                "pipeline_webhook_deferred_total",
+                "Webhook notifications put off without an attempt: busy (the destination's slots are taken) or paused (its circuit breaker is open).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(webhook_deferred.clone()))?;
+        for reason in ["busy", "paused"] {
+            webhook_deferred.with_label_values(&[reason]);
+        }
+        let webhook_breaker_opened = counter(
+            "pipeline_webhook_breaker_opened_total",
+            "Times a destination's circuit breaker opened (it failed WEBHOOK_BREAKER_FAILURES times in a row, or its trial failed).",
+        )?;
+        let webhook_destinations_paused = IntGauge::new(
+            "pipeline_webhook_destinations_paused",
+            "Destinations whose circuit breaker is open or half-open now.",
+        )?;
+        registry.register(Box::new(webhook_destinations_paused.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
         Ok(Self {
             registry,
@@ -182,6 +208,9 @@ impl Metrics {
             webhooks_failed,
             webhook_retries,
             webhook_latency_seconds,
+            webhook_deferred,
+            webhook_breaker_opened,
+            webhook_destinations_paused,
             broker,
         })
     }

@@ -39,9 +39,10 @@ pub struct NewMessageBody {
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
     /// Where to POST a signed notification once the message is stored or
-    /// dead-lettered: http(s), not to a private or local address unless
-    /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
-    /// such a URL is a 400 though it matches this schema). `null` is none.
+    /// dead-lettered: http(s), on port 80 or 443, not to a private or local
+    /// address, unless `WEBHOOK_ALLOWED_HOSTS` lists the host (and port): a
+    /// rule JSON Schema cannot say, so such a URL is a 400 though it
+    /// matches this schema. `null` is none.
     // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
     // wants a literal (the unit test in `openapi` checks both).
     #[schema(
@@ -278,4 +279,19 @@ pub struct Redriven {
 pub struct Purged {
     /// How many were deleted.
     pub purged: u32,
+}
+
+/// `200` of `GET /webhooks/signing-key`: one destination's signing key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningKey {
+    /// The origin, normalised: `scheme://host:port`, the port always given.
+    pub origin: String,
+    /// Its key as a Standard Webhooks secret, `whsec_<base64>`.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+=*$")]
+    pub secret: String,
+    /// While `WEBHOOK_PREVIOUS_SECRET` is set (a rotation), its key under
+    /// the previous master secret; webhooks then carry both signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+=*$")]
+    pub previous_secret: Option<String>,
 }

@@ -79,6 +79,7 @@ impl Application {
             retry_after_secs: settings.retry_after_secs,
             metrics,
             webhook_hosts: settings.webhook_allowed_hosts.clone(),
+            webhook_keys: settings.webhook_keys.clone(),
             streams: Slots::new("open event streams", "MAX_STREAMS", settings.max_streams),
             waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
         };

@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Callback hosts allowed although private or local.
     pub webhook_hosts: shared::webhook::AllowedHosts,
+    /// The master secrets destination keys are derived from, if set.
+    pub webhook_keys: Option<shared::webhook::SigningKeys>,
     /// Open `GET /events` streams (`MAX_STREAMS`).
     pub streams: Slots,
     /// Lookups waiting with `?wait` (`MAX_WAITERS`).

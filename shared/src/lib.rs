@@ -15,7 +15,6 @@
 //! * `tls`: TLS to the broker (amqps://): roots, client certificates.
 //! * `roles`: the privileges of the runtime PostgreSQL roles.
 //! * `publish`: the one confirmed publish, and the best-effort one.
-//! * `webhook`: signing webhook bodies, and which callback URLs may be called.
 //! * `events`: what became of a message or batch, in the shapes clients see:
 //!   status bodies, completion events (SSE, `?wait`), webhook bodies.
 //! * `readiness`: the `/readyz` body.
@@ -32,6 +31,10 @@
 //!   heartbeat, names).
 //! * `config` → `amqp`, `redact`, `tls`, `topology`, `kind`: settings from
 //!   the environment.
+//! * `webhook/` → `config` (its `settings` only): which callback URLs
+//!   may be called (the SSRF filter, `WEBHOOK_ALLOWED_HOSTS`), signing
+//!   with a key per destination, and the error categories clients are
+//!   told (see its docs).
 //! * `envelope` → `webhook`, `kind`, `dead_letter`: the message on the wire.
 //! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
 //!   module per table plus pool, migrations and errors (see its docs).

@@ -413,7 +413,7 @@ async fn a_batch_across_kinds_completes_once_after_its_last_pool() {
     let db = TestDb::new();
     let broker = TestBroker::with_kinds(&kinds.join(",")).await;
     let receiver = e2e::Receiver::start().await;
-    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*")]).await;
     let items: Vec<Value> = (0..30)
         .map(|i| json!({"content": format!("video part {i}"), "kind": kinds[i % 3]}))
         .collect();
@@ -435,7 +435,7 @@ async fn a_batch_across_kinds_completes_once_after_its_last_pool() {
                 &[
                     ("CONSUME_KINDS", kind),
                     ("WEBHOOK_SECRET", SECRET),
-                    ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+                    ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*"),
                     ("WEBHOOK_POLL_MS", "100"),
                     ("BATCH_SIZE", "3"),
                     ("PREFETCH", "3"),

@@ -27,5 +27,7 @@ mod slow_body;
 mod tail;
 mod topology;
 mod wait_lookup;
+mod webhook_keys;
+mod webhook_limits;
 mod webhook_payloads;
 mod webhooks;
