@@ -36,13 +36,18 @@ pub struct Settings {
     pub metrics_addr: String,
     /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// `RETENTION_*` and the ages of each kind of data (see `crate::retention`).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Settings {
     /// Read the settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonSettings::from_env(env)?;
+        let webhooks = crate::webhooks::WebhookSettings::from_env(env)?;
+        let retention = crate::retention::RetentionSettings::from_env(env, webhooks.retention)?;
         let settings = Self {
-            common: CommonSettings::from_env(env)?,
+            common,
             prefetch: env.number_in("PREFETCH", 1000, 1..=65_535)?,
             batch_size: env.number_in("BATCH_SIZE", 500, 1..=10_000)?,
             batch_wait: env.millis_or("BATCH_WAIT_MS", 20)?,
@@ -51,7 +56,8 @@ impl Settings {
             retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
             retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
             metrics_addr: env.string_or("METRICS_ADDR", "127.0.0.1:9090")?,
-            webhooks: crate::webhooks::WebhookSettings::from_env(env)?,
+            webhooks,
+            retention,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
             return Err(ConfigError::new(

@@ -7,15 +7,17 @@
 //! A message's path: `session` (consume, fill a batch) → `worker` (decode,
 //! store, settle on the broker) → `webhooks` (deliver what the commit owed).
 //!
-//! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
-//!   `metrics`, `signal`: builds the application and supervises sessions.
+//! * `startup` → `session`, `webhooks`, `retention`, `health`, `config`,
+//!   `stats`, `metrics`, `signal`: builds the application and supervises sessions.
 //! * `session` → `worker`, `dead_index`, `outbound`, `config`, `stats`:
 //!   one broker session (a consuming and a publishing connection).
 //! * `worker` → `database`, `dead_letter`, `outbound`, `config`, `stats`,
 //!   `metrics`: storing and settling one batch of deliveries.
 //! * `dead_index` → `database`: recording the dead letters the broker made.
 //! * `webhooks` → `database`, `metrics`: the outbox deliverer and its settings.
-//! * `config` → `webhooks`: every setting.
+//! * `retention`: the ages of the tables the consumer prunes (with
+//!   `shared::retention`, one process at a time).
+//! * `config` → `webhooks`, `retention`: every setting.
 //! * `health` → `metrics`; `stats` → `metrics`: probes, and the counters.
 //! * Leaves: `database` (every blocking database call, retried while its
 //!   work can still be settled), `dead_letter` (republishing a copy),
@@ -30,6 +32,7 @@ pub mod dead_letter;
 pub mod health;
 pub mod metrics;
 pub mod outbound;
+pub mod retention;
 pub mod session;
 pub mod signal;
 pub mod startup;

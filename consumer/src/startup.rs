@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::session::{self, Ended};
 use crate::stats::Stats;
 use crate::webhooks::Deliverer;
+use shared::retention::Retention;
 
 /// A built consumer, ready to run.
 pub struct Application {
@@ -109,6 +110,14 @@ impl Application {
         // The deliverer stops with the consumer (or with the test that
         // aborted it), and its leases bring its claims back.
         let _deliverer = deliverer.map(AbortOnDropHandle::new);
+        // Pruning needs only the database too; it stops with the consumer.
+        let retention = Retention::new(
+            &self.settings.common.database_url,
+            self.settings.retention.schedule,
+            self.settings.retention.rules(),
+            shared::db::lock::CONSUMER_RETENTION,
+        );
+        let _retention = AbortOnDropHandle::new(tokio::spawn(retention.run(shutdown.clone())));
         supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;
         let _ = serving.await;

@@ -317,6 +317,7 @@
     const key = $('lookup-key-input').value;
     try {
       const r = await api('dashboard/api/idempotency-key?key=' + encodeURIComponent(key));
+      if (r.id == null) { notice('That key is not bound: never used, or expired (IDEMPOTENCY_KEY_TTL).', 'bad'); return; }
       location.hash = '#/messages/' + r.id;
     } catch (err) {
       if (err.status !== 401) notice('Cannot look up that key: ' + err.message, 'bad');

@@ -98,6 +98,10 @@ pub struct Settings {
     /// hosts accepted even though they are or resolve to loopback, private
     /// or link-local addresses.
     pub webhook_allowed_hosts: shared::webhook::AllowedHosts,
+    /// `RETENTION_INTERVAL`, `RETENTION_BATCH`: how the producer prunes the
+    /// idempotency keys past `IDEMPOTENCY_KEY_TTL` (the one table its role
+    /// may prune; see `shared::retention`).
+    pub retention: shared::retention::Schedule,
 }
 
 impl Settings {
@@ -107,6 +111,7 @@ impl Settings {
         let long_lived = long_lived_default(file_limit());
         Ok(Self {
             common: CommonSettings::from_env(env)?,
+            retention: shared::retention::Schedule::from_env(env)?,
             bind_addr: env.string_or("BIND_ADDR", "127.0.0.1:8080")?,
             max_body_bytes: env.number_in("MAX_BODY_BYTES", 65_536, 16..=64 * 1024 * 1024)?,
             max_batch_body_bytes: env.number_in(

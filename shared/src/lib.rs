@@ -10,6 +10,7 @@
 //! Leaves (no module of this crate below them):
 //! * `backoff`: the one growing-delay formula, and jittered backoff.
 //! * `redact`: URLs and secrets made safe to log.
+//! * `duration`: the one parser of durations in settings (`30s`, `24h`, `90d`).
 //! * `tls`: TLS to the broker (amqps://): roots, client certificates.
 //! * `roles`: the privileges of the runtime PostgreSQL roles.
 //! * `publish`: the one confirmed publish, and the best-effort one.
@@ -26,13 +27,15 @@
 //! Above them:
 //! * `amqp` → `redact`, `tls`: opening a broker connection (nodes,
 //!   heartbeat, names).
-//! * `config` → `amqp`, `redact`, `tls`, `topology`: settings from the
+//! * `config` → `amqp`, `duration`, `redact`, `tls`, `topology`: settings from the
 //!   environment.
 //! * `envelope` → `webhook`: the message on the wire.
 //! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
 //!   module per table plus pool, migrations and errors (see its docs).
 //! * `migrate` → `db`, `config`, `redact`, `roles`: who migrates and when
 //!   (the owner at startup, or the migration step).
+//! * `retention` → `db`, `config`: pruning every table by age, one process
+//!   at a time, in bounded batches (a folder; see its docs).
 //!
 //! No module imports one above it, so there are no import cycles.
 //! With the `openapi` feature, the status bodies also derive their
@@ -43,6 +46,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod dead_letter;
+pub mod duration;
 pub mod envelope;
 pub mod events;
 pub mod metrics;
@@ -50,6 +54,7 @@ pub mod migrate;
 pub mod publish;
 pub mod readiness;
 pub mod redact;
+pub mod retention;
 pub mod roles;
 pub mod schema;
 pub mod tls;

@@ -27,6 +27,7 @@ diesel::table! {
         key -> Text,
         fingerprint -> Bytea,
         created_at -> Timestamptz,
+        timed_ids -> Bool,
     }
 }
 

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod poison;
 mod redrive;
+mod retention;
 mod retries;
 mod roles;
 mod shutdown;

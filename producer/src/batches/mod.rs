@@ -96,7 +96,11 @@ pub async fn post_batch(
         .items
         .iter()
         .zip(contents)
-        .map(|(id, content)| Envelope::with_id(*id, content))
+        .map(|(id, content)| Envelope {
+            // Every retry of a keyed batch carries the time of the first.
+            created_at: ids.created_at,
+            ..Envelope::with_id(*id, content)
+        })
         .collect();
     if let Some(first) = envelopes.first() {
         let batch = BatchRef {

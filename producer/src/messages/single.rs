@@ -51,8 +51,10 @@ pub async fn post_message(
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let callback_url = callbacks::callback_url(&body, &state).await?;
     // Bound before publishing: see `idempotency` for why.
-    let id = idempotency::message_id(&state, &req, &content, callback_url.as_deref()).await?;
-    let mut envelope = Envelope::with_id(id, content);
+    let assigned = idempotency::message_id(&state, &req, &content, callback_url.as_deref()).await?;
+    let mut envelope = Envelope::with_id(assigned.id, content);
+    // Every retry of a keyed request carries the time of the first.
+    envelope.created_at = assigned.created_at;
     envelope.callback_url = callback_url;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
