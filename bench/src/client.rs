@@ -52,24 +52,28 @@ pub async fn post_message(
 }
 
 /// The wait before the next attempt: doubling from the first one, at most
-/// a second, so a client keeps up with a service that comes back.
-pub struct Backoff(Duration);
+/// a second, so a client keeps up with a service that comes back. No
+/// jitter: a benchmark's clients should retry the same way every run.
+pub struct Backoff {
+    first: Duration,
+    step: u32,
+}
 
 impl Backoff {
     /// Starting at `first`.
     pub fn new(first: Duration) -> Self {
-        Self(first)
+        Self { first, step: 0 }
     }
 
     /// The wait to do now (the next one doubles).
     pub fn next_wait(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+        let now = self.peek();
+        self.step = self.step.saturating_add(1);
         now
     }
 
     /// The wait `next_wait` would give, without moving on.
     pub fn peek(&self) -> Duration {
-        self.0
+        shared::backoff::grow(self.first, 2, self.step, Duration::from_secs(1))
     }
 }

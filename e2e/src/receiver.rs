@@ -199,7 +199,7 @@ fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Verify a request as the README tells receivers to: HMAC-SHA256 over
+/// Verify a request as `docs/api.md` ("Signed webhooks") tells receivers to: HMAC-SHA256 over
 /// `"{id}.{timestamp}.{body}"` with the secret, base64, compared with each
 /// `v1,` signature of the header (constant-time, by `verify_slice`).
 pub fn verify(secret: &[u8], r: &Received) -> bool {

@@ -196,34 +196,6 @@ pub struct ListedMessage {
     pub timestamp: DateTime<Utc>,
 }
 
-/// `200` of `GET /messages/{id}`: stored or dead-lettered.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum MessageStatus {
-    /// In the database.
-    Stored {
-        /// The message id.
-        id: Uuid,
-        /// The text.
-        content: String,
-        /// When the producer accepted it.
-        timestamp: DateTime<Utc>,
-        /// When the consumer's transaction stored it.
-        stored_at: DateTime<Utc>,
-    },
-    /// In `messages.dead`.
-    DeadLettered {
-        /// The message id.
-        id: Uuid,
-        /// Why.
-        reason: String,
-        /// Attempts made.
-        attempts: i32,
-        /// When.
-        dead_lettered_at: DateTime<Utc>,
-    },
-}
-
 /// `404` of `GET /messages/{id}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotFound {

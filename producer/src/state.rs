@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use actix_web::web;
 use shared::db::{DbError, PgPool, PgPooled};
 use shared::Envelope;
 
@@ -61,20 +60,14 @@ impl AppState {
         }
     }
 
-    /// Run a blocking database function on actix's blocking pool, never on
-    /// the async worker thread.
+    /// Run a blocking database function off the async threads
+    /// (`shared::db::blocking`), its failure as the client sees it.
     pub async fn with_db<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgPooled) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        let result = web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        let result = shared::db::blocking(&self.pool, f).await;
         // The producer's statements are fixed and its rows its own, so an
         // error PostgreSQL raises is the database's state (full disk, out of
         // memory, too many connections, shutdown...), not the client's

@@ -19,7 +19,7 @@
 //!   complete it.
 //!
 //! Any AMQP client can publish such a message to the `messages` exchange
-//! (routing key ignored); see the README.
+//! (routing key ignored); see `docs/api.md`, "Publishing from other clients".
 
 use chrono::{DateTime, SubsecRound, Utc};
 use lapin::types::ShortString;

@@ -83,7 +83,7 @@ pub const TABLE_PRIVILEGES: [(&str, &str, &str); 6] = [
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
     /// The role does not exist (the compose init script or the operator
-    /// creates it; see docs/security-roles.md).
+    /// creates it; see docs/security.md, "Least privilege").
     #[error("the {runtime} role {role:?} does not exist: create it first (CREATE ROLE {role} LOGIN PASSWORD '…')")]
     Missing {
         /// Which binary's.

@@ -80,9 +80,7 @@ impl AmqpTls {
             None => None,
             Some(path) => {
                 let pem = read("AMQP_TLS_CA_FILE", path)?;
-                check_ca(&pem).map_err(|e| {
-                    TlsSettingError::new("AMQP_TLS_CA_FILE", format!("{path}: {e}"))
-                })?;
+                check_ca(&pem, path)?;
                 Some(String::from_utf8(pem).map_err(|_| {
                     TlsSettingError::new("AMQP_TLS_CA_FILE", format!("{path}: is not PEM text"))
                 })?)
@@ -251,18 +249,19 @@ fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 
 /// A CA file must hold at least one certificate rustls can use as a root:
 /// lapin skips the ones it cannot parse without a word.
-fn check_ca(pem: &[u8]) -> Result<(), String> {
+fn check_ca(pem: &[u8], path: &str) -> Result<(), TlsSettingError> {
+    let refuse = |why: String| TlsSettingError::new("AMQP_TLS_CA_FILE", format!("{path}: {why}"));
     let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("is not PEM: {e}"))?;
+        .map_err(|e| refuse(format!("is not PEM: {e}")))?;
     if certificates.is_empty() {
-        return Err("contains no PEM certificate".into());
+        return Err(refuse("contains no PEM certificate".into()));
     }
     RustlsConnectorConfig::default()
         .with_parsable_certificates(certificates)
         .connector_with_no_client_auth()
         .map(|_| ())
-        .map_err(|e| format!("holds no usable CA certificate: {e}"))
+        .map_err(|e| refuse(format!("holds no usable CA certificate: {e}")))
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpResponse};
 use lapin::options::BasicGetOptions;
-use lapin::types::AMQPValue;
 use lapin::Channel;
 use serde_json::{json, Value};
 use shared::dead_letter;
@@ -14,16 +13,9 @@ use crate::state::AppState;
 
 use super::params::Params;
 
-fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<Value> {
-    match props.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(json!(String::from_utf8_lossy(s.as_bytes()))),
-        AMQPValue::ShortString(s) => Some(json!(s.as_str())),
-        AMQPValue::LongInt(n) => Some(json!(n)),
-        AMQPValue::LongLongInt(n) => Some(json!(n)),
-        AMQPValue::ShortInt(n) => Some(json!(n)),
-        AMQPValue::LongUInt(n) => Some(json!(n)),
-        _ => None,
-    }
+/// Header `name` as the listing shows it (the contract's one reader).
+fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<dead_letter::HeaderValue> {
+    dead_letter::header(props.headers().as_ref(), name)
 }
 
 /// `GET /dead-letters?limit=N`: the first N dead letters, oldest first,

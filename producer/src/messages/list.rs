@@ -33,7 +33,7 @@ pub struct ListParams {
            ("cursor" = Option<String>, Query, pattern = "^(0|[1-9][0-9]{0,17})_(0|-?[1-9][0-9]{0,15})_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
             description = "Opaque: from the Cursor or Link header of a previous page, unchanged")),
     responses(
-        (status = 200, description = "Stored messages in commit order (see the README: a client following cursors sees every row exactly once, even one that commits late)",
+        (status = 200, description = "Stored messages in commit order (see docs/api.md, Paging and tailing: a client following cursors sees every row exactly once, even one that commits late)",
             body = [ListedMessage],
             headers(
                 ("Link" = String, description = r#"<URL of the next page>; rel="next", when more rows follow now"#),

@@ -4,9 +4,8 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
-use shared::db::dead_letters::DeadLetter;
-use shared::db::messages::Message;
 use shared::envelope::content_from_json;
+use shared::events::MessageStatus;
 use shared::Envelope;
 use uuid::Uuid;
 
@@ -15,9 +14,7 @@ use crate::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::idempotency;
 use crate::metrics::Endpoint;
-use crate::schemas::{
-    ErrorBody, MessageStatus, NewMessageBody, NotFound, NotFoundStatus, Queued, QueuedStatus,
-};
+use crate::schemas::{ErrorBody, NewMessageBody, NotFound, NotFoundStatus, Queued, QueuedStatus};
 use crate::state::AppState;
 use crate::wait::{self, WaitParams};
 
@@ -88,56 +85,24 @@ pub async fn get_message(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let wait = params.seconds()?;
-    let (row, dead) = wait::until_done(
+    let status = wait::until_done(
         &state,
         id,
         wait,
-        || lookup(&state, id),
-        |(row, dead)| row.is_some() || dead.is_some(),
+        || state.with_db(move |conn| Ok(shared::db::messages::status(conn, id)?)),
+        Option::is_some,
     )
     .await?;
-    let status = match (row, dead) {
-        (Some(m), _) => MessageStatus::Stored {
-            id: m.id,
-            content: m.content,
-            timestamp: m.created_at,
-            stored_at: m.stored_at,
-        },
-        (None, Some(d)) => MessageStatus::DeadLettered {
-            id: d.id,
-            reason: d.reason,
-            attempts: d.attempts,
-            dead_lettered_at: d.dead_lettered_at,
-        },
-        // Still queued, or never accepted: we cannot tell which, so we
-        // do not make up a "pending".
-        (None, None) => {
-            return Ok(HttpResponse::NotFound().json(NotFound {
-                error: format!("message {id} is neither stored nor dead-lettered"),
-                status: NotFoundStatus::NotFound,
-            }))
-        }
+    // Still queued, or never accepted: we cannot tell which, so we do not
+    // make up a "pending".
+    let Some(status) = status else {
+        return Ok(HttpResponse::NotFound().json(NotFound {
+            error: format!("message {id} is neither stored nor dead-lettered"),
+            status: NotFoundStatus::NotFound,
+        }));
     };
     let mut body = serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.into()))?;
     // With a callback: the notification's state (issue 11).
     callbacks::attach_notification(&state, id, &mut body).await?;
     Ok(HttpResponse::Ok().json(body))
-}
-
-/// The row and the dead-letter record of `id`. Stored wins over
-/// dead-lettered: a redriven message may be both.
-async fn lookup(
-    state: &AppState,
-    id: Uuid,
-) -> Result<(Option<Message>, Option<DeadLetter>), ApiError> {
-    state
-        .with_db(move |conn| {
-            let row = shared::db::messages::find(conn, id)?;
-            let dead = match row {
-                Some(_) => None,
-                None => shared::db::dead_letters::find(conn, id)?,
-            };
-            Ok((row, dead))
-        })
-        .await
 }
