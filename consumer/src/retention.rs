@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::retention::{Rule, Schedule};
+use shared::retention::{MessagePartitions, Rule, Schedule};
 use shared::{ConfigError, Env};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -14,6 +14,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct RetentionSettings {
     /// `RETENTION_INTERVAL`, `RETENTION_BATCH`.
     pub schedule: Schedule,
+    /// `MESSAGE_PARTITION` (default `month`) and `MESSAGE_RETENTION`
+    /// (default: for ever): the stored messages' partitions.
+    pub messages: MessagePartitions,
     /// `DEAD_LETTER_RETENTION` (default `30d`): dead-letter records whose
     /// message has been stored since are deleted this long after they were
     /// written. Records of dead letters still queued stay.
@@ -33,6 +36,7 @@ impl RetentionSettings {
     pub fn from_env(env: &Env, webhooks: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             schedule: Schedule::from_env(env)?,
+            messages: MessagePartitions::from_env(env)?,
             dead_letters: env.duration_or("DEAD_LETTER_RETENTION", 30 * DAY, SECOND)?,
             batches: env.duration_or("BATCH_RETENTION", 30 * DAY, SECOND)?,
             webhooks,

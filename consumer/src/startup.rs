@@ -116,7 +116,8 @@ impl Application {
             self.settings.retention.schedule,
             self.settings.retention.rules(),
             shared::db::lock::CONSUMER_RETENTION,
-        );
+        )
+        .with_partitions(self.settings.retention.messages);
         let _retention = AbortOnDropHandle::new(tokio::spawn(retention.run(shutdown.clone())));
         supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;

@@ -172,6 +172,16 @@ pub fn grant(conn: &mut PgConnection, runtime: Runtime, role: &str) -> Result<()
             ))
             .execute(conn)?;
         }
+        if runtime == Runtime::Consumer {
+            // The consumers' retention creates and drops the partitions of
+            // messages through these two (they run as their owner, and do
+            // nothing else); PUBLIC may not run them.
+            diesel::sql_query(format!(
+                "GRANT EXECUTE ON FUNCTION {schema}.pipeline_create_message_partition(timestamptz, timestamptz), \
+                 {schema}.pipeline_drop_message_partitions(timestamptz) TO {quoted}"
+            ))
+            .execute(conn)?;
+        }
         if inserts {
             // Sequences now and to come (identity and serial columns):
             // the default privileges cover one created after this step,

@@ -32,7 +32,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    messages (id) {
+    messages (id, created_at) {
         id -> Uuid,
         content -> Text,
         created_at -> Timestamptz,

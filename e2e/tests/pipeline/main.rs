@@ -17,6 +17,7 @@ mod headers;
 mod idempotency;
 mod metrics;
 mod openapi;
+mod partitions;
 mod poison;
 mod redrive;
 mod retention;

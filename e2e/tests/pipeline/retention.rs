@@ -199,7 +199,7 @@ fn retentions(url: &str) -> (Retention, Retention) {
 
 fn pruned(outcome: Outcome) -> BTreeMap<&'static str, usize> {
     match outcome {
-        Outcome::Pruned(deleted) => deleted,
+        Outcome::Pruned(report) => report.deleted,
         other => panic!("not pruned: {other:?}"),
     }
 }

@@ -96,10 +96,31 @@ fn needs_extras(e: &Envelope) -> bool {
 
 /// Store `envelopes` in one transaction, skipping ids already stored; for
 /// the new rows that have a callback or a batch, owe their notifications
-/// and complete their batches in the same transaction.
+/// and complete their batches in the same transaction. Every envelope
+/// carries its own `created_at` (see [`store_checked`]).
 pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<StoreResult> {
-    let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
+    store_checked(conn, envelopes, &HashSet::new())
+}
+
+/// [`store`], where the ids in `undated` came without a `created_at` of
+/// their own. The key is (id, created_at), the partition key being part of
+/// it: a redelivery of a dated envelope hits its row, but an undated one
+/// may carry another time than its first delivery, so those ids are looked
+/// up by id alone first (each under a transaction lock of its id, so two
+/// deliveries of one id wait for each other) and skipped if stored.
+pub fn store_checked(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<StoreResult> {
     conn.transaction(|conn| {
+        let skip = skipped(conn, envelopes, undated)?;
+        let rows: Vec<NewMessage<'_>> = envelopes
+            .iter()
+            .zip(&skip)
+            .filter(|(_, skip)| !**skip)
+            .map(|(e, _)| NewMessage::from(e))
+            .collect();
         let mut new_ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
             // RETURNING under ON CONFLICT DO NOTHING yields only the rows
@@ -107,7 +128,7 @@ pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<Sto
             new_ids.extend(
                 diesel::insert_into(messages::table)
                     .values(chunk)
-                    .on_conflict(messages::id)
+                    .on_conflict((messages::id, messages::created_at))
                     .do_nothing()
                     .returning(messages::id)
                     .get_results::<Uuid>(conn)?,
@@ -122,6 +143,53 @@ pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<Sto
         }
         Ok(result)
     })
+}
+
+/// Which envelopes not to insert: an undated one whose id is stored
+/// already, or came earlier in this batch (under another time, maybe).
+fn skipped(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<Vec<bool>> {
+    let mut seen = stored_undated(conn, envelopes, undated)?;
+    Ok(envelopes
+        .iter()
+        .map(|e| undated.contains(&e.id) && !seen.insert(e.id))
+        .collect())
+}
+
+/// Of the envelopes whose ids are in `undated`, the ids already stored
+/// (under any `created_at`), after locking each id for this transaction
+/// (in one order: no deadlock between two consumers).
+fn stored_undated(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<HashSet<Uuid>> {
+    let mut ids: Vec<Uuid> = envelopes
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| undated.contains(id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    ids.sort();
+    ids.dedup();
+    // The two-key form of the lock: a key space apart from the bigint
+    // locks (migrations, retention).
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(1835365491, hashtext(i::text))
+           FROM unnest($1) WITH ORDINALITY AS u(i, n) ORDER BY n",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(&ids)
+    .execute(conn)?;
+    let stored: Vec<Uuid> = messages::table
+        .filter(messages::id.eq_any(&ids))
+        .select(messages::id)
+        .load(conn)?;
+    Ok(stored.into_iter().collect())
 }
 
 #[derive(QueryableByName)]
@@ -158,14 +226,32 @@ fn try_insert_each(
 pub fn try_store_each(
     conn: &mut PgConnection,
     envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
 ) -> Result<(Vec<RowOutcome>, StoreResult), DbError> {
     let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
-    if !envelopes.iter().any(needs_extras) {
+    let checked = envelopes.iter().any(|e| undated.contains(&e.id));
+    if !checked && !envelopes.iter().any(needs_extras) {
         let outcomes = try_insert_each(conn, &rows)?;
         return Ok((outcomes, StoreResult::default()));
     }
     conn.transaction(|conn| -> Result<_, DbError> {
-        let outcomes = try_insert_each(conn, &rows)?;
+        let skip = skipped(conn, envelopes, undated)?;
+        let fresh: Vec<NewMessage<'_>> = rows
+            .iter()
+            .zip(&skip)
+            .filter(|(_, skip)| !**skip)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut inserted = try_insert_each(conn, &fresh)?.into_iter();
+        // An undated row stored before is a duplicate, as the key makes a
+        // dated one.
+        let outcomes: Vec<RowOutcome> = skip
+            .iter()
+            .map(|skip| match skip {
+                true => RowOutcome::Duplicate,
+                false => inserted.next().unwrap_or(RowOutcome::Duplicate),
+            })
+            .collect();
         let new_ids = envelopes
             .iter()
             .zip(&outcomes)
@@ -291,10 +377,11 @@ pub fn list_committed(
         .collect())
 }
 
-/// One stored message, if it is stored.
+/// One stored message, if it is stored. By id alone: each partition's
+/// primary key (id, created_at) answers it by its leading column.
 pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Message>> {
     messages::table
-        .find(id)
+        .filter(messages::id.eq(id))
         .select(Message::as_select())
         .first(conn)
         .optional()
@@ -305,7 +392,7 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Message>> {
 /// message may be both.
 pub fn status(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<MessageStatus>> {
     let row = messages::table
-        .find(id)
+        .filter(messages::id.eq(id))
         .select((Message::as_select(), messages::batch_id))
         .first::<(Message, Option<Uuid>)>(conn)
         .optional()?;

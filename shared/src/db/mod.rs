@@ -19,6 +19,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod idempotency_keys;
 pub mod lock;
+pub mod message_partitions;
 pub mod messages;
 pub mod migrations;
 pub mod pool;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::partitions::MessagePartitions;
 use super::rules::Rule;
 use super::schedule::Schedule;
 use crate::db::{lock, DbError, PgPool};
@@ -19,10 +20,21 @@ use crate::db::{lock, DbError, PgPool};
 pub enum Outcome {
     /// Another process holds the lock: it prunes this round.
     Skipped,
-    /// Every rule ran to the end: rows deleted per rule.
-    Pruned(BTreeMap<&'static str, usize>),
-    /// Stopped by shutdown before the end: rows deleted so far.
-    Interrupted(BTreeMap<&'static str, usize>),
+    /// Every rule ran to the end.
+    Pruned(Report),
+    /// Stopped by shutdown before the end: what was done so far.
+    Interrupted(Report),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Rows deleted per rule.
+    pub deleted: BTreeMap<&'static str, usize>,
+    /// Partitions of `messages` created (ahead of their time).
+    pub created: Vec<String>,
+    /// Partitions of `messages` dropped (past `MESSAGE_RETENTION`).
+    pub dropped: Vec<String>,
 }
 
 /// The retention of one consumer process.
@@ -34,6 +46,8 @@ pub struct Retention {
     rules: Vec<Rule>,
     /// The advisory lock of this kind of process (`db::lock`).
     lock: i64,
+    /// The partitions of `messages` to keep (the consumers').
+    partitions: Option<MessagePartitions>,
 }
 
 /// The longest wait for the retention's connection.
@@ -48,27 +62,36 @@ impl Retention {
             schedule,
             rules,
             lock,
+            partitions: None,
         }
     }
 
-    /// Run every `RETENTION_INTERVAL` until `shutdown` turns true. A failed
-    /// run is logged and tried again at the next interval.
+    /// Also create the partitions of `messages` ahead and drop those past
+    /// their retention, first in each run.
+    pub fn with_partitions(mut self, partitions: MessagePartitions) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// Run at once (the partitions of the hour must exist before its
+    /// first row), then every `RETENTION_INTERVAL`, until `shutdown` turns
+    /// true. A failed run is logged and tried again at the next interval.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.schedule.interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
             let started: DateTime<Utc> = Utc::now();
             match self.run_once(&shutdown).await {
                 Ok(Outcome::Skipped) => log::debug!("retention: another process prunes"),
-                Ok(Outcome::Pruned(n) | Outcome::Interrupted(n)) => {
-                    let total: usize = n.values().sum();
-                    if total > 0 {
-                        log::info!("retention run of {started}: deleted {n:?}");
+                Ok(Outcome::Pruned(r) | Outcome::Interrupted(r)) => {
+                    let total: usize = r.deleted.values().sum();
+                    if total > 0 || !r.created.is_empty() || !r.dropped.is_empty() {
+                        log::info!("retention run of {started}: {r:?}");
                     }
                 }
                 Err(e) => log::warn!("retention run of {started} failed: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.schedule.interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }
     }
@@ -91,13 +114,21 @@ impl Retention {
     }
 
     async fn prune_all(&self, shutdown: &watch::Receiver<bool>) -> Result<Outcome, DbError> {
-        let mut deleted = BTreeMap::new();
+        let mut report = Report::default();
+        if let Some(partitions) = self.partitions {
+            let (created, dropped) = crate::db::blocking(&self.pool, move |conn| {
+                Ok(partitions.maintain(conn, Utc::now())?)
+            })
+            .await?;
+            report.created = created;
+            report.dropped = dropped;
+        }
         let limit = self.schedule.batch;
         for rule in self.rules.iter().copied() {
-            let count = deleted.entry(rule.name).or_insert(0);
+            let count = report.deleted.entry(rule.name).or_insert(0);
             loop {
                 if *shutdown.borrow() {
-                    return Ok(Outcome::Interrupted(deleted));
+                    return Ok(Outcome::Interrupted(report));
                 }
                 let n = crate::db::blocking(&self.pool, move |conn| {
                     Ok((rule.prune)(conn, rule.age, limit)?)
@@ -109,6 +140,6 @@ impl Retention {
                 }
             }
         }
-        Ok(Outcome::Pruned(deleted))
+        Ok(Outcome::Pruned(report))
     }
 }
