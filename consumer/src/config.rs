@@ -36,8 +36,12 @@ pub struct Settings {
     pub metrics_addr: String,
     /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
     pub webhooks: crate::webhooks::WebhookSettings,
-    /// `RETENTION_*` and the ages of each kind of data (see `crate::retention`).
-    pub retention: crate::retention::RetentionSettings,
+    /// `RETENTION_*` and the ages of each kind of data (`shared::retention`).
+    pub retention: shared::retention::RetentionSettings,
+    /// `DEAD_LETTER_ALERT_DEPTH` (default 1000): more dead letters than this
+    /// waiting in `messages.dead` is reported (a metric, a `/readyz` field),
+    /// never dropped: the queue has no length limit.
+    pub dead_letter_alert_depth: u32,
 }
 
 impl Settings {
@@ -45,7 +49,8 @@ impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonSettings::from_env(env)?;
         let webhooks = crate::webhooks::WebhookSettings::from_env(env)?;
-        let retention = crate::retention::RetentionSettings::from_env(env, webhooks.retention)?;
+        let retention =
+            shared::retention::RetentionSettings::from_env(env, common.idempotency_key_ttl)?;
         let settings = Self {
             common,
             prefetch: env.number_in("PREFETCH", 1000, 1..=65_535)?,
@@ -58,6 +63,11 @@ impl Settings {
             metrics_addr: env.string_or("METRICS_ADDR", "127.0.0.1:9090")?,
             webhooks,
             retention,
+            dead_letter_alert_depth: env.number_in(
+                "DEAD_LETTER_ALERT_DEPTH",
+                1000,
+                1..=u32::MAX,
+            )?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
             return Err(ConfigError::new(

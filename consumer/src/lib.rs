@@ -7,17 +7,17 @@
 //! A message's path: `session` (consume, fill a batch) → `worker` (decode,
 //! store, settle on the broker) → `webhooks` (deliver what the commit owed).
 //!
-//! * `startup` → `session`, `webhooks`, `retention`, `health`, `config`,
-//!   `stats`, `metrics`, `signal`: builds the application and supervises sessions.
-//! * `session` → `worker`, `dead_index`, `outbound`, `config`, `stats`:
+//! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
+//!   `metrics`, `signal`: builds the application and supervises sessions.
+//! * `session` → `worker`, `dead_index`, `dead_depth`, `outbound`, `config`, `stats`:
 //!   one broker session (a consuming and a publishing connection).
 //! * `worker` → `database`, `dead_letter`, `outbound`, `config`, `stats`,
 //!   `metrics`: storing and settling one batch of deliveries.
 //! * `dead_index` → `database`: recording the dead letters the broker made.
+//! * `dead_depth` → `stats`: the depth of `messages.dead`, against
+//!   `DEAD_LETTER_ALERT_DEPTH`.
 //! * `webhooks` → `database`, `metrics`: the outbox deliverer and its settings.
-//! * `retention`: the ages of the tables the consumer prunes (with
-//!   `shared::retention`, one process at a time).
-//! * `config` → `webhooks`, `retention`: every setting.
+//! * `config` → `webhooks`: every setting.
 //! * `health` → `metrics`; `stats` → `metrics`: probes, and the counters.
 //! * Leaves: `database` (every blocking database call, retried while its
 //!   work can still be settled), `dead_letter` (republishing a copy),
@@ -27,12 +27,12 @@
 
 pub mod config;
 pub mod database;
+pub mod dead_depth;
 pub mod dead_index;
 pub mod dead_letter;
 pub mod health;
 pub mod metrics;
 pub mod outbound;
-pub mod retention;
 pub mod session;
 pub mod signal;
 pub mod startup;

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
+use crate::dead_depth;
 use crate::dead_index;
 use crate::outbound::{Outbound, OutboundError};
 use crate::stats::Stats;
@@ -141,6 +142,14 @@ async fn consume(
             }
         }
     }));
+    // The dead-letter queue's depth, on a channel of its own (a failed
+    // passive declare closes its channel).
+    let depth_channel = connection.create_channel().await?;
+    let _depth = AbortOnDropHandle::new(tokio::spawn(dead_depth::watch(
+        depth_channel,
+        topology.dead_queue.clone(),
+        stats.clone(),
+    )));
     let tag = format!(
         "{}-{}",
         shared::amqp::connection_name("consumer"),

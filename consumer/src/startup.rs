@@ -40,6 +40,9 @@ impl Application {
         // One registry per application, not the global one: tests run
         // several consumers in one process.
         let metrics = Arc::new(Metrics::new()?);
+        metrics
+            .dead_letter_alert_depth
+            .set(i64::from(settings.dead_letter_alert_depth));
         let addr = &settings.metrics_addr;
         let tcp = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on METRICS_ADDR={addr}"))?;
@@ -117,7 +120,8 @@ impl Application {
             self.settings.retention.rules(),
             shared::db::lock::CONSUMER_RETENTION,
         )
-        .with_partitions(self.settings.retention.messages);
+        .with_partitions(self.settings.retention.messages)
+        .with_metrics(self.metrics.retention.clone(), true);
         let _retention = AbortOnDropHandle::new(tokio::spawn(retention.run(shutdown.clone())));
         supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;

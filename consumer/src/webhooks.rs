@@ -65,11 +65,6 @@ pub struct WebhookSettings {
     /// for due rows (other consumers' and retries); a commit that owes a
     /// notification wakes it at once.
     pub poll: Duration,
-    /// `WEBHOOK_RETENTION_HOURS` (default 168): delivered rows are deleted
-    /// this long after delivery, failed ones this long after they were
-    /// owed, pending ones overdue this long (by `crate::retention`, which
-    /// runs with or without a deliverer).
-    pub retention: Duration,
 }
 
 impl WebhookSettings {
@@ -93,9 +88,6 @@ impl WebhookSettings {
             retry_base: env.millis_or("WEBHOOK_RETRY_BASE_MS", 5_000)?,
             retry_max: env.millis_or("WEBHOOK_RETRY_MAX_MS", 3_600_000)?,
             poll: env.millis_or("WEBHOOK_POLL_MS", 1_000)?,
-            retention: Duration::from_secs(
-                3600 * env.number_in("WEBHOOK_RETENTION_HOURS", 168u64, 1..=24 * 365)?,
-            ),
         })
     }
 

@@ -14,7 +14,7 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{fn_service, AppConfig, Server, ServerHandle};
 use actix_web::{web, App};
 use anyhow::Context;
-use shared::retention::{Retention, Rule};
+use shared::retention::Retention;
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -67,8 +67,8 @@ impl Application {
         );
         let retention = Retention::new(
             &common.database_url,
-            settings.retention,
-            vec![Rule::idempotency_keys(common.idempotency_key_ttl)],
+            settings.retention.schedule,
+            settings.retention.producer_rules(),
             shared::db::lock::PRODUCER_RETENTION,
         );
         let retention_task = tokio::spawn(retention.run(shutdown.subscribe()));
@@ -92,6 +92,7 @@ impl Application {
             streams: Slots::new("open event streams", "MAX_STREAMS", settings.max_streams),
             waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
             idempotency_key_ttl: settings.common.idempotency_key_ttl,
+            retention: settings.retention.clone(),
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub waiters: Slots,
     /// `IDEMPOTENCY_KEY_TTL`: how long a key stays bound to its request.
     pub idempotency_key_ttl: std::time::Duration,
+    /// Every retention setting, for the dashboard.
+    pub retention: shared::retention::RetentionSettings,
 }
 
 impl AppState {

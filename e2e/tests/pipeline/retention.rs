@@ -9,12 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use consumer::retention::RetentionSettings;
 use diesel::prelude::*;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb, TestRoles};
 use serde_json::{json, Value};
 use shared::db::lock::{CONSUMER_RETENTION, PRODUCER_RETENTION};
-use shared::retention::{Outcome, Retention, Rule, Schedule};
+use shared::retention::{Outcome, Retention, RetentionSettings, Rule, Schedule};
 use shared::Env;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -185,6 +184,7 @@ fn retentions(url: &str) -> (Retention, Retention) {
         ("RETENTION_BATCH", "1"),
         ("DEAD_LETTER_RETENTION", "1h"),
         ("BATCH_RETENTION", "1h"),
+        ("WEBHOOK_RETENTION_HOURS", "1"),
     ]);
     let settings = RetentionSettings::from_env(&env, HOUR).unwrap();
     let consumer = Retention::new(url, settings.schedule, settings.rules(), CONSUMER_RETENTION);
@@ -309,4 +309,83 @@ async fn a_retried_keyed_request_carries_the_time_of_the_first() {
         .collect();
     assert_eq!(created[0], created[1], "the same partition and row");
     producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_and_the_last_prune_are_visible() {
+    let db = seeded();
+    let broker = TestBroker::new().await;
+    let consumer = spawn_consumer(&db, &broker, &SHORT).await;
+    let producer = spawn_producer(&db, &broker, &SHORT).await;
+    let metrics = wait_for("a run recorded", Duration::from_secs(20), || async {
+        let m = consumer.metrics().await;
+        (m.get("pipeline_retention_last_run_success", &[]) == Some(1.0)
+            && m.get("pipeline_table_bytes", &[("table", "messages")])
+                .is_some())
+        .then_some(m)
+    })
+    .await;
+    assert!(metrics.value("pipeline_retention_last_run_timestamp_seconds", &[]) > 0.0);
+    assert_eq!(
+        metrics.value(
+            "pipeline_retention_deleted_total",
+            &[("rule", "webhooks_failed")]
+        ),
+        1.0
+    );
+    for table in [
+        "messages",
+        "dead_letters",
+        "batches",
+        "webhook_deliveries",
+        "idempotency_keys",
+    ] {
+        assert!(
+            metrics.value("pipeline_table_bytes", &[("table", table)]) > 0.0,
+            "{table}"
+        );
+    }
+    // The oldest dead-letter record left is the queued one, two hours old.
+    let age = metrics.value(
+        "pipeline_table_oldest_age_seconds",
+        &[("table", "dead_letters")],
+    );
+    assert!((7000.0..8000.0).contains(&age), "{age}");
+    // The dashboard shows the sizes and the settings.
+    let overview = producer.get_json("/dashboard/api/overview").await;
+    let tables = overview["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 5, "{tables:?}");
+    assert_eq!(tables[0]["table"], "messages");
+    assert_eq!(overview["retention"]["dead_letters"], "1h");
+    assert_eq!(overview["retention"]["messages"], "forever");
+    assert_eq!(overview["retention"]["message_partition"], "month");
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_dead_letter_queue_is_reported_not_failed_nor_cut() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let consumer = spawn_consumer(&db, &broker, &[("DEAD_LETTER_ALERT_DEPTH", "2")]).await;
+    for _ in 0..3 {
+        broker
+            .publish_raw(b"not json", lapin::BasicProperties::default())
+            .await;
+    }
+    let body = wait_for("the alert", Duration::from_secs(30), || async {
+        let res = consumer.get("/readyz").await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        (body["dead_letters"]["queued"] == 3).then_some((status, body))
+    })
+    .await;
+    assert_eq!(body.0, 200, "an alert, not a failure: {}", body.1);
+    assert_eq!(body.1["dead_letters"]["alert"], true);
+    let metrics = consumer.metrics().await;
+    assert_eq!(metrics.value("pipeline_dead_letters_queued", &[]), 3.0);
+    assert_eq!(metrics.value("pipeline_dead_letter_alert_depth", &[]), 2.0);
+    // Nothing is cut: all three wait in the queue.
+    assert_eq!(broker.depth(&broker.topology.dead_queue).await, 3);
+    consumer.stop().await;
 }

@@ -23,6 +23,7 @@ pub mod message_partitions;
 pub mod messages;
 pub mod migrations;
 pub mod pool;
+pub mod table_stats;
 pub mod webhook_deliveries;
 
 pub use error::{DbError, FailureClass, RowOutcome};

@@ -4,40 +4,19 @@
 //! own, so pruning never holds a connection the storing path needs, nor a
 //! lock for longer than one batch.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::metrics::RetentionMetrics;
+use super::outcome::{Outcome, Report};
 use super::partitions::MessagePartitions;
 use super::rules::Rule;
 use super::schedule::Schedule;
-use crate::db::{lock, DbError, PgPool};
+use crate::db::{lock, table_stats, DbError, PgPool};
 
-/// What one run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Another process holds the lock: it prunes this round.
-    Skipped,
-    /// Every rule ran to the end.
-    Pruned(Report),
-    /// Stopped by shutdown before the end: what was done so far.
-    Interrupted(Report),
-}
-
-/// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Rows deleted per rule.
-    pub deleted: BTreeMap<&'static str, usize>,
-    /// Partitions of `messages` created (ahead of their time).
-    pub created: Vec<String>,
-    /// Partitions of `messages` dropped (past `MESSAGE_RETENTION`).
-    pub dropped: Vec<String>,
-}
-
-/// The retention of one consumer process.
+/// The retention of one process.
 pub struct Retention {
     /// A pool of one connection, the retention's own: its session holds
     /// the advisory lock across the batches of a run.
@@ -48,6 +27,9 @@ pub struct Retention {
     lock: i64,
     /// The partitions of `messages` to keep (the consumers').
     partitions: Option<MessagePartitions>,
+    /// Where runs are recorded, and whether the tables' figures are read
+    /// after each (the consumers', whose run covers most tables).
+    metrics: Option<(RetentionMetrics, bool)>,
 }
 
 /// The longest wait for the retention's connection.
@@ -63,7 +45,15 @@ impl Retention {
             rules,
             lock,
             partitions: None,
+            metrics: None,
         }
+    }
+
+    /// Record each run in `metrics`, and with `tables` each table's rows,
+    /// bytes and oldest row after it.
+    pub fn with_metrics(mut self, metrics: RetentionMetrics, tables: bool) -> Self {
+        self.metrics = Some((metrics, tables));
+        self
     }
 
     /// Also create the partitions of `messages` ahead and drop those past
@@ -79,7 +69,9 @@ impl Retention {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             let started: DateTime<Utc> = Utc::now();
-            match self.run_once(&shutdown).await {
+            let outcome = self.run_once(&shutdown).await;
+            self.record(&outcome).await;
+            match outcome {
                 Ok(Outcome::Skipped) => log::debug!("retention: another process prunes"),
                 Ok(Outcome::Pruned(r) | Outcome::Interrupted(r)) => {
                     let total: usize = r.deleted.values().sum();
@@ -92,6 +84,24 @@ impl Retention {
             tokio::select! {
                 _ = tokio::time::sleep(self.schedule.interval) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// Record a run, and read the tables' figures if this process does.
+    async fn record(&self, outcome: &Result<Outcome, DbError>) {
+        let Some((metrics, tables)) = &self.metrics else {
+            return;
+        };
+        metrics.record(outcome, Utc::now());
+        if *tables && !matches!(outcome, Ok(Outcome::Skipped)) {
+            let read = crate::db::blocking(&self.pool, |conn| {
+                Ok((table_stats::sizes(conn)?, table_stats::oldest(conn)?))
+            })
+            .await;
+            match read {
+                Ok((sizes, oldest)) => metrics.record_tables(&sizes, &oldest, Utc::now()),
+                Err(e) => log::warn!("retention: cannot read the tables' figures: {e}"),
             }
         }
     }
