@@ -6,7 +6,7 @@
 //! message) reads one index per partition: a month keeps that to twelve a
 //! year. With a retention, a shorter partition drops sooner after its age
 //! (a whole partition goes once its newest possible row is past it): `day`
-//! suits a retention of weeks. `hour` is for tests and soaks.
+//! suits a retention of weeks. `hour` is for tests, `minute` for soaks.
 
 use std::time::Duration;
 
@@ -23,7 +23,10 @@ pub const AHEAD: usize = 2;
 /// The length of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionSize {
-    /// An hour (tests, soaks).
+    /// A minute: soaks only (a run of minutes rolls several partitions);
+    /// thousands of partitions a day would slow every lookup by id.
+    Minute,
+    /// An hour (tests).
     Hour,
     /// A day (UTC).
     Day,
@@ -37,6 +40,7 @@ impl PartitionSize {
     /// `hour`, `day`, `week` or `month`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim() {
+            "minute" => Some(Self::Minute),
             "hour" => Some(Self::Hour),
             "day" => Some(Self::Day),
             "week" => Some(Self::Week),
@@ -48,6 +52,7 @@ impl PartitionSize {
     /// The name [`Self::parse`] reads.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Minute => "minute",
             Self::Hour => "hour",
             Self::Day => "day",
             Self::Week => "week",
@@ -62,6 +67,10 @@ impl PartitionSize {
             .single()
             .unwrap_or(t);
         match self {
+            Self::Minute => {
+                day + chrono::Duration::hours(i64::from(t.hour()))
+                    + chrono::Duration::minutes(i64::from(t.minute()))
+            }
             Self::Hour => day + chrono::Duration::hours(i64::from(t.hour())),
             Self::Day => day,
             Self::Week => day - Days::new(u64::from(t.weekday().num_days_from_monday())),
@@ -75,6 +84,7 @@ impl PartitionSize {
     /// The start of the period after the one starting at `start`.
     pub fn next(self, start: DateTime<Utc>) -> DateTime<Utc> {
         match self {
+            Self::Minute => start + chrono::Duration::minutes(1),
             Self::Hour => start + chrono::Duration::hours(1),
             Self::Day => start + Days::new(1),
             Self::Week => start + Days::new(7),
@@ -101,7 +111,7 @@ impl MessagePartitions {
             Some(text) => PartitionSize::parse(&text).ok_or_else(|| {
                 ConfigError::new(
                     "MESSAGE_PARTITION",
-                    format!("{text:?} is not hour, day, week or month"),
+                    format!("{text:?} is not day, week or month (or hour, minute for tests)"),
                 )
             })?,
         };
@@ -180,6 +190,7 @@ mod tests {
     #[test]
     fn periods_start_and_end_on_their_boundaries() {
         let t = at("2026-12-05T21:47:13Z"); // a Saturday
+        assert_eq!(PartitionSize::Minute.start(t), at("2026-12-05T21:47:00Z"));
         assert_eq!(PartitionSize::Hour.start(t), at("2026-12-05T21:00:00Z"));
         assert_eq!(PartitionSize::Day.start(t), at("2026-12-05T00:00:00Z"));
         assert_eq!(PartitionSize::Week.start(t), at("2026-11-30T00:00:00Z"));
