@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb, TestRoles};
 use serde_json::{json, Value};
 use shared::db::lock::{CONSUMER_RETENTION, PRODUCER_RETENTION};
-use shared::retention::{Outcome, Retention, RetentionSettings, Rule, Schedule};
+use shared::retention::{Outcome, PartitionSize, Retention, RetentionSettings, Rule, Schedule};
 use shared::Env;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -388,4 +388,19 @@ async fn a_deep_dead_letter_queue_is_reported_not_failed_nor_cut() {
     // Nothing is cut: all three wait in the queue.
     assert_eq!(broker.depth(&broker.topology.dead_queue).await, 3);
     consumer.stop().await;
+}
+
+#[test]
+fn the_consumers_role_may_read_the_tables_figures() {
+    let db = seeded();
+    let roles = TestRoles::create(&db);
+    roles.migrate(&db);
+    let mut conn = diesel::PgConnection::establish(&roles.url(&db, &roles.consumer)).unwrap();
+    let lower = PartitionSize::Hour.start(chrono::Utc::now()) + chrono::Duration::hours(5);
+    shared::db::message_partitions::create(&mut conn, lower, lower + chrono::Duration::hours(1))
+        .unwrap();
+    let sizes = shared::db::table_stats::sizes(&mut conn).unwrap();
+    assert_eq!(sizes.len(), 5);
+    let oldest = shared::db::table_stats::oldest(&mut conn).unwrap();
+    assert_eq!(oldest.len(), 5);
 }

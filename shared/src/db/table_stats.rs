@@ -53,10 +53,25 @@ struct OldestRow {
     at: Option<DateTime<Utc>>,
 }
 
+#[derive(QueryableByName)]
+struct Readable {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ok: bool,
+}
+
+/// Whether this session's role may read `table`.
+fn readable(conn: &mut PgConnection, table: &str) -> QueryResult<bool> {
+    diesel::sql_query("SELECT has_table_privilege($1, 'SELECT') AS ok")
+        .bind::<Text, _>(table)
+        .get_result::<Readable>(conn)
+        .map(|r| r.ok)
+}
+
 /// A table and the time of its oldest row (`None`: empty, or unknown).
 pub type Oldest = (&'static str, Option<DateTime<Utc>>);
 
-/// The time of the oldest row of each table (`None`: empty, or unknown).
+/// The time of the oldest row of each table (`None`: empty, unknown, or
+/// not readable by this role).
 /// For `messages`, the start of its oldest partition holding rows (a
 /// `min()` over a partitioned table of years would read all of it; the
 /// retention drops partitions, so their starts are what it moves); the
@@ -65,12 +80,19 @@ pub fn oldest(conn: &mut PgConnection) -> QueryResult<Vec<Oldest>> {
     let mut out = Vec::with_capacity(TABLES.len());
     for (table, column) in TABLES {
         let sql = if table == "messages" {
+            // By the catalog, not by name: the runtime roles have no
+            // USAGE on the partitions' schema.
             "SELECT min(p.lower_bound) AS at FROM pipeline_message_partitions() p
-              WHERE NOT p.is_default
-                AND pg_stat_get_live_tuples(to_regclass('pipeline_partitions.' || quote_ident(p.name))) > 0"
+               JOIN pg_class c ON c.relname = p.name
+               JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'pipeline_partitions'
+              WHERE NOT p.is_default AND pg_stat_get_live_tuples(c.oid) > 0"
                 .to_owned()
-        } else {
+        } else if readable(conn, table)? {
             format!("SELECT min({column}) AS at FROM {table}")
+        } else {
+            // The consumer's role never sees the idempotency keys.
+            out.push((table, None));
+            continue;
         };
         let at = diesel::sql_query(sql).get_result::<OldestRow>(conn)?.at;
         out.push((table, at));
