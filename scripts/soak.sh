@@ -39,6 +39,9 @@ CALLBACKS=${SOAK_CALLBACKS:-100}
 MESSAGE_RETENTION_SOAK=${SOAK_MESSAGE_RETENTION:-2m}
 
 scripts/services.sh up >/dev/null
+if [ "$mode" = retention ] && [ "$(psql "$PG_SERVER/postgres" -Atc 'SHOW autovacuum')" != on ]; then
+  echo "warning: autovacuum is off on this server: pruned rows are never reused, the size cannot stay flat" >&2
+fi
 if [ "$profile" = release ]; then
   cargo build --release -q -p producer -p consumer -p bench
 else

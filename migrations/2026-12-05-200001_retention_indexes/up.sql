@@ -13,6 +13,11 @@
 ALTER TABLE idempotency_keys ADD COLUMN timed_ids boolean NOT NULL DEFAULT false;
 ALTER TABLE idempotency_keys ALTER COLUMN timed_ids SET DEFAULT true;
 CREATE INDEX idempotency_keys_created_at_idx ON idempotency_keys (created_at);
+-- Every key is deleted a TTL after its insert: a steady churn. Vacuumed at
+-- the default 20 % of dead rows, the table grows well past its live rows
+-- between vacuums (the retention soak saw 35 000 dead beside 45 000 live,
+-- no vacuum yet); at 2 % the space is reused sooner.
+ALTER TABLE idempotency_keys SET (autovacuum_vacuum_scale_factor = 0.02);
 
 -- Completed batches are pruned after BATCH_RETENTION; pending ones (NULL)
 -- are never looked at.

@@ -70,7 +70,8 @@ impl Application {
             settings.retention.schedule,
             settings.retention.producer_rules(),
             shared::db::lock::PRODUCER_RETENTION,
-        );
+        )
+        .with_metrics(metrics.retention.clone(), false);
         let retention_task = tokio::spawn(retention.run(shutdown.subscribe()));
         if !publisher.wait_connected(common.amqp_timeout).await {
             log::warn!(
