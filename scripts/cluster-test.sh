@@ -6,6 +6,10 @@
 #   scripts/cluster-test.sh            # full: 100 msg/s, 15 s between faults
 #   scripts/cluster-test.sh --short    # what CI runs: 30 msg/s, 5 s between faults
 #
+# The messages are of the `email` kind, sharded over four quorum queues
+# (KIND_SHARDS=email:4); the test checks their leaders are spread over the
+# three nodes before the faults.
+#
 # Both forms inject the same faults (bench/src/bin/cluster.rs): SIGKILL of
 # the node leading messages.store (started again 15 s later); one node cut
 # off the network for 30 s; the producer's node cut off for 30 s; a rolling
@@ -50,6 +54,9 @@ compose_env pipeline-cluster-test docker-compose.yml docker-compose.cluster.yml
 # The cluster override refuses to start without a cookie: one for this run
 # (after compose_env, whose scrub clears any from the shell).
 export RABBITMQ_ERLANG_COOKIE=cluster-test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# The load goes to a sharded kind (issue 17): four quorum queues whose
+# leaders spread over the nodes (x-queue-leader-locator: balanced).
+export KIND_SHARDS=email:4
 
 log "prerequisites"
 need curl curl
@@ -93,11 +100,18 @@ ok=0; wait_until 60 three_consumers && ok=1
 check "3 consumers on messages.store" "$ok" "$(mgmt "queues/%2F/messages.store" | jq '.consumers') consumers"
 nodes_in_use=$(mgmt connections | jq -r '[.[] | .node] | unique | join(" ")')
 note "client connections are on: $nodes_in_use"
+shard_leaders() {
+  mgmt "queues/%2F" | jq -r '.[] | select(.name | test("^messages\\.store\\.email(\\.[0-9]+)?$")) | "\(.name)=\(.leader // "?")"'
+}
+leader_nodes=$(shard_leaders | cut -d= -f2 | sort -u | grep -vc '?' || true)
+check "the 4 shards of email are quorum queues whose leaders spread over the 3 nodes" \
+  "$([ "$(shard_leaders | wc -l)" = 4 ] && [ "$leader_nodes" = 3 ] && echo 1 || echo 0)" \
+  "$(shard_leaders | tr '\n' ' ')"
 
 log "faults under load ($RATE msg/s)"
 ok=1
 "$CLUSTER" --compose-project "$COMPOSE_PROJECT_NAME" --producer-url "$API" --mgmt-url "$MGMT" \
-  --rate "$RATE" --settle-secs "$SETTLE" --down-secs 15 --cut-secs 30 --max-wait-secs 20 \
+  --rate "$RATE" --settle-secs "$SETTLE" --down-secs 15 --cut-secs 30 --max-wait-secs 20 --kind email \
   2>&1 | tee "$logs/cluster.txt" || ok=0
 timing "faults run" $((SECONDS - step_t))
 check "partition test: nothing lost, duplicated or unexpected; drained; every fault; waits <= 20 s" "$ok" "see the tables above"

@@ -11,7 +11,8 @@
 # (202, then the row in GET /messages); `docker compose up --wait --scale
 # consumer=3` with 3 distinct consumer connections on messages.store in the
 # management API; 20 000 messages stored exactly once, spread over the
-# replicas; the topology tests against this RabbitMQ 4.0; faults on
+# replicas; the per-kind pools (`--scale consumer-email=10 --scale
+# consumer-profile=2`) with their consumer counts per queue; the topology tests against this RabbitMQ 4.0; faults on
 # containers (consumer replica SIGKILLs, `restart rabbitmq`, `kill -s KILL
 # rabbitmq`, `stop postgres` for 20 s) under a client retrying with the same
 # Idempotency-Key; `docker compose stop` under load (every exit code 0,
@@ -184,6 +185,36 @@ spread=$(awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; total +
 idle=$(awk 'NR == FNR { before[$1] = $2; next } { if ($2 - before[$1] <= 0) idle++ } END { print idle + 0 }' "$logs/rows-before" "$logs/rows-after")
 replicas=$(wc -l <"$logs/rows-after")
 check "rows spread over every replica" "$([ "$replicas" = 3 ] && [ "$idle" = 0 ] && echo 1 || echo 0)" "$spread"
+
+# --- 3b. a pool per kind of work ---------------------------------------------------
+# "10 Email Workers and only 2 Profile Workers": each pool consumes its own
+# kind's queue; the plain consumer takes every kind (compose's KINDS is
+# default,email,profile). The management API shows each queue's consumers.
+log "docker compose up --wait --scale consumer-email=10 --scale consumer-profile=2"
+as_user "docker compose up --wait --scale consumer-email=10 --scale consumer-profile=2"
+queue_consumers() { mgmt "queues/%2F/$1" | jq -r '.consumers // 0'; }
+n_plain=$(docker compose ps -q consumer | wc -l)
+pools_up() {
+  [ "$(queue_consumers messages.store.email)" = $((10 + n_plain)) ] \
+    && [ "$(queue_consumers messages.store.profile)" = $((2 + n_plain)) ] \
+    && [ "$(queue_consumers messages.store)" = "$n_plain" ]
+}
+ok=0; wait_until 60 pools_up && ok=1
+check "management API: messages.store.email has the 10 email consumers (+$n_plain plain), messages.store.profile the 2 profile ones (+$n_plain), messages.store only the plain ones" \
+  "$ok" "email $(queue_consumers messages.store.email), profile $(queue_consumers messages.store.profile), default $(queue_consumers messages.store)"
+kind_ids=()
+for kind in email profile; do
+  kind_ids+=("$(curl -s -X POST "$API/messages" -H 'content-type: application/json' \
+    -d "{\"content\": \"a $kind\", \"kind\": \"$kind\"}" | jq -r '.id // empty')")
+done
+kinds_stored() {
+  [ "$(curl -s "$API/messages/${kind_ids[0]}" | jq -r '.kind')" = email ] \
+    && [ "$(curl -s "$API/messages/${kind_ids[1]}" | jq -r '.kind')" = profile ]
+}
+ok=0; wait_until 30 kinds_stored && ok=1
+check "an email and a profile message are stored with their kinds" "$ok" "ids ${kind_ids[*]}"
+# Back to the plain consumers only (replicas 0 for the pools), for the steps below.
+docker compose up --wait --scale consumer=3 --scale consumer-email=0 --scale consumer-profile=0 >/dev/null 2>&1
 
 # --- 4. the topology on this RabbitMQ -------------------------------------------
 log "integration tests against this RabbitMQ ($(docker compose exec -T rabbitmq rabbitmqctl -q version 2>/dev/null | tr -d '\r'))"

@@ -66,9 +66,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BIND_ADDR=127.0.0.1:0 target/debug/producer >"$logdir/producer.log" 2>&1 &
+# The producer alone gets a WEBHOOK_SECRET, so that GET /webhooks/signing-key
+# answers 200 (without one it is a 503, which the fuzzer counts as a server
+# error); the consumer gets none, so nothing is ever delivered to the
+# callback URLs the fuzzer makes up.
+BIND_ADDR=127.0.0.1:0 WEBHOOK_SECRET="st-webhook-$suffix" target/debug/producer >"$logdir/producer.log" 2>&1 &
 pids+=($!)
-METRICS_ADDR=127.0.0.1:0 target/debug/consumer >"$logdir/consumer.log" 2>&1 &
+METRICS_ADDR=127.0.0.1:0 WEBHOOK_SECRET= target/debug/consumer >"$logdir/consumer.log" 2>&1 &
 pids+=($!)
 port=
 for _ in $(seq 300); do

@@ -123,6 +123,9 @@ async fn connection(
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
+    // The address itself as the Host: without API_TOKEN the producer
+    // answers only loopback hosts (a DNS-rebinding guard).
+    let host = plan.addr.to_string();
     let mut out = LoadResult::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -134,9 +137,7 @@ async fn connection(
             tokio::time::sleep_until(due.into()).await;
         }
         let mut request = Request::post(plan.path)
-            // A loopback name: without API_TOKEN the producer answers only
-            // requests addressed to one (closed by default, issue 16).
-            .header("host", "localhost")
+            .header("host", host.as_str())
             .header("content-type", "application/json");
         if plan.keyed {
             request = request.header("idempotency-key", format!("{}-{i}", plan.tag));

@@ -1,5 +1,5 @@
 //! Measuring tools for the pipeline, shared by the `bench` binary and the
-//! `faults`, `cluster` and `soak` binaries (`src/bin/`).
+//! `faults`, `cluster`, `soak` and `kinds` binaries (`src/bin/`).
 //!
 //! # Layout
 //!
@@ -10,7 +10,9 @@
 //!   flat out), recording latencies and the ids of the 202s.
 //! - `rows`: what the load left in PostgreSQL (waiting for the rows, exact
 //!   counts, commit latency).
-//! - `stages`: the stage limits (the broker alone, the database alone).
+//! - `stages`: the stage limits (the broker alone, for one kind and its
+//!   shards too, the database alone), and the pipelined confirmed publish
+//!   the `kinds` benchmark queues its backlogs with.
 //! - `client`: one attempt of the fault injectors' retrying client, and its
 //!   backoff.
 //! - `docker`: the docker CLI and a running compose project.

@@ -16,15 +16,37 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Confirmation, Connection, ConnectionProperties};
+use shared::kind::Kinds;
 use shared::{Envelope, Topology};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Publish `n` envelopes to a fresh copy of the topology (same quorum queue
 /// arguments), keeping up to `window` confirms outstanding, while a second
 /// connection consumes and acks (multiple-ack every 100). Returns messages/s
 /// from the first publish to the last delivery.
 pub async fn broker(amqp_url: &str, n: usize, window: usize) -> anyhow::Result<f64> {
+    broker_kind(amqp_url, n, window, shared::kind::DEFAULT, 1).await
+}
+
+/// As [`broker`], for messages of `kind` spread over `shards` queues
+/// (`KIND_SHARDS`), each consumed on a channel of its own, as a consumer
+/// of that kind does.
+pub async fn broker_kind(
+    amqp_url: &str,
+    n: usize,
+    window: usize,
+    kind: &str,
+    shards: u16,
+) -> anyhow::Result<f64> {
+    let kinds = Kinds::parse(kind)
+        .and_then(|k| k.with_shards(&format!("{kind}:{shards}")))
+        .map_err(anyhow::Error::msg)?;
+    let the_kind = kinds.check(kind)?;
     let topology =
-        Topology::with_prefix(&format!("bench.stage.{}.", uuid::Uuid::new_v4().simple()));
+        Topology::with_prefix(&format!("bench.stage.{}.", uuid::Uuid::new_v4().simple()))
+            .with_kinds(&kinds);
     let publisher = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
     let pub_channel = publisher.create_channel().await?;
     topology.declare(&pub_channel).await?;
@@ -33,41 +55,75 @@ pub async fn broker(amqp_url: &str, n: usize, window: usize) -> anyhow::Result<f
         .await?;
 
     let consumer_conn = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
-    let con_channel = consumer_conn.create_channel().await?;
-    con_channel
-        .basic_qos(1000, BasicQosOptions::default())
-        .await?;
-    let mut consumer = con_channel
-        .basic_consume(
-            topology.store_queue.as_str().into(),
-            "bench-stage".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let consume = tokio::spawn(async move {
-        let mut seen = 0usize;
-        while seen < n {
-            let delivery = consumer.next().await.context("consumer ended")??;
-            seen += 1;
-            if seen.is_multiple_of(100) || seen == n {
-                delivery
-                    .acker
-                    .ack(BasicAckOptions { multiple: true })
-                    .await?;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(Notify::new());
+    let mut consumers = Vec::new();
+    for queue in topology.shard_queues_of(&the_kind) {
+        let channel = consumer_conn.create_channel().await?;
+        channel.basic_qos(1000, BasicQosOptions::default()).await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "bench-stage".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (seen, all_in) = (seen.clone(), all_in.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut mine = 0usize;
+            while let Some(delivery) = consumer.next().await {
+                let delivery = delivery?;
+                mine += 1;
+                if mine.is_multiple_of(100) {
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions { multiple: true })
+                        .await?;
+                }
+                if seen.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                    all_in.notify_one();
+                }
             }
-        }
-        anyhow::Ok(Instant::now())
-    });
+            anyhow::Ok(())
+        }));
+    }
 
     let start = Instant::now();
+    let envelopes = (0..n).map(|i| Envelope {
+        kind: the_kind.clone(),
+        ..Envelope::new(format!("stage message {i}"))
+    });
+    publish_all(&pub_channel, &topology, envelopes, window).await?;
+    tokio::time::timeout(Duration::from_secs(300), all_in.notified())
+        .await
+        .context("broker stage: consumer did not receive everything")?;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    for consumer in consumers {
+        consumer.abort();
+    }
+    topology.delete(&pub_channel).await?;
+    let _ = publisher.close(200, "".into()).await;
+    let _ = consumer_conn.close(200, "".into()).await;
+    Ok(rate)
+}
+
+/// Publish `envelopes` on `channel` (in confirm mode) where the producer
+/// would (by kind, and by shard for a sharded kind), keeping up to `window`
+/// confirms outstanding; returns once every one is confirmed.
+pub async fn publish_all(
+    channel: &lapin::Channel,
+    topology: &Topology,
+    envelopes: impl Iterator<Item = Envelope>,
+    window: usize,
+) -> anyhow::Result<()> {
     let mut pending = FuturesUnordered::new();
-    for i in 0..n {
-        let envelope = Envelope::new(format!("stage message {i}"));
-        let confirm = pub_channel
+    for envelope in envelopes {
+        let (exchange, key) = topology.publish_target(&envelope.kind, envelope.id);
+        let confirm = channel
             .basic_publish(
-                topology.exchange.as_str().into(),
-                "".into(),
+                exchange.into(),
+                key.as_ref().into(),
                 BasicPublishOptions {
                     mandatory: true,
                     immediate: false,
@@ -84,14 +140,7 @@ pub async fn broker(amqp_url: &str, n: usize, window: usize) -> anyhow::Result<f
     while !pending.is_empty() {
         check(pending.next().await)?;
     }
-    let done = tokio::time::timeout(Duration::from_secs(300), consume)
-        .await
-        .context("broker stage: consumer did not receive everything")???;
-    let rate = n as f64 / (done - start).as_secs_f64();
-    topology.delete(&pub_channel).await?;
-    let _ = publisher.close(200, "".into()).await;
-    let _ = consumer_conn.close(200, "".into()).await;
-    Ok(rate)
+    Ok(())
 }
 
 fn check(next: Option<lapin::Result<Confirmation>>) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shared::kind::Kind;
 use shared::{CommonSettings, ConfigError, Env};
 
 /// Everything the consumer needs to start.
@@ -42,6 +43,11 @@ pub struct Settings {
     /// waiting in `messages.dead` is reported (a metric, a `/readyz` field),
     /// never dropped: the queue has no length limit.
     pub dead_letter_alert_depth: u32,
+    /// `CONSUME_KINDS` (default: every kind of `KINDS`): the kinds whose
+    /// queues this consumer takes messages from, each on a channel of its
+    /// own with its own `PREFETCH`, so one kind's backlog never starves
+    /// another's inside one consumer.
+    pub consume_kinds: Vec<Kind>,
 }
 
 impl Settings {
@@ -51,8 +57,13 @@ impl Settings {
         let webhooks = crate::webhooks::WebhookSettings::from_env(env)?;
         let retention =
             shared::retention::RetentionSettings::from_env(env, common.idempotency_key_ttl)?;
+        let consume_kinds = match env.raw("CONSUME_KINDS")? {
+            None => common.kinds.all().to_vec(),
+            Some(list) => consume_kinds(&common.kinds, &list)?,
+        };
         let settings = Self {
             common,
+            consume_kinds,
             prefetch: env.number_in("PREFETCH", 1000, 1..=65_535)?,
             batch_size: env.number_in("BATCH_SIZE", 500, 1..=10_000)?,
             batch_wait: env.millis_or("BATCH_WAIT_MS", 20)?,
@@ -100,6 +111,23 @@ impl Settings {
     }
 }
 
+/// `CONSUME_KINDS`: a non-empty comma-separated subset of `KINDS`.
+fn consume_kinds(kinds: &shared::kind::Kinds, list: &str) -> Result<Vec<Kind>, ConfigError> {
+    let mut chosen: Vec<Kind> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let kind = kinds
+            .check(name)
+            .map_err(|e| ConfigError::new("CONSUME_KINDS", e.to_string()))?;
+        if !chosen.contains(&kind) {
+            chosen.push(kind);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(ConfigError::new("CONSUME_KINDS", "names no kind"));
+    }
+    Ok(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +159,18 @@ mod tests {
         let addr: std::net::SocketAddr = settings(&[]).unwrap().metrics_addr.parse().unwrap();
         assert!(addr.ip().is_loopback(), "{addr}");
         assert_eq!(addr.port(), 9090);
+    }
+
+    #[test]
+    fn consume_kinds_default_to_every_kind_and_must_be_configured() {
+        let every = settings(&[("KINDS", "email,profile")]).unwrap();
+        let names: Vec<&str> = every.consume_kinds.iter().map(Kind::as_str).collect();
+        assert_eq!(names, ["default", "email", "profile"]);
+        let one = settings(&[("KINDS", "email"), ("CONSUME_KINDS", "email")]).unwrap();
+        assert_eq!(one.consume_kinds.len(), 1);
+        let err = settings(&[("KINDS", "email"), ("CONSUME_KINDS", "sms")]).unwrap_err();
+        assert_eq!(err.var, "CONSUME_KINDS");
+        assert!(err.reason.contains("default, email"), "{}", err.reason);
     }
 
     #[test]

@@ -23,6 +23,9 @@ use shared::db::PgPool;
 use shared::dead_letter::{attempts, message_uuid, Category};
 use shared::envelope::Extras;
 
+use shared::dead_letter::kind_of;
+use shared::Topology;
+
 use crate::database::{GaveUp, Retry, Until};
 
 /// Most index entries recorded in one transaction.
@@ -42,8 +45,10 @@ pub enum IndexError {
 }
 
 /// Consume `queue` on `channel` and record every entry, acking after the
-/// commit, until the channel fails.
-pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), IndexError> {
+/// commit, until the channel fails. `topology` tells the kind of a dead
+/// letter the broker made, by the queue it came from.
+pub async fn run(channel: Channel, topology: Topology, pool: PgPool) -> Result<(), IndexError> {
+    let queue = topology.dead_index_queue.clone();
     channel
         .basic_qos(BATCH as u16, BasicQosOptions { global: false })
         .await?;
@@ -73,7 +78,7 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), In
         // one by one, each owing its notification.
         let (plain, extra): (Vec<_>, Vec<_>) = batch
             .iter()
-            .filter_map(record_of)
+            .filter_map(|d| record_of(d, &topology))
             .partition(|(_, x)| x.batch.is_none() && x.callback_url.is_none());
         let plain: Vec<DeadLetter> = plain.into_iter().map(|(r, _)| r).collect();
         Retry::new(&pool, Until::ChannelOpen(&channel))
@@ -94,7 +99,7 @@ pub async fn run(channel: Channel, queue: String, pool: PgPool) -> Result<(), In
 
 /// The record of one index entry; `None` for a message without a UUID id
 /// (it is in `messages.dead` all the same, for the admin tools).
-fn record_of(delivery: &Delivery) -> Option<(DeadLetter, Extras)> {
+fn record_of(delivery: &Delivery, topology: &Topology) -> Option<(DeadLetter, Extras)> {
     let id = message_uuid(&delivery.data, &delivery.properties)?;
     let headers = delivery.properties.headers().as_ref();
     let category = Category::of(headers);
@@ -108,6 +113,9 @@ fn record_of(delivery: &Delivery) -> Option<(DeadLetter, Extras)> {
         attempts,
         dead_lettered_at: Utc::now(),
         batch_id: extras.batch.as_ref().map(|b| b.id),
+        kind: kind_of(&delivery.data, &delivery.properties, topology)
+            .as_str()
+            .to_owned(),
     };
     Some((record, extras))
 }

@@ -17,20 +17,37 @@ use shared::dead_letter::{
     Category, ATTEMPTS_HEADER, CATEGORY_HEADER, DEAD_LETTERED_AT_HEADER, LAST_ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER,
 };
+use shared::kind::{Kind, KIND_HEADER};
 use shared::publish::PublishError;
 
-/// Publish a copy of `delivery` to `dlx` carrying the client-facing
-/// `category`, the detailed `reason` (admin only) and the attempt count,
-/// and wait for the broker's confirm.
+/// What a dead letter says about itself, in its headers.
+pub struct Why<'a> {
+    /// The kind of the message (the redrive sends it back to its queue).
+    pub kind: &'a Kind,
+    /// What clients are told.
+    pub category: Category,
+    /// The detailed reason (admin only).
+    pub reason: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Publish a copy of `delivery` to `dlx` carrying `why` (the client-facing
+/// category, the detailed reason, the attempt count and the kind), and wait
+/// for the broker's confirm.
 pub async fn publish(
     channel: &Channel,
     dlx: &str,
     delivery: &Delivery,
-    category: Category,
-    reason: &str,
-    attempts: u32,
+    why: Why<'_>,
     timeout: Duration,
 ) -> Result<(), PublishError> {
+    let Why {
+        kind,
+        category,
+        reason,
+        attempts,
+    } = why;
     let headers = [
         (REASON_HEADER, long_string(reason)),
         (CATEGORY_HEADER, long_string(category.as_str())),
@@ -47,6 +64,8 @@ pub async fn publish(
             ORIGINAL_ROUTING_KEY_HEADER,
             long_string(delivery.routing_key.as_str()),
         ),
+        // The redrive sends it back to this kind's queue.
+        (KIND_HEADER, long_string(kind.as_str())),
     ];
     let properties = copy_properties(&delivery.properties, &headers);
     shared::publish::confirmed(

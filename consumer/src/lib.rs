@@ -1,4 +1,5 @@
-//! The consumer: takes messages off `messages.store` in batches, stores them
+//! The consumer: takes messages off the queue of each kind it consumes
+//! (`CONSUME_KINDS`; `messages.store` for `default`) in batches, stores them
 //! in PostgreSQL with Diesel, and acks only after the transaction committed;
 //! and delivers the webhooks those commits owe.
 //!
@@ -10,13 +11,19 @@
 //! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
 //!   `metrics`, `signal`: builds the application and supervises sessions.
 //! * `session` → `worker`, `dead_index`, `dead_depth`, `outbound`, `config`, `stats`:
-//!   one broker session (a consuming and a publishing connection).
+//!   one broker session (a consuming and a publishing connection), with a
+//!   channel and batch loop per consumed queue (each kind's, and the queue
+//!   of unknown kinds).
 //! * `worker` → `database`, `dead_letter`, `outbound`, `config`, `stats`,
-//!   `metrics`: storing and settling one batch of deliveries.
+//!   `metrics`: storing and settling one batch of deliveries of one queue
+//!   (or dead-lettering those of an unknown kind).
 //! * `dead_index` → `database`: recording the dead letters the broker made.
 //! * `dead_depth` → `stats`: the depth of `messages.dead`, against
 //!   `DEAD_LETTER_ALERT_DEPTH`.
-//! * `webhooks` → `database`, `metrics`: the outbox deliverer and its settings.
+//! * `webhooks/` → `database`, `metrics`: the outbox deliverer (`mod.rs`)
+//!   with its `settings`, per-destination slots and circuit breaker
+//!   (`destinations`), guarded `resolver` and failure categories
+//!   (`classify`); those four use none of each other.
 //! * `config` → `webhooks`: every setting.
 //! * `health` → `metrics`; `stats` → `metrics`: probes, and the counters.
 //! * Leaves: `database` (every blocking database call, retried while its

@@ -16,13 +16,16 @@ pub enum DeadLetterReason {
     Rejected,
     /// Failed unexpectedly `MAX_ATTEMPTS` times.
     MaxAttempts,
+    /// Published for a kind that is not configured.
+    UnknownKind,
 }
 
 impl DeadLetterReason {
-    const ALL: [DeadLetterReason; 3] = [
+    const ALL: [DeadLetterReason; 4] = [
         DeadLetterReason::Invalid,
         DeadLetterReason::Rejected,
         DeadLetterReason::MaxAttempts,
+        DeadLetterReason::UnknownKind,
     ];
 
     /// What clients are told (`shared::dead_letter`).
@@ -32,6 +35,7 @@ impl DeadLetterReason {
             DeadLetterReason::Invalid => Category::InvalidMessage,
             DeadLetterReason::Rejected => Category::RejectedByDatabase,
             DeadLetterReason::MaxAttempts => Category::MaxAttempts,
+            DeadLetterReason::UnknownKind => Category::UnknownKind,
         }
     }
 
@@ -40,6 +44,7 @@ impl DeadLetterReason {
             DeadLetterReason::Invalid => "invalid",
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::MaxAttempts => "max_attempts",
+            DeadLetterReason::UnknownKind => "unknown_kind",
         }
     }
 }
@@ -77,6 +82,12 @@ pub struct Metrics {
     pub(crate) webhooks_failed: IntCounter,
     pub(crate) webhook_retries: IntCounter,
     pub(crate) webhook_latency_seconds: Histogram,
+    /// Claimed notifications put off without an attempt, by `reason`:
+    /// `busy` (the destination had all its slots), `paused` (its circuit
+    /// breaker is open).
+    pub(crate) webhook_deferred: IntCounterVec,
+    pub(crate) webhook_breaker_opened: IntCounter,
+    pub(crate) webhook_destinations_paused: IntGauge,
     /// Connection state: connected while a session is consuming.
     pub broker: BrokerMetrics,
     /// The retention's last run and the tables' figures.
@@ -167,6 +178,26 @@ impl Metrics {
             "Time from the commit that owed a notification to the receiver's 2xx.",
             &WEBHOOK_LATENCY_BUCKETS,
         )?;
+        let webhook_deferred = IntCounterVec::new(
+            Opts::new(
+                "pipeline_webhook_deferred_total",
+                "Webhook notifications put off without an attempt: busy (the destination's slots are taken) or paused (its circuit breaker is open).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(webhook_deferred.clone()))?;
+        for reason in ["busy", "paused"] {
+            webhook_deferred.with_label_values(&[reason]);
+        }
+        let webhook_breaker_opened = counter(
+            "pipeline_webhook_breaker_opened_total",
+            "Times a destination's circuit breaker opened (it failed WEBHOOK_BREAKER_FAILURES times in a row, or its trial failed).",
+        )?;
+        let webhook_destinations_paused = IntGauge::new(
+            "pipeline_webhook_destinations_paused",
+            "Destinations whose circuit breaker is open or half-open now.",
+        )?;
+        registry.register(Box::new(webhook_destinations_paused.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
         let retention = shared::retention::RetentionMetrics::register(&registry)?;
         let gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
@@ -198,6 +229,9 @@ impl Metrics {
             webhooks_failed,
             webhook_retries,
             webhook_latency_seconds,
+            webhook_deferred,
+            webhook_breaker_opened,
+            webhook_destinations_paused,
             broker,
             retention,
             dead_letters_queued,

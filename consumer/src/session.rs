@@ -15,6 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::amqp::ConnectError;
 use shared::db::PgPool;
+use shared::kind::Kind;
 use tokio::sync::{watch, Notify};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -126,18 +127,14 @@ async fn consume(
         .declare_on(connection)
         .await
         .map_err(SessionError::Declare)?;
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions { global: false })
-        .await?;
     // Dead letters made anywhere are recorded by a task on a channel of its
     // own (its acks must not mix with the store queue's multiple-acks). It
     // ends with the session, by any path.
     let index_channel = connection.create_channel().await?;
     let _indexer = AbortOnDropHandle::new(tokio::spawn({
-        let (queue, pool) = (topology.dead_index_queue.clone(), pool.clone());
+        let (topology, pool) = (topology.clone(), pool.clone());
         async move {
-            if let Err(e) = dead_index::run(index_channel, queue, pool).await {
+            if let Err(e) = dead_index::run(index_channel, topology, pool).await {
                 log::warn!("dead-letter index stopped: {e}");
             }
         }
@@ -150,48 +147,96 @@ async fn consume(
         topology.dead_queue.clone(),
         stats.clone(),
     )));
-    let tag = format!(
-        "{}-{}",
-        shared::amqp::connection_name("consumer"),
-        uuid::Uuid::new_v4().simple()
-    );
-    let options = BasicConsumeOptions {
-        no_local: false,
-        no_ack: false,    // manual acks: ack only after the row is committed
-        exclusive: false, // any number of consumers share the queue
-        nowait: false,
-    };
-    let mut consumer = channel
-        .basic_consume(
-            topology.store_queue.as_str().into(),
-            tag.as_str().into(),
-            options,
-            FieldTable::default(),
-        )
-        .await?;
+    // One channel, prefetch and batch loop per queue: each kind's queue
+    // (CONSUME_KINDS), and the queue of unknown kinds. A kind's backlog
+    // fills only its own prefetch and its own loop, so the other kinds'
+    // messages are taken and stored alongside it: fair shares inside one
+    // consumer, with no scheduler on the per-message path.
+    // A sharded kind: every shard, each with a loop of its own.
+    let mut queues: Vec<(String, Option<Kind>, u16)> = settings
+        .consume_kinds
+        .iter()
+        .flat_map(|k| {
+            topology
+                .shard_queues_of(k)
+                .into_iter()
+                .map(|q| (q, Some(k.clone()), settings.prefetch))
+        })
+        .collect();
+    // Rare traffic: a small prefetch is plenty.
+    let unrouted_prefetch = settings.prefetch.min(UNROUTED_PREFETCH);
+    queues.push((topology.unrouted_queue.clone(), None, unrouted_prefetch));
+    let mut loops = Vec::with_capacity(queues.len());
+    for (queue, kind, prefetch) in queues {
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await?;
+        let tag = format!(
+            "{}-{}",
+            shared::amqp::connection_name("consumer"),
+            uuid::Uuid::new_v4().simple()
+        );
+        let options = BasicConsumeOptions {
+            no_local: false,
+            no_ack: false,    // manual acks: ack only after the row is committed
+            exclusive: false, // any number of consumers share the queue
+            nowait: false,
+        };
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                options,
+                FieldTable::default(),
+            )
+            .await?;
+        log::info!(
+            "consuming {queue} (prefetch {prefetch}, batch {} / {:?})",
+            settings.batch_size,
+            settings.batch_wait
+        );
+        let worker = Worker {
+            channel: channel.clone(),
+            outbound: outbound.clone(),
+            pool: pool.clone(),
+            topology: topology.clone(),
+            publish_timeout: settings.common.amqp_timeout,
+            stats: stats.clone(),
+            settings: settings.clone(),
+            owed: owed.clone(),
+            kind,
+        };
+        loops.push(consume_queue(
+            settings,
+            shutdown.clone(),
+            worker,
+            consumer,
+            tag,
+        ));
+    }
     stats.record_session();
     // From here until this function returns, by any path, the broker counts
     // as connected (for /readyz and pipeline_broker_connected).
     let _consuming = Consuming(stats);
-    log::info!(
-        "consuming {} (prefetch {}, batch {} / {:?})",
-        topology.store_queue,
-        settings.prefetch,
-        settings.batch_size,
-        settings.batch_wait
-    );
+    // The first queue whose loop fails ends the session (the others are
+    // dropped: what they hold unacked goes back with the connection).
+    futures_util::future::try_join_all(loops).await?;
+    Ok(Ended::Drained)
+}
 
-    let worker = Worker {
-        channel: channel.clone(),
-        outbound,
-        pool: pool.clone(),
-        topology,
-        publish_timeout: settings.common.amqp_timeout,
-        stats: stats.clone(),
-        settings: settings.clone(),
-        owed: owed.clone(),
-    };
+/// Most unacked deliveries of the queue of unknown kinds per consumer.
+const UNROUTED_PREFETCH: u16 = 10;
 
+/// Store batches from one queue until shutdown, then cancel and settle
+/// what is in hand.
+async fn consume_queue(
+    settings: &Settings,
+    mut shutdown: watch::Receiver<bool>,
+    worker: Worker,
+    mut consumer: Consumer,
+    tag: String,
+) -> Result<(), SessionError> {
     // Normal operation: batches until shutdown.
     loop {
         let first = tokio::select! {
@@ -218,6 +263,7 @@ async fn consume(
     // Shutdown: stop the broker from sending more, then settle what was
     // already delivered to us. The caller bounds this with SHUTDOWN_TIMEOUT_MS.
     log::info!("shutdown requested: cancelling the consumer and draining what is in hand");
+    let channel = &worker.channel;
     channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions { nowait: false })
         .await?;
@@ -241,7 +287,7 @@ async fn consume(
         }
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
-    Ok(Ended::Drained)
+    Ok(())
 }
 
 /// Reports the session over when dropped.

@@ -39,6 +39,7 @@ use shared::db::messages::{self, StoreResult};
 use shared::db::{DbError, FailureClass, PgPool, RowOutcome};
 use shared::envelope::Extras;
 use shared::events::{BatchStatus, Event};
+use shared::kind::Kind;
 use shared::publish::PublishError;
 use shared::{Envelope, Topology};
 use tokio::sync::Notify;
@@ -129,6 +130,10 @@ pub struct Worker {
     pub settings: Settings,
     /// Woken after a commit that owed webhook notifications.
     pub owed: Arc<Notify>,
+    /// The kind whose queue this worker's channel consumes: every message
+    /// it stores is of that kind. `None`: the queue of messages for kinds
+    /// that are not configured, each dead-lettered as `unknown_kind`.
+    pub kind: Option<Kind>,
 }
 
 impl Worker {
@@ -137,6 +142,9 @@ impl Worker {
     /// or a republish failed.
     pub async fn process(&self, batch: Vec<Delivery>) -> Result<(), WorkerError> {
         self.stats.record_received(batch.len());
+        let Some(kind) = &self.kind else {
+            return self.unknown_kind(batch).await;
+        };
 
         // Decode.
         let mut envelopes = Vec::with_capacity(batch.len());
@@ -147,9 +155,14 @@ impl Worker {
         let mut undated = HashSet::new();
         for delivery in &batch {
             match Envelope::decode_dated(&delivery.data, &delivery.properties) {
-                Ok((envelope, dated)) => {
+                Ok((mut envelope, dated)) => {
                     if !dated {
                         undated.insert(envelope.id);
+                    }
+                    // The queue decides: whatever the body says, a message
+                    // taken from a kind's queue is of that kind.
+                    if envelope.kind != *kind {
+                        envelope.kind = kind.clone();
                     }
                     envelopes.push(envelope);
                     decoded.push(Ok(envelopes.len() - 1));
@@ -219,6 +232,38 @@ impl Worker {
         Ok(())
     }
 
+    /// Dead-letter every delivery of `batch` as `unknown_kind`: they were
+    /// published to the route exchange for a kind no queue is bound for.
+    async fn unknown_kind(&self, batch: Vec<Delivery>) -> Result<(), WorkerError> {
+        for delivery in &batch {
+            let detail = format!(
+                "kind {:?} is not configured (configured kinds: {})",
+                delivery.routing_key.as_str(),
+                self.topology.kinds.names()
+            );
+            self.dead_letter(
+                delivery,
+                DeadLetterReason::UnknownKind,
+                &detail,
+                attempt_of(delivery),
+            )
+            .await?;
+        }
+        self.stats.record_settled();
+        Ok(())
+    }
+
+    /// The kind a dead letter of `delivery` records: this worker's, or for
+    /// an unknown kind the routing key it was published with (if it is a
+    /// kind name), so that a redrive after the kind is configured finds its
+    /// queue.
+    fn kind_of(&self, delivery: &Delivery) -> Kind {
+        match &self.kind {
+            Some(kind) => kind.clone(),
+            None => Kind::parse(delivery.routing_key.as_str()).unwrap_or_default(),
+        }
+    }
+
     fn decide(&self, stored: Stored, delivery: &Delivery) -> Outcome {
         match stored {
             Stored::New => Outcome::Stored,
@@ -259,9 +304,11 @@ impl Worker {
                     self.settings.max_attempts
                 );
                 self.check_not_blocked()?;
+                // Back to this kind's queue when the delay has passed.
+                let kind = self.kind_of(delivery);
                 dead_letter::schedule_retry(
                     &self.outbound.confirms,
-                    &self.topology.retry_queue(delay),
+                    &self.topology.retry_queue_of(&kind, delay),
                     delivery,
                     &detail,
                     attempt,
@@ -360,6 +407,7 @@ impl Worker {
             log_id(&delivery.properties)
         );
         let id = shared::dead_letter::message_uuid(&delivery.data, &delivery.properties);
+        let kind = self.kind_of(delivery);
         // Recorded first, so that once the original is acked its status can
         // always be looked up; redone harmlessly if we crash before the ack.
         let mut settled = Settled::default();
@@ -372,6 +420,7 @@ impl Worker {
                 attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
                 dead_lettered_at: Utc::now(),
                 batch_id: extras.batch.as_ref().map(|b| b.id),
+                kind: kind.as_str().to_owned(),
             };
             event = Some(Event::from(&record.status()));
             settled = self.record_dead_letter(record, extras).await?;
@@ -384,9 +433,12 @@ impl Worker {
             &self.outbound.confirms,
             &self.topology.dead_letter_exchange,
             delivery,
-            category,
-            detail,
-            attempts,
+            dead_letter::Why {
+                kind: &kind,
+                category,
+                reason: detail,
+                attempts,
+            },
             self.publish_timeout,
         )
         .await?;

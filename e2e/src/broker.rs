@@ -34,8 +34,24 @@ pub struct TestBroker {
 impl TestBroker {
     /// Connect and declare the topology.
     pub async fn new() -> Self {
+        Self::with_kinds("").await
+    }
+
+    /// Connect and declare the topology with the kinds of `kinds` (as
+    /// `KINDS` says them: `email,profile`); the services of the test get
+    /// the same `KINDS`.
+    pub async fn with_kinds(kinds: &str) -> Self {
+        Self::with_sharded_kinds(kinds, "").await
+    }
+
+    /// As [`Self::with_kinds`], with `shards` as `KIND_SHARDS` says them
+    /// (`email:4`); the services get the same.
+    pub async fn with_sharded_kinds(kinds: &str, shards: &str) -> Self {
         let prefix = format!("test.{}.", &Uuid::new_v4().simple().to_string()[..12]);
-        let topology = Topology::with_prefix(&prefix);
+        let kinds = shared::kind::Kinds::parse(kinds)
+            .and_then(|k| k.with_shards(shards))
+            .expect("kind names and shards");
+        let topology = Topology::with_prefix(&prefix).with_kinds(&kinds);
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
             .expect("RabbitMQ is not reachable at TEST_AMQP_URL");
@@ -64,11 +80,24 @@ impl TestBroker {
     /// Publish raw bytes to `exchange` (say, the dead-letter exchange, as
     /// anyone allowed to publish there could) and wait for the confirm.
     pub async fn publish_to(&self, exchange: &str, body: &[u8], properties: BasicProperties) {
+        self.publish_keyed(exchange, "", body, properties).await;
+    }
+
+    /// Publish raw bytes to `exchange` with `routing_key` (say, the route
+    /// exchange with a kind, as a third-party publisher would) and wait for
+    /// the confirm.
+    pub async fn publish_keyed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
         let confirm = self
             .channel
             .basic_publish(
                 exchange.into(),
-                "".into(),
+                routing_key.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     immediate: false,

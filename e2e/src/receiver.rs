@@ -77,6 +77,17 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Its origin, `http://127.0.0.1:<port>`: what its signing key is
+    /// derived from.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its signing key under the master secret `master` (see [`origin_key`]).
+    pub fn key(&self, master: &str) -> Vec<u8> {
+        origin_key(master, &self.origin())
+    }
+
     /// Answer these statuses first, in order, then 200.
     pub fn script(&self, statuses: &[u16]) {
         self.state.lock().unwrap().script = statuses.iter().copied().collect();
@@ -197,6 +208,20 @@ fn header(head: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_owned())
     })
+}
+
+/// The signing key of `origin` under the master secret `master`, computed
+/// here as docs/security.md states it (HMAC-SHA256 keyed with the master
+/// key, over `"origin:" + origin`), independently of the code that signs,
+/// so that a test holds the two to each other.
+pub fn origin_key(master: &str, origin: &str) -> Vec<u8> {
+    let master = match master.strip_prefix("whsec_") {
+        Some(b64) => BASE64.decode(b64).unwrap(),
+        None => master.as_bytes().to_vec(),
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&master).unwrap();
+    mac.update(format!("origin:{origin}").as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Verify a request as `docs/api.md` ("Signed webhooks") tells receivers to: HMAC-SHA256 over

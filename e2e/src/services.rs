@@ -31,6 +31,29 @@ pub(crate) fn env_pairs(
         // A free port each, so consumers in parallel tests never collide.
         ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("HTTP_WORKERS".into(), "1".into()),
+        // The kinds the test's topology was declared with.
+        (
+            "KINDS".into(),
+            broker
+                .topology
+                .kinds
+                .all()
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "KIND_SHARDS".into(),
+            broker
+                .topology
+                .kinds
+                .all()
+                .iter()
+                .map(|k| format!("{k}:{}", broker.topology.kinds.shards(k)))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("DB_POOL_SIZE".into(), "3".into()),
     ];
     for (k, v) in extra {

@@ -16,8 +16,10 @@ use crate::state::AppState;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `callback_url` of a request body: absent or null is none; anything
-/// but an http(s) URL whose host is public (or in `WEBHOOK_ALLOWED_HOSTS`)
-/// is a 400. Checked again by the consumer when delivering.
+/// but an http(s) URL on port 80 or 443 whose host is public (unless
+/// `WEBHOOK_ALLOWED_HOSTS` opens it) is a 400 naming the category, never
+/// an address the host resolved to. Checked again by the consumer when
+/// delivering.
 pub async fn callback_url(body: &Value, state: &AppState) -> Result<Option<String>, ApiError> {
     let text = match body.get("callback_url") {
         None | Some(Value::Null) => return Ok(None),

@@ -94,14 +94,19 @@ pub struct Settings {
     /// `RABBITMQ_MANAGEMENT_URL` (default unset): RabbitMQ's management
     /// API, asked by the dashboard for deliveries in flight.
     pub rabbitmq_management: Option<crate::management::ManagementUrl>,
-    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated, default none): callback
-    /// hosts accepted even though they are or resolve to loopback, private
-    /// or link-local addresses.
+    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated `host`, `host:port` or
+    /// `host:*`, default none): callback hosts accepted even though they
+    /// are or resolve to loopback, private or link-local addresses, and
+    /// the ports besides 80 and 443 they may use.
     pub webhook_allowed_hosts: shared::webhook::AllowedHosts,
     /// `RETENTION_*` and every age: the producer prunes the idempotency
     /// keys past `IDEMPOTENCY_KEY_TTL` (the one table its role may prune;
     /// see `shared::retention`), and the dashboard shows them all.
     pub retention: shared::retention::RetentionSettings,
+    /// `WEBHOOK_SECRET` and `WEBHOOK_PREVIOUS_SECRET` (default unset): the
+    /// master secrets the consumers sign with, from which
+    /// `GET /webhooks/signing-key` derives a destination's key.
+    pub webhook_keys: Option<shared::webhook::SigningKeys>,
 }
 
 impl Settings {
@@ -140,9 +145,8 @@ impl Settings {
                 .map_err(|reason| {
                     ConfigError::new("RABBITMQ_MANAGEMENT_URL", reason.to_string())
                 })?,
-            webhook_allowed_hosts: shared::webhook::AllowedHosts::parse(
-                &env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?,
-            ),
+            webhook_allowed_hosts: shared::webhook::settings::allowed_hosts(env)?,
+            webhook_keys: shared::webhook::settings::signing_keys(env)?,
         })
     }
 }

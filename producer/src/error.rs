@@ -49,6 +49,10 @@ pub enum ApiError {
         /// Seconds for `Retry-After`.
         retry_after: u32,
     },
+    /// A feature this producer is not configured for (the text names the
+    /// setting).
+    #[error("{0}")]
+    NotConfigured(&'static str),
     /// Unknown route or id.
     #[error("{0}")]
     NotFound(String),
@@ -102,7 +106,8 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BrokerUnavailable { .. }
             | ApiError::DatabaseUnavailable(_)
-            | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Busy { .. }
+            | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

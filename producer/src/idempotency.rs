@@ -33,6 +33,7 @@ use actix_web::HttpRequest;
 use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
 use shared::db::idempotency_keys::{Binding, NewIdempotencyKey};
+use shared::kind::Kind;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -102,6 +103,7 @@ pub async fn message_id(
     req: &HttpRequest,
     content: &str,
     callback_url: Option<&str>,
+    kind: &Kind,
 ) -> Result<Assigned, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(Assigned {
@@ -109,9 +111,14 @@ pub async fn message_id(
             created_at: now(),
         });
     };
-    // The callback is part of the request: another one is a 422 too.
+    // The callback and the kind are part of the request: another one is a
+    // 422 too (the same id in another kind's queue would be stored once,
+    // in whichever kind came first).
     let callback = callback_part(callback_url);
-    let parts = std::iter::once(content).chain(callback.as_deref());
+    let kind = kind_part(None, kind);
+    let parts = std::iter::once(content)
+        .chain(callback.as_deref())
+        .chain(kind.as_deref());
     let binding = bind(
         state,
         Scope::Message,
@@ -145,6 +152,7 @@ pub async fn batch_ids(
     req: &HttpRequest,
     contents: &[String],
     callback_url: Option<&str>,
+    kinds: &[Kind],
 ) -> Result<BatchIds, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(BatchIds {
@@ -154,10 +162,16 @@ pub async fn batch_ids(
         });
     };
     let callback = callback_part(callback_url);
+    let kinds: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| kind_part(Some(i), k))
+        .collect();
     let parts = contents
         .iter()
         .map(String::as_str)
-        .chain(callback.as_deref());
+        .chain(callback.as_deref())
+        .chain(kinds.iter().map(String::as_str));
     let binding = bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
     let name = name_of(&key, &binding);
     Ok(BatchIds {
@@ -256,6 +270,19 @@ fn fingerprint<'a>(scope: Scope, contents: impl IntoIterator<Item = &'a str>) ->
 /// which no content may hold, so it can never equal a message's content.
 fn callback_part(url: Option<&str>) -> Option<String> {
     url.map(|u| format!("\u{0}callback_url:{u}"))
+}
+
+/// The kind as one more fingerprinted part (of item `index` of a batch),
+/// none for `default`, so that a key first used before kinds existed keeps
+/// its fingerprint. It starts with NUL, as [`callback_part`].
+fn kind_part(index: Option<usize>, kind: &Kind) -> Option<String> {
+    if kind.is_default() {
+        return None;
+    }
+    Some(match index {
+        None => format!("\u{0}kind:{kind}"),
+        Some(i) => format!("\u{0}kind:{i}:{kind}"),
+    })
 }
 
 /// Bind `key` to `fingerprint` (first use, or the last binding expired),

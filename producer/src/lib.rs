@@ -25,8 +25,8 @@
 //!   shared query is `params`.
 //! * `dashboard/`: `page` (the page, its assets, which tokens it needs),
 //!   `overview`, `messages`, `key`.
-//! * `webhooks` (the failed-delivery tools), `events` (SSE), `health`
-//!   (probes and `/metrics`).
+//! * `webhooks` (the failed-delivery tools, a destination's signing key),
+//!   `events` (SSE), `health` (probes and `/metrics`).
 //!
 //! **Helpers**, without handlers of their own:
 //! * `idempotency`: the `Idempotency-Key`, one call per handler.

@@ -13,8 +13,12 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
+use serde_json::Value;
+use shared::kind::Kinds;
+
 use crate::http::access::Access;
 use crate::http::resource::Entry;
+use crate::schemas::KIND_PATTERN;
 
 /// The document: every route with every status it answers.
 #[derive(OpenApi)]
@@ -37,6 +41,7 @@ use crate::http::resource::Entry;
         crate::batches::get_batch,
         crate::webhooks::list_failed,
         crate::webhooks::resend_failed,
+        crate::webhooks::signing_key,
         crate::health::healthz,
         crate::health::readyz,
         crate::health::metrics,
@@ -58,9 +63,10 @@ pub struct ApiDoc;
 /// not addressed to a loopback name. Built once, at startup.
 pub struct Document(pub utoipa::openapi::OpenApi);
 
-/// [`Document`] for the routes `routes` (the route table's entries).
-pub fn document(routes: &[Entry]) -> Document {
-    let mut doc = ApiDoc::openapi();
+/// [`Document`] for the routes `routes` (the route table's entries) and
+/// the configured `kinds`.
+pub fn document(routes: &[Entry], kinds: &Kinds) -> Document {
+    let mut doc = with_kinds(ApiDoc::openapi(), kinds);
     let refusal = ResponseBuilder::new()
         .description(
             "No API_TOKEN is set, and the request was not addressed to localhost, \
@@ -93,6 +99,37 @@ pub fn document(routes: &[Entry]) -> Document {
         }
     }
     Document(doc)
+}
+
+/// `doc` with every `kind` field (the schemas with the kind pattern)
+/// limited to the configured kinds (or null), so a schema-valid request is
+/// an accepted one: which kinds exist is configuration (`KINDS`), which the
+/// annotations cannot know.
+fn with_kinds(doc: utoipa::openapi::OpenApi, kinds: &Kinds) -> utoipa::openapi::OpenApi {
+    fn limit(value: &mut Value, names: &Value) {
+        match value {
+            Value::Object(map) => {
+                if map.get("pattern").and_then(Value::as_str) == Some(KIND_PATTERN) {
+                    map.insert("enum".into(), names.clone());
+                }
+                map.values_mut().for_each(|v| limit(v, names));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| limit(v, names)),
+            _ => {}
+        }
+    }
+    let mut names: Vec<Value> = kinds
+        .all()
+        .iter()
+        .map(|k| Value::String(k.to_string()))
+        .collect();
+    names.push(Value::Null);
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    limit(&mut value, &Value::Array(names));
+    // The document came from these types: it reads back.
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// `GET /openapi.json`.
@@ -171,7 +208,18 @@ static DOCS_CSP: LazyLock<String> = LazyLock::new(|| {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+
+    #[test]
+    fn kind_fields_list_the_configured_kinds() {
+        let kinds = Kinds::parse("email").unwrap();
+        let doc = serde_json::to_value(document(&[], &kinds).0).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let want = serde_json::json!(["default", "email", null]);
+        assert_eq!(schemas["NewMessage"]["properties"]["kind"]["enum"], want);
+        assert_eq!(schemas["AddMessage"]["properties"]["kind"]["enum"], want);
+        let item = &schemas["NewBatch"]["oneOf"][0]["items"]["properties"]["kind"];
+        assert_eq!(item["enum"], want, "{item}");
+    }
 
     /// The `callback_url` schemas of `POST /messages` and of the batch
     /// object form.
@@ -184,12 +232,13 @@ mod tests {
 
     /// The schema's pattern and the handler agree on each of these URLs:
     /// the handler refuses exactly those the pattern does not match (hosts
-    /// here are public IP literals or names it does not resolve, so no rule
-    /// beyond JSON Schema applies). An empty host in any form is refused.
+    /// here are public IP literals or names it does not resolve, on ports
+    /// 80 and 443, so no rule beyond JSON Schema applies). An empty host in
+    /// any form is refused.
     #[test]
     fn callback_url_pattern_refuses_what_the_handler_refuses() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let allowed = shared::webhook::AllowedHosts::parse("");
+        let allowed = shared::webhook::AllowedHosts::default();
         let urls = [
             "http://",
             "https://",
@@ -200,7 +249,8 @@ mod tests {
             "http://?q",
             "https://#f",
             "https://93.184.216.34/hook",
-            "http://93.184.216.34:8080",
+            "http://93.184.216.34:80",
+            "https://93.184.216.34:443/x",
             "https://user:pw@93.184.216.34/x?y#z",
             // What WHATWG URL parsing forgives, the pattern allows too.
             "http:///93.184.216.34/",

@@ -64,6 +64,7 @@ fn table(batch_body_limit: usize) -> Vec<Resource> {
         // The failed-webhook tools.
         Resource::new("/webhooks/failed", Admin).get(webhooks::list_failed),
         Resource::new("/webhooks/failed/resend", Admin).post(webhooks::resend_failed),
+        Resource::new("/webhooks/signing-key", Admin).get(webhooks::signing_key),
         Resource::new("/messages/{id}", Api).get(single::get_message),
         Resource::new("/add_message", Api).submit(tutorial::add_message),
         // For orchestrators and Prometheus.

@@ -39,9 +39,10 @@ pub struct NewMessageBody {
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
     /// Where to POST a signed notification once the message is stored or
-    /// dead-lettered: http(s), not to a private or local address unless
-    /// listed in `WEBHOOK_ALLOWED_HOSTS` (a rule JSON Schema cannot say:
-    /// such a URL is a 400 though it matches this schema). `null` is none.
+    /// dead-lettered: http(s), on port 80 or 443, not to a private or local
+    /// address, unless `WEBHOOK_ALLOWED_HOSTS` lists the host (and port): a
+    /// rule JSON Schema cannot say, so such a URL is a 400 though it
+    /// matches this schema. `null` is none.
     // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
     // wants a literal (the unit test in `openapi` checks both).
     #[schema(
@@ -50,6 +51,14 @@ pub struct NewMessageBody {
         pattern = r"^https?://[/\\]*([^/\\?#]*@)?[^/\\?#@:][^/\\?#@]*([/\\?#]|$)"
     )]
     pub callback_url: Option<String>,
+    /// The kind of work (one of `KINDS`; an unknown one is a 400 naming
+    /// them). Absent or `null`: `default`.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
+    )]
+    pub kind: Option<String>,
 }
 
 /// `{"content": "text"}` of the tutorial's `POST /add_message`, which has
@@ -62,6 +71,13 @@ pub struct AddMessageBody {
     /// The text: at least one character, and no NUL.
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
+    /// The kind of work, as `POST /messages`'s. Absent or `null`: `default`.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
+    )]
+    pub kind: Option<String>,
 }
 
 /// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
@@ -83,7 +99,16 @@ impl PartialSchema for NewBatchBody {
                                 .min_length(Some(1))
                                 .pattern(Some("^[^\\u0000]*$")),
                         )
-                        .required("content"),
+                        .required("content")
+                        .property(
+                            "kind",
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                                .min_length(Some(1))
+                                .max_length(Some(shared::kind::MAX_LEN))
+                                .pattern(Some(KIND_PATTERN))
+                                .description(Some("One of KINDS (else a 400 naming them); absent or null: default")),
+                        ),
                 )
                 .min_items(Some(1))
                 .max_items(Some(MAX_BATCH))
@@ -117,6 +142,9 @@ impl ToSchema for NewBatchBody {
         "NewBatch".into()
     }
 }
+
+/// The pattern of a kind name (`shared::kind::well_formed`).
+pub const KIND_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
 
 /// Every error: `{"error": "what is wrong"}` (some add fields).
 // A schema only: `ApiError` writes this shape.
@@ -251,4 +279,19 @@ pub struct Redriven {
 pub struct Purged {
     /// How many were deleted.
     pub purged: u32,
+}
+
+/// `200` of `GET /webhooks/signing-key`: one destination's signing key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningKey {
+    /// The origin, normalised: `scheme://host:port`, the port always given.
+    pub origin: String,
+    /// Its key as a Standard Webhooks secret, `whsec_<base64>`.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+=*$")]
+    pub secret: String,
+    /// While `WEBHOOK_PREVIOUS_SECRET` is set (a rotation), its key under
+    /// the previous master secret; webhooks then carry both signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+=*$")]
+    pub previous_secret: Option<String>,
 }

@@ -90,6 +90,7 @@ impl Application {
             retry_after_secs: settings.retry_after_secs,
             metrics,
             webhook_hosts: settings.webhook_allowed_hosts.clone(),
+            webhook_keys: settings.webhook_keys.clone(),
             streams: Slots::new("open event streams", "MAX_STREAMS", settings.max_streams),
             waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
             idempotency_key_ttl: settings.common.idempotency_key_ttl,
@@ -99,7 +100,7 @@ impl Application {
         let max_batch_body = settings.max_batch_body_bytes;
         let api_access = web::Data::<ApiAccess>::new(settings.api_access.clone());
         let admin_token = web::Data::new(settings.admin_token.clone());
-        let document = web::Data::new(crate::openapi::document(&routes::entries()));
+        let document = web::Data::new(crate::openapi::document(&routes::entries(), &common.kinds));
         // The dashboard's in-flight count: the store queue, in the vhost of `AMQP_URL`.
         let in_flight = web::Data::new(InFlight::new(
             settings.rabbitmq_management.as_ref(),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use shared::db::{DbError, PgPool, PgPooled};
+use shared::kind::Kind;
 use shared::Envelope;
 
 use crate::error::ApiError;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Callback hosts allowed although private or local.
     pub webhook_hosts: shared::webhook::AllowedHosts,
+    /// The master secrets destination keys are derived from, if set.
+    pub webhook_keys: Option<shared::webhook::SigningKeys>,
     /// Open `GET /events` streams (`MAX_STREAMS`).
     pub streams: Slots,
     /// Lookups waiting with `?wait` (`MAX_WAITERS`).
@@ -40,6 +43,16 @@ impl AppState {
             .publish(envelope)
             .await
             .map_err(|e| self.broker_unavailable(e))
+    }
+
+    /// The kind a request names in its `kind` field (absent or null:
+    /// `default`), which must be one of `KINDS`: a 400 naming them if not.
+    pub fn kind(&self, value: Option<&serde_json::Value>) -> Result<Kind, ApiError> {
+        self.publisher
+            .topology()
+            .kinds
+            .of_json(value)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
     /// Run `work` on a channel of its own (see `Publisher::with_channel`);

@@ -1,14 +1,22 @@
-//! The admin tools over failed webhook deliveries: `GET /webhooks/failed`
-//! and `POST /webhooks/failed/resend`. A request's callback is checked in
-//! `callbacks`; delivering is the consumers' job (`consumer::webhooks`).
+//! The admin tools over webhooks: the failed deliveries (`GET
+//! /webhooks/failed`, `POST /webhooks/failed/resend`) and a destination's
+//! signing key (`GET /webhooks/signing-key`). A request's callback is
+//! checked in `callbacks`; delivering is the consumers' job
+//! (`consumer::webhooks`).
+//!
+//! A delivery's URL is shown redacted (scheme, host, port and path): its
+//! userinfo and query may hold the receiver's secrets, and an admin
+//! listing is no place for them either.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::db::webhook_deliveries::Delivery;
+use shared::webhook::Origin;
 
 use crate::error::ApiError;
 use crate::http::extract::bounded_number;
+use crate::schemas::{AdminRefusal, ErrorBody, SigningKey};
 use crate::state::AppState;
 
 fn detail(d: &Delivery) -> Value {
@@ -16,7 +24,7 @@ fn detail(d: &Delivery) -> Value {
         "id": d.id,
         "subject_id": d.subject_id,
         "type": d.event_type,
-        "url": d.url,
+        "url": shared::redact::callback_url(&d.url),
         "status": d.status,
         "attempts": d.attempts,
         "last_status": d.last_status,
@@ -78,4 +86,42 @@ pub async fn resend_failed(
         .with_db(move |conn| Ok(shared::db::webhook_deliveries::resend_failed(conn, limit)?))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "resent": resent })))
+}
+
+/// Query of `GET /webhooks/signing-key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyParams {
+    origin: Option<String>,
+}
+
+/// `GET /webhooks/signing-key?origin=`: (admin) the key the consumers sign
+/// a destination's webhooks with, derived from `WEBHOOK_SECRET` and the
+/// origin (see `shared::webhook::signing`), for its receiver to verify with.
+#[utoipa::path(get, path = "/webhooks/signing-key", tag = "webhooks",
+    params(("origin" = String, Query, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$",
+        description = "The destination's origin, scheme://host[:port] (e.g. https://hooks.example.com); the port defaults to the scheme's. A host or port the URL standard refuses (a port above 65535, a dotted number that is no IPv4 address) is a 400 though it matches the pattern")),
+    responses(
+        (status = 200, description = "The destination's key (and its previous one during a rotation)", body = SigningKey),
+        (status = 400, description = "origin missing, or not scheme://host:port", body = ErrorBody),
+        AdminRefusal,
+        (status = 503, description = "WEBHOOK_SECRET is not set on the producer", body = ErrorBody),
+    ))]
+pub async fn signing_key(
+    params: web::Query<KeyParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let text = params.origin.as_deref().ok_or_else(|| {
+        ApiError::BadRequest("origin is required: ?origin=scheme://host:port".into())
+    })?;
+    let origin = Origin::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let keys = state.webhook_keys.as_ref().ok_or(ApiError::NotConfigured(
+        "WEBHOOK_SECRET is not set on this producer: set the consumers' WEBHOOK_SECRET here too to hand out signing keys",
+    ))?;
+    let derived = keys.for_origin(&origin);
+    Ok(HttpResponse::Ok().json(SigningKey {
+        origin: origin.to_string(),
+        secret: derived.current.secret(),
+        previous_secret: derived.previous.as_ref().map(|p| p.secret()),
+    }))
 }

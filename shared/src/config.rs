@@ -189,6 +189,10 @@ pub struct CommonSettings {
     /// `TOPOLOGY_PREFIX` (default empty): prepended to every exchange and
     /// queue name, so several pipelines (or tests) can share a vhost.
     pub topology_prefix: String,
+    /// `KINDS` (default `default`): the kinds of work, the same list for
+    /// producer and consumers; `default` is always among them. With
+    /// `KIND_SHARDS` (`email:4`): how many queues each kind spreads over.
+    pub kinds: crate::kind::Kinds,
     /// `DB_POOL_SIZE` (default 8): connections in the r2d2 pool.
     pub db_pool_size: u32,
     /// `DB_TIMEOUT_MS` (default 2000): longest wait for a pooled connection.
@@ -215,6 +219,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("amqp_url_redacted", &self.amqp_url_redacted)
             .field("database_url", &crate::redact::url(&self.database_url))
             .field("topology_prefix", &self.topology_prefix)
+            .field("kinds", &self.kinds)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
             .field("amqp_timeout", &self.amqp_timeout)
@@ -245,6 +250,10 @@ impl CommonSettings {
             ));
         }
         let topology_prefix = env.string_or("TOPOLOGY_PREFIX", "")?;
+        let kinds = crate::kind::Kinds::parse(&env.string_or("KINDS", crate::kind::DEFAULT)?)
+            .map_err(|e| ConfigError::new("KINDS", e))?
+            .with_shards(&env.string_or("KIND_SHARDS", "")?)
+            .map_err(|e| ConfigError::new("KIND_SHARDS", e))?;
         Ok(Self {
             amqp_url_redacted: amqp_url
                 .split(',')
@@ -254,6 +263,7 @@ impl CommonSettings {
             amqp_nodes,
             database_url,
             topology_prefix,
+            kinds,
             db_pool_size: env.number_in("DB_POOL_SIZE", 8, 1..=1000)?,
             db_timeout: env.millis_or("DB_TIMEOUT_MS", 2000)?,
             amqp_timeout: env.millis_or("AMQP_TIMEOUT_MS", 5000)?,
@@ -268,7 +278,7 @@ impl CommonSettings {
 
     /// The topology these settings name.
     pub fn topology(&self) -> crate::Topology {
-        crate::Topology::with_prefix(&self.topology_prefix)
+        crate::Topology::with_prefix(&self.topology_prefix).with_kinds(&self.kinds)
     }
 }
 

@@ -10,6 +10,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use uuid::Uuid;
 
+use crate::kind::{Kind, KIND_HEADER};
+use crate::topology::Topology;
+
 /// Header holding the detailed, human-readable reason (admin only).
 pub const REASON_HEADER: &str = "x-error";
 /// Header holding the [`Category`] (what clients are told).
@@ -59,6 +62,26 @@ pub fn message_uuid(body: &[u8], properties: &BasicProperties) -> Option<Uuid> {
         let id = properties.message_id().as_ref()?;
         Uuid::parse_str(id.as_str().trim()).ok()
     })
+}
+
+/// The kind of a dead letter: the [`KIND_HEADER`] the consumer's copies
+/// carry (and the producer's messages of a kind other than `default`), else
+/// the queue the broker dead-lettered it from, else the body's `kind`, else
+/// `default`. The redrive sends it back to that kind's queue.
+pub fn kind_of(body: &[u8], properties: &BasicProperties, topology: &Topology) -> Kind {
+    let headers = properties.headers().as_ref();
+    if let Some(kind) = text(headers, KIND_HEADER).and_then(|k| Kind::parse(&k)) {
+        return kind;
+    }
+    if let Some(kind) = text(headers, "x-first-death-queue")
+        .and_then(|queue| topology.kind_of_queue(&queue).cloned())
+    {
+        return kind;
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("kind")?.as_str().and_then(Kind::parse))
+        .unwrap_or_default()
 }
 
 /// A header as the pipeline reads it: text, or a whole number. Serialized
@@ -115,17 +138,20 @@ pub enum Category {
     MaxAttempts,
     /// RabbitMQ dead-lettered it after too many redeliveries.
     DeliveryLimit,
+    /// Published (by another AMQP client) for a kind that is not configured.
+    UnknownKind,
     /// RabbitMQ dead-lettered it for another reason (expired, rejected, ...).
     Broker,
 }
 
 impl Category {
     /// Every category, for metrics that show zeros.
-    pub const ALL: [Category; 5] = [
+    pub const ALL: [Category; 6] = [
         Category::InvalidMessage,
         Category::RejectedByDatabase,
         Category::MaxAttempts,
         Category::DeliveryLimit,
+        Category::UnknownKind,
         Category::Broker,
     ];
 
@@ -136,6 +162,7 @@ impl Category {
             Category::RejectedByDatabase => "rejected_by_database",
             Category::MaxAttempts => "max_attempts",
             Category::DeliveryLimit => "delivery_limit",
+            Category::UnknownKind => "unknown_kind",
             Category::Broker => "dead_lettered_by_broker",
         }
     }

@@ -22,10 +22,12 @@
 //! (routing key ignored); see `docs/api.md`, "Publishing from other clients".
 
 use chrono::{DateTime, SubsecRound, Utc};
-use lapin::types::ShortString;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::kind::{Kind, KIND_HEADER};
 
 /// AMQP delivery mode for messages that must survive a broker restart.
 pub const PERSISTENT: u8 = 2;
@@ -48,6 +50,10 @@ pub struct Envelope {
     /// The batch this message belongs to (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchRef>,
+    /// The kind of work (`crate::kind`). Left out of the JSON for
+    /// `default`, so the common message is unchanged on the wire.
+    #[serde(default, skip_serializing_if = "Kind::is_default")]
+    pub kind: Kind,
 }
 
 /// What each item of a batch carries about its batch: enough for whichever
@@ -186,6 +192,7 @@ impl Envelope {
             created_at: Utc::now().trunc_subsecs(6),
             callback_url: None,
             batch: None,
+            kind: Kind::default_kind(),
         }
     }
 
@@ -199,11 +206,21 @@ impl Envelope {
     /// the id and acceptance time also in the standard properties so that
     /// the management UI and other tools can see them.
     pub fn properties(&self) -> BasicProperties {
-        BasicProperties::default()
+        let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT) // survive a broker restart
             .with_content_type(ShortString::from(CONTENT_TYPE))
             .with_message_id(ShortString::from(self.id.to_string()))
-            .with_timestamp(self.created_at.timestamp().max(0) as u64)
+            .with_timestamp(self.created_at.timestamp().max(0) as u64);
+        if self.kind.is_default() {
+            // No headers table at all: the default message is as before.
+            return properties;
+        }
+        let mut headers = FieldTable::default();
+        headers.insert(
+            KIND_HEADER.into(),
+            AMQPValue::LongString(LongString::from(self.kind.as_str())),
+        );
+        properties.with_headers(headers)
     }
 
     /// Decode a delivery published by our producer or by any other client
@@ -258,14 +275,44 @@ impl Envelope {
             created_at: created_at.trunc_subsecs(6),
             callback_url: extras.callback_url,
             batch: extras.batch,
+            kind: kind_of(&value, properties),
         };
         Ok((envelope, dated))
     }
 }
 
+/// The kind a message says it is: the body's `kind`, else the
+/// [`KIND_HEADER`], else `default`; a malformed one counts as absent (the
+/// consumer records the kind of the queue it took the message from anyway).
+fn kind_of(value: &serde_json::Value, properties: &BasicProperties) -> Kind {
+    if let Some(kind) = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .and_then(Kind::parse)
+    {
+        return kind;
+    }
+    crate::dead_letter::text(properties.headers().as_ref(), KIND_HEADER)
+        .and_then(|k| Kind::parse(&k))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_round_trips_and_default_stays_off_the_wire() {
+        let plain = Envelope::new("x".into());
+        assert!(!String::from_utf8(plain.to_body()).unwrap().contains("kind"));
+        assert!(plain.properties().headers().is_none());
+        let mut e = Envelope::new("y".into());
+        e.kind = Kind::parse("email").unwrap();
+        let back = Envelope::decode(&e.to_body(), &e.properties()).unwrap();
+        assert_eq!(back.kind.as_str(), "email");
+        let header_only = Envelope::decode(&plain.to_body(), &e.properties()).unwrap();
+        assert_eq!(header_only.kind.as_str(), "email");
+    }
 
     #[test]
     fn round_trips_through_body_and_properties() {

@@ -38,6 +38,9 @@ pub enum MessageStatus {
         /// Its batch: in the webhook body, not in the status body.
         #[serde(skip)]
         batch_id: Option<Uuid>,
+        /// Its kind of work: in the status body, not in the webhook body
+        /// (whose bytes receivers already verify).
+        kind: String,
     },
     /// In `messages.dead`.
     DeadLettered {
@@ -52,6 +55,8 @@ pub enum MessageStatus {
         /// Its batch: in the webhook body, not in the status body.
         #[serde(skip)]
         batch_id: Option<Uuid>,
+        /// Its kind of work, as for a stored message.
+        kind: String,
     },
 }
 
@@ -212,6 +217,7 @@ impl Notification {
                 timestamp,
                 stored_at,
                 batch_id,
+                kind: _,
             } => Notification::render(
                 "message.stored",
                 *id,
@@ -233,6 +239,7 @@ impl Notification {
                 attempts,
                 dead_lettered_at,
                 batch_id,
+                kind: _,
             } => Notification::render(
                 "message.dead_lettered",
                 *id,
@@ -421,12 +428,13 @@ mod tests {
             timestamp: at(1_764_000_000, 120_000),
             stored_at: at(1_764_000_001, 0),
             batch_id: Some(Uuid::from_u128(2)),
+            kind: "default".into(),
         };
         // As the producer sends it: through a Value, so keys sorted.
         assert_eq!(
             serde_json::to_value(&stored).unwrap().to_string(),
             format!(
-                r#"{{"content":"hi","id":"{id}","status":"stored","stored_at":"2025-11-24T16:00:01Z","timestamp":"2025-11-24T16:00:00.120Z"}}"#
+                r#"{{"content":"hi","id":"{id}","kind":"default","status":"stored","stored_at":"2025-11-24T16:00:01Z","timestamp":"2025-11-24T16:00:00.120Z"}}"#
             )
         );
         let dead = MessageStatus::DeadLettered {
@@ -435,11 +443,12 @@ mod tests {
             attempts: 3,
             dead_lettered_at: at(1_764_000_002, 5),
             batch_id: None,
+            kind: "default".into(),
         };
         assert_eq!(
             serde_json::to_value(&dead).unwrap().to_string(),
             format!(
-                r#"{{"attempts":3,"dead_lettered_at":"2025-11-24T16:00:02.000005Z","id":"{id}","reason":"invalid_message","status":"dead_lettered"}}"#
+                r#"{{"attempts":3,"dead_lettered_at":"2025-11-24T16:00:02.000005Z","id":"{id}","kind":"default","reason":"invalid_message","status":"dead_lettered"}}"#
             )
         );
         assert_eq!(
@@ -478,6 +487,7 @@ mod tests {
             timestamp: at(1_764_000_000, 120_000),
             stored_at: at(1_764_000_001, 0),
             batch_id: None,
+            kind: "email".into(),
         };
         let n = Notification::of_message(&stored, at(1_764_000_002, 7));
         assert_eq!(n.event_type, "message.stored");

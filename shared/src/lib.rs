@@ -11,13 +11,11 @@
 //! * `backoff`: the one growing-delay formula, and jittered backoff.
 //! * `redact`: URLs and secrets made safe to log.
 //! * `duration`: the one parser of durations in settings (`30s`, `24h`, `90d`).
+//! * `kind`: kinds of work: the name pattern, the configured set (`KINDS`)
+//!   and the check of a request's `kind`.
 //! * `tls`: TLS to the broker (amqps://): roots, client certificates.
 //! * `roles`: the privileges of the runtime PostgreSQL roles.
 //! * `publish`: the one confirmed publish, and the best-effort one.
-//! * `topology`: the exchanges and queues, declared from one place.
-//! * `dead_letter`: the headers a dead letter carries, their one reader,
-//!   and the categories clients are told.
-//! * `webhook`: signing webhook bodies, and which callback URLs may be called.
 //! * `events`: what became of a message or batch, in the shapes clients see:
 //!   status bodies, completion events (SSE, `?wait`), webhook bodies.
 //! * `readiness`: the `/readyz` body.
@@ -25,11 +23,20 @@
 //! * `schema`: the Diesel schema, generated (`diesel.toml`).
 //!
 //! Above them:
+//! * `topology` → `kind`: the exchanges and queues (each kind's), declared
+//!   from one place.
+//! * `dead_letter` → `kind`, `topology`: the headers a dead letter
+//!   carries, their one reader, the categories clients are told, and the
+//!   kind a dead letter is of.
 //! * `amqp` → `redact`, `tls`: opening a broker connection (nodes,
 //!   heartbeat, names).
-//! * `config` → `amqp`, `duration`, `redact`, `tls`, `topology`: settings from the
-//!   environment.
-//! * `envelope` → `webhook`: the message on the wire.
+//! * `config` → `amqp`, `duration`, `redact`, `tls`, `topology`, `kind`:
+//!   settings from the environment.
+//! * `webhook/` → `config` (its `settings` only): which callback URLs
+//!   may be called (the SSRF filter, `WEBHOOK_ALLOWED_HOSTS`), signing
+//!   with a key per destination, and the error categories clients are
+//!   told (see its docs).
+//! * `envelope` → `webhook`, `kind`, `dead_letter`: the message on the wire.
 //! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
 //!   module per table plus pool, migrations and errors (see its docs).
 //! * `migrate` → `db`, `config`, `redact`, `roles`: who migrates and when
@@ -49,6 +56,7 @@ pub mod dead_letter;
 pub mod duration;
 pub mod envelope;
 pub mod events;
+pub mod kind;
 pub mod metrics;
 pub mod migrate;
 pub mod publish;

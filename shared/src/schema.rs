@@ -18,6 +18,7 @@ diesel::table! {
         attempts -> Int4,
         dead_lettered_at -> Timestamptz,
         batch_id -> Nullable<Uuid>,
+        kind -> Text,
     }
 }
 
@@ -39,6 +40,7 @@ diesel::table! {
         stored_at -> Timestamptz,
         txid -> Int8,
         batch_id -> Nullable<Uuid>,
+        kind -> Text,
     }
 }
 

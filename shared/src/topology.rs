@@ -2,11 +2,20 @@
 //!
 //! ```text
 //!  producer ──► [messages] (fanout) ──► (messages.store, quorum) ──► consumer ──► PostgreSQL
+//!  producer ──► [messages.route] (direct, by kind) ──default──► (messages.store)
+//!                     │                         └──<kind>──► (messages.store.<kind>, quorum) ──► consumer
+//!                     └─ no such kind: alternate exchange [messages.unrouted] ──► (messages.unrouted)
+//!                          ──► consumer: dead-lettered with reason unknown_kind
 //!                                              │ x-dead-letter-exchange
 //!  consumer (poison, with x-error) ──► [messages.dlx] (fanout) ──► (messages.dead)
 //!                                                              └──► (messages.dead.index) ──► consumer ──► dead_letters
 //!  consumer (unknown error) ──► (messages.retry.<delay>ms, TTL) ──expired──► (messages.store)
 //! ```
+//!
+//! The `default` kind keeps `messages.store` and the `messages` exchange
+//! (old producers publish there, and the default message is published
+//! there still: the single-kind path is unchanged); every other kind has a
+//! queue and delay queues of its own, with the same arguments.
 //!
 //! Every queue argument is set explicitly so that the same declaration means
 //! the same thing on RabbitMQ 3.10 (local) and 4.x (the compose image), whose
@@ -19,6 +28,20 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use std::time::Duration;
+
+use std::borrow::Cow;
+
+use uuid::Uuid;
+
+use crate::kind::{Kind, Kinds};
+
+/// The shard of message `id` among `shards`: a stable hash (the id's own
+/// bits, uniform for random ids), the same on every producer and release.
+pub fn shard_of(id: Uuid, shards: u16) -> u16 {
+    let shards = u128::from(shards.max(1));
+    // The remainder is below `shards`, a u16.
+    u16::try_from(id.as_u128() % shards).unwrap_or(0)
+}
 
 /// How many times the broker redelivers one message (after consumer crashes
 /// or channel losses) before it dead-letters it by itself. This is a safety
@@ -48,6 +71,17 @@ pub struct Topology {
     pub events_exchange: String,
     /// The prefix every name starts with.
     pub prefix: String,
+    /// Where a message of any kind can be published (direct; the routing
+    /// key is the kind). Its alternate exchange takes unknown kinds.
+    pub route_exchange: String,
+    /// The alternate exchange of `route_exchange` (fanout): what no kind's
+    /// queue takes.
+    pub unrouted_exchange: String,
+    /// Messages for a kind that is not configured, waiting for a consumer
+    /// to dead-letter them with reason `unknown_kind` (quorum, never lost).
+    pub unrouted_queue: String,
+    /// The configured kinds (`KINDS`), `default` always among them.
+    pub kinds: Kinds,
     /// One delay queue per delay: a message waits there for the delay, then
     /// the broker moves it back to the store queue for another attempt.
     pub retry_delays: Vec<Duration>,
@@ -82,6 +116,10 @@ impl Topology {
             dead_queue: format!("{prefix}messages.dead"),
             dead_index_queue: format!("{prefix}messages.dead.index"),
             events_exchange: format!("{prefix}messages.events"),
+            route_exchange: format!("{prefix}messages.route"),
+            unrouted_exchange: format!("{prefix}messages.unrouted"),
+            unrouted_queue: format!("{prefix}messages.unrouted"),
+            kinds: Kinds::default(),
             prefix: prefix.to_owned(),
             retry_delays: Vec::new(),
             initial_group_size: Some(INITIAL_GROUP_SIZE),
@@ -97,13 +135,88 @@ impl Topology {
         self
     }
 
-    /// The delay queue for `delay` (`messages.retry.1000ms`).
-    pub fn retry_queue(&self, delay: Duration) -> String {
-        format!("{}messages.retry.{}ms", self.prefix, delay.as_millis())
+    /// The same topology with a queue for each of `kinds`.
+    pub fn with_kinds(mut self, kinds: &Kinds) -> Self {
+        self.kinds = kinds.clone();
+        self
     }
 
-    /// The arguments of a delay queue.
+    /// The store queue of `kind`: `messages.store` for `default` (the one
+    /// queue of every deployment before kinds), else `messages.store.<kind>`.
+    pub fn store_queue_of(&self, kind: &Kind) -> String {
+        if kind.is_default() {
+            self.store_queue.clone()
+        } else {
+            format!("{}.{kind}", self.store_queue)
+        }
+    }
+
+    /// Every queue of `kind`: its store queue, then with `KIND_SHARDS` its
+    /// other shards, `messages.store.<kind>.1` … `.<n-1>`. Shard 0 is the
+    /// kind's queue of before, unchanged, so sharding a kind keeps its
+    /// queue and what waits there.
+    pub fn shard_queues_of(&self, kind: &Kind) -> Vec<String> {
+        let first = self.store_queue_of(kind);
+        let mut queues = Vec::with_capacity(usize::from(self.kinds.shards(kind)));
+        for shard in 1..self.kinds.shards(kind) {
+            queues.push(format!("{first}.{shard}"));
+        }
+        queues.insert(0, first);
+        queues
+    }
+
+    /// The kind whose store queue (or shard) is `queue`, if any (a dead
+    /// letter the broker made names the queue it came from).
+    pub fn kind_of_queue(&self, queue: &str) -> Option<&Kind> {
+        self.kinds
+            .all()
+            .iter()
+            .find(|k| self.shard_queues_of(k).iter().any(|q| q == queue))
+    }
+
+    /// Where to publish message `id` of `kind`: `default` to the `messages`
+    /// exchange exactly as before kinds (so old consumers and the common
+    /// path are unchanged: nothing allocated), any other to the route
+    /// exchange by its name, and for a sharded kind to the shard a stable
+    /// hash of the id picks (`<kind>.<shard>`; shard 0 is `<kind>`).
+    pub fn publish_target<'a>(&'a self, kind: &'a Kind, id: Uuid) -> (&'a str, Cow<'a, str>) {
+        if kind.is_default() {
+            return (&self.exchange, Cow::Borrowed("")); // fanout: the key is ignored
+        }
+        let shards = self.kinds.shards(kind);
+        match shard_of(id, shards) {
+            0 => (&self.route_exchange, Cow::Borrowed(kind.as_str())),
+            shard => (&self.route_exchange, Cow::Owned(format!("{kind}.{shard}"))),
+        }
+    }
+
+    /// The delay queue of the default kind for `delay` (`messages.retry.1000ms`).
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        self.retry_queue_of(&Kind::default_kind(), delay)
+    }
+
+    /// The delay queue of `kind` for `delay`: `messages.retry.1000ms` for
+    /// `default` (as before kinds), else `messages.retry.<kind>.1000ms`.
+    pub fn retry_queue_of(&self, kind: &Kind, delay: Duration) -> String {
+        if kind.is_default() {
+            format!("{}messages.retry.{}ms", self.prefix, delay.as_millis())
+        } else {
+            format!(
+                "{}messages.retry.{kind}.{}ms",
+                self.prefix,
+                delay.as_millis()
+            )
+        }
+    }
+
+    /// The arguments of the default kind's delay queue.
     pub fn retry_queue_arguments(&self, delay: Duration) -> FieldTable {
+        self.retry_queue_arguments_of(&Kind::default_kind(), delay)
+    }
+
+    /// The arguments of a delay queue of `kind`: it moves an expired retry
+    /// back to that kind's store queue.
+    pub fn retry_queue_arguments_of(&self, kind: &Kind, delay: Duration) -> FieldTable {
         let mut args = FieldTable::default();
         // Quorum (with message TTL, 3.10+) so that a waiting retry survives
         // a broker restart and is moved back with at-least-once guarantees.
@@ -116,7 +229,7 @@ impl Topology {
         args.insert("x-dead-letter-exchange".into(), long_string(""));
         args.insert(
             "x-dead-letter-routing-key".into(),
-            long_string(&self.store_queue),
+            long_string(&self.store_queue_of(kind)),
         );
         args.insert(
             "x-dead-letter-strategy".into(),
@@ -197,6 +310,30 @@ impl Topology {
         for delay in &self.retry_delays {
             queues.push((self.retry_queue(*delay), self.retry_queue_arguments(*delay)));
         }
+        // Every other kind: a store queue with the store queue's every
+        // argument, and its own delay queues.
+        for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
+            for (shard, queue) in self.shard_queues_of(kind).into_iter().enumerate() {
+                let mut args = self.store_queue_arguments();
+                if shard > 0 {
+                    // Leaders spread over the cluster's nodes: a sharded
+                    // kind is the path past one queue's (one node's)
+                    // ceiling. Not on shard 0: it is the kind's queue of
+                    // before, declared as it was.
+                    args.insert("x-queue-leader-locator".into(), long_string("balanced"));
+                }
+                queues.push((queue, args));
+            }
+            for delay in &self.retry_delays {
+                queues.push((
+                    self.retry_queue_of(kind, *delay),
+                    self.retry_queue_arguments_of(kind, *delay),
+                ));
+            }
+        }
+        // Same arguments as a store queue: what waits there is a message
+        // accepted by the broker, owed a dead letter.
+        queues.push((self.unrouted_queue.clone(), self.store_queue_arguments()));
         queues
     }
 
@@ -304,6 +441,7 @@ impl Topology {
             &self.exchange,
             &self.dead_letter_exchange,
             &self.events_exchange,
+            &self.unrouted_exchange,
         ] {
             channel
                 .exchange_declare(
@@ -314,7 +452,22 @@ impl Topology {
                 )
                 .await?;
         }
-        Ok(())
+        // A kind no queue is bound for goes to the alternate exchange, not
+        // back to the publisher nor into the void: a third-party publisher
+        // without `mandatory` would otherwise lose it silently.
+        let mut args = FieldTable::default();
+        args.insert(
+            "alternate-exchange".into(),
+            long_string(&self.unrouted_exchange),
+        );
+        channel
+            .exchange_declare(
+                self.route_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                durable_exchange,
+                args,
+            )
+            .await
     }
 
     /// The bindings; the dead-letter queue's only with `with_dead_queue`
@@ -330,7 +483,20 @@ impl Topology {
         if with_dead_queue {
             bind(channel, &self.dead_queue, &self.dead_letter_exchange).await?;
         }
-        bind(channel, &self.dead_index_queue, &self.dead_letter_exchange).await
+        bind(channel, &self.dead_index_queue, &self.dead_letter_exchange).await?;
+        bind(channel, &self.unrouted_queue, &self.unrouted_exchange).await?;
+        // The route exchange: each kind's queue by the kind's name (the
+        // default kind too, so third parties can name every kind alike).
+        for kind in self.kinds.all() {
+            for (shard, queue) in self.shard_queues_of(kind).iter().enumerate() {
+                let key = match shard {
+                    0 => kind.to_string(),
+                    shard => format!("{kind}.{shard}"),
+                };
+                bind_key(channel, queue, &self.route_exchange, &key).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Delete every exchange and queue of this topology, messages included.
@@ -342,6 +508,15 @@ impl Topology {
             self.dead_index_queue.clone(),
         ];
         queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(*d)));
+        for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
+            queues.extend(self.shard_queues_of(kind));
+            queues.extend(
+                self.retry_delays
+                    .iter()
+                    .map(|d| self.retry_queue_of(kind, *d)),
+            );
+        }
+        queues.push(self.unrouted_queue.clone());
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -351,6 +526,8 @@ impl Topology {
             &self.exchange,
             &self.dead_letter_exchange,
             &self.events_exchange,
+            &self.route_exchange,
+            &self.unrouted_exchange,
         ] {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
@@ -362,11 +539,16 @@ impl Topology {
 
 /// Bind `queue` to the fanout `exchange` (the routing key is ignored).
 async fn bind(channel: &Channel, queue: &str, exchange: &str) -> lapin::Result<()> {
+    bind_key(channel, queue, exchange, "").await
+}
+
+/// Bind `queue` to `exchange` with routing key `key`.
+async fn bind_key(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
     channel
         .queue_bind(
             queue.into(),
             exchange.into(),
-            ShortString::from(""),
+            ShortString::from(key),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -421,6 +603,91 @@ mod tests {
         assert_eq!(
             inner.get("x-dead-letter-exchange"),
             Some(&long_string("t1.messages.dlx"))
+        );
+    }
+
+    #[test]
+    fn kinds_get_queues_of_their_own_and_default_keeps_the_old_ones() {
+        let kinds = Kinds::parse("email").unwrap();
+        let t = Topology::with_prefix("p.")
+            .with_kinds(&kinds)
+            .with_retry_delays(&[Duration::from_secs(1)]);
+        let email = Kind::parse("email").unwrap();
+        let default = Kind::default_kind();
+        assert_eq!(t.store_queue_of(&default), "p.messages.store");
+        assert_eq!(t.store_queue_of(&email), "p.messages.store.email");
+        let id = Uuid::new_v4();
+        assert_eq!(t.publish_target(&default, id), ("p.messages", "".into()));
+        assert_eq!(
+            t.publish_target(&email, id),
+            ("p.messages.route", "email".into())
+        );
+        assert_eq!(t.kind_of_queue("p.messages.store.email"), Some(&email));
+        let retry = t.retry_queue_of(&email, Duration::from_secs(1));
+        assert_eq!(retry, "p.messages.retry.email.1000ms");
+        assert_eq!(
+            t.retry_queue_arguments_of(&email, Duration::from_secs(1))
+                .inner()
+                .get("x-dead-letter-routing-key"),
+            Some(&long_string("p.messages.store.email"))
+        );
+        let names: Vec<String> = t.queues().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&retry) && names.contains(&t.unrouted_queue));
+        assert_eq!(
+            t.queues()
+                .into_iter()
+                .find(|(n, _)| n == "p.messages.store.email")
+                .map(|(_, a)| a),
+            Some(t.store_queue_arguments()),
+            "every guarantee of the store queue"
+        );
+    }
+
+    #[test]
+    fn a_sharded_kind_spreads_by_a_stable_hash_and_keeps_its_first_queue() {
+        let kinds = Kinds::parse("email")
+            .unwrap()
+            .with_shards("email:4")
+            .unwrap();
+        let t = Topology::with_prefix("p.").with_kinds(&kinds);
+        let email = Kind::parse("email").unwrap();
+        assert_eq!(
+            t.shard_queues_of(&email),
+            [
+                "p.messages.store.email",
+                "p.messages.store.email.1",
+                "p.messages.store.email.2",
+                "p.messages.store.email.3"
+            ]
+        );
+        assert_eq!(t.kind_of_queue("p.messages.store.email.3"), Some(&email));
+        let mut seen = [0u32; 4];
+        for _ in 0..400 {
+            let id = Uuid::new_v4();
+            let (_, key) = t.publish_target(&email, id);
+            assert_eq!(key, t.publish_target(&email, id).1, "stable");
+            let shard = shard_of(id, 4);
+            assert_eq!(
+                key,
+                if shard == 0 {
+                    "email".to_owned()
+                } else {
+                    format!("email.{shard}")
+                }
+            );
+            seen[usize::from(shard)] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "spread: {seen:?}");
+        let args: Vec<FieldTable> = t
+            .queues()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("p.messages.store.email"))
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(args[0], t.store_queue_arguments(), "shard 0 as before");
+        assert_eq!(
+            args[3].inner().get("x-queue-leader-locator"),
+            Some(&long_string("balanced"))
         );
     }
 

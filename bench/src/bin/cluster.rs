@@ -73,6 +73,9 @@ struct Args {
     max_wait: Duration,
     /// When the client gives a message up (its outcome is then unknown).
     give_up: Duration,
+    /// The kind of every message (`--kind email`; absent: `default`): a
+    /// sharded kind spreads the load over its shards' leaders.
+    kind: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -95,6 +98,7 @@ fn parse_args() -> anyhow::Result<Args> {
         cut: flags.secs("cut-secs", 30)?,
         max_wait: flags.secs("max-wait-secs", 20)?,
         give_up: flags.secs("give-up-secs", 60)?,
+        kind: Some(flags.string("kind", "")).filter(|k| !k.is_empty()),
     })
 }
 
@@ -274,7 +278,10 @@ async fn send(
     tally: &Tally,
 ) -> Sent {
     let first = Instant::now();
-    let body = serde_json::json!({ "content": content });
+    let body = match &args.kind {
+        Some(kind) => serde_json::json!({ "content": content, "kind": kind }),
+        None => serde_json::json!({ "content": content }),
+    };
     let mut backoff = Backoff::new(Duration::from_millis(100));
     loop {
         tally.attempts.fetch_add(1, Ordering::Relaxed);
@@ -415,15 +422,25 @@ async fn stored(cluster: &Cluster, run: &str) -> anyhow::Result<Vec<(Uuid, Strin
         .collect()
 }
 
-/// Wait until `messages.store` is empty and nothing is unacked; false after
-/// `limit`.
+/// Wait until `messages.store` and every kind's queue (`messages.store.*`,
+/// shards included) are empty and nothing is unacked; false after `limit`.
 async fn drained(cluster: &Cluster, limit: Duration) -> (bool, String) {
     let deadline = Instant::now() + limit;
     let mut last = String::from("unknown");
     while Instant::now() < deadline {
-        if let Ok(q) = cluster.mgmt("queues/%2F/messages.store").await {
-            let ready = q["messages_ready"].as_u64();
-            let unacked = q["messages_unacknowledged"].as_u64();
+        if let Ok(queues) = cluster.mgmt("queues/%2F").await {
+            let stores = queues.as_array().into_iter().flatten().filter(|q| {
+                q["name"]
+                    .as_str()
+                    .is_some_and(|n| n == "messages.store" || n.starts_with("messages.store."))
+            });
+            let (mut ready, mut unacked) = (Some(0u64), Some(0u64));
+            for q in stores {
+                ready = ready.zip(q["messages_ready"].as_u64()).map(|(a, b)| a + b);
+                unacked = unacked
+                    .zip(q["messages_unacknowledged"].as_u64())
+                    .map(|(a, b)| a + b);
+            }
             last = format!("{ready:?} ready, {unacked:?} unacked");
             if ready == Some(0) && unacked == Some(0) {
                 return (true, "0 ready, 0 unacked".into());

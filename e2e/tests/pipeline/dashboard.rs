@@ -178,6 +178,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
             created_at: Utc.timestamp_opt(1_760_000_000 + i as i64, 0).unwrap(),
             callback_url: None,
             batch: None,
+            kind: Default::default(),
         })
         .collect();
     shared::db::messages::store(&mut db.connect(), &rows).unwrap();
@@ -229,6 +230,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
                 attempts: 3,
                 dead_lettered_at: Utc::now(),
                 batch_id: None,
+                kind: "default".into(),
             },
             &Extras::default(),
             true,
@@ -323,6 +325,7 @@ async fn one_dead_letter_is_redriven_and_the_others_keep_their_place() {
                 attempts: 1,
                 dead_lettered_at: Utc::now(),
                 batch_id: None,
+                kind: "default".into(),
             },
             &Extras::default(),
             true,

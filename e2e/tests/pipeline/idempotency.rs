@@ -215,7 +215,7 @@ async fn retry_after_a_503_with_the_same_key_succeeds() {
 async fn reused_key_with_another_callback_is_refused() {
     let db = TestDb::new();
     let broker = TestBroker::new().await;
-    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")]).await;
+    let producer = spawn_producer(&db, &broker, &[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*")]).await;
     let post = |body: Value, path: &'static str| {
         let producer = &producer;
         async move {

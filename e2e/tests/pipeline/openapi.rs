@@ -50,6 +50,11 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
         "/webhooks/failed/resend",
         &["200", "400", "401", "404", "503"],
     ),
+    (
+        "get",
+        "/webhooks/signing-key",
+        &["200", "400", "401", "404", "503"],
+    ),
     ("get", "/dead-letters", &["200", "400", "401", "404", "503"]),
     (
         "post",

@@ -205,7 +205,7 @@ async fn the_pipeline_works_with_runtime_roles() {
         &[
             ("DATABASE_URL", &producer_url),
             ("ADMIN_TOKEN", ADMIN),
-            ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+            ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*"),
         ],
     )
     .await;
@@ -215,7 +215,7 @@ async fn the_pipeline_works_with_runtime_roles() {
         &[
             ("DATABASE_URL", &consumer_url),
             ("WEBHOOK_SECRET", "roles-test-secret"),
-            ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+            ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*"),
             ("WEBHOOK_POLL_MS", "100"),
             ("WEBHOOK_RETRY_BASE_MS", "100"),
             ("WEBHOOK_MAX_ATTEMPTS", "2"),

@@ -144,6 +144,7 @@ fn rust_bodies_are_the_bytes_sql_wrote() {
         attempts: 3,
         dead_lettered_at: Utc::now(),
         batch_id: Some(batch.id),
+        kind: "default".into(),
     };
     let settled = dead_letters::record(&mut conn, &record, &extras, true).unwrap();
     assert!(settled.owed);

@@ -39,6 +39,8 @@ pub enum Item {
     Object {
         /// Its `content`.
         content: Scalar,
+        /// Its `kind`.
+        kind: Scalar,
     },
     /// Anything else (its value is skipped, not kept).
     NotAnObject,
@@ -76,15 +78,31 @@ impl Scalar {
 
 impl Item {
     /// The item's content, checked as a single message's is.
-    pub fn content(self) -> Result<String, ContentError> {
+    pub fn content(&mut self) -> Result<String, ContentError> {
         let content = match self {
-            Item::Object { content } => content,
+            Item::Object { content, .. } => std::mem::take(content),
             Item::NotAnObject => Scalar::Other,
         };
         match content.optional_text() {
             Ok(Some(text)) => validate_content(&text).map(|()| text),
             Ok(None) => Err(ContentError::Missing),
             Err(NotAString) => Err(ContentError::NotAString),
+        }
+    }
+}
+
+impl Item {
+    /// The item's `kind` as JSON (absent: `None`), for the configured
+    /// kinds' check.
+    pub fn kind(&self) -> Option<serde_json::Value> {
+        match self {
+            Item::Object { kind, .. } => match kind {
+                Scalar::Absent => None,
+                Scalar::Null => Some(serde_json::Value::Null),
+                Scalar::Text(text) => Some(serde_json::Value::String(text.clone())),
+                Scalar::Other => Some(serde_json::Value::Bool(false)),
+            },
+            Item::NotAnObject => None,
         }
     }
 }
@@ -186,9 +204,11 @@ impl<'de> Visitor<'de> for ItemVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
         let mut content = Scalar::Absent;
+        let mut kind = Scalar::Absent;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "content" => content = map.next_value()?,
+                "kind" => kind = map.next_value()?,
                 // Other fields are ignored, as by a single POST: skipped
                 // unread.
                 _ => {
@@ -196,7 +216,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
                 }
             }
         }
-        Ok(Item::Object { content })
+        Ok(Item::Object { content, kind })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
@@ -293,7 +313,7 @@ mod tests {
         let body =
             parse(r#"[{"content": "a", "extra": [1, {"x": 2}]}, {"content": 1}, {}, "s", null]"#)
                 .unwrap();
-        let contents: Vec<_> = body.items.into_iter().map(Item::content).collect();
+        let contents: Vec<_> = body.items.into_iter().map(|mut i| i.content()).collect();
         assert_eq!(
             contents,
             vec![

@@ -70,7 +70,8 @@ pub async fn post_batch(
         return Err(ApiError::BadRequest("batch must not be empty".into()));
     }
     let mut contents = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
+    let mut kinds = Vec::with_capacity(items.len());
+    for (i, mut item) in items.into_iter().enumerate() {
         if matches!(item, Item::NotAnObject) {
             return Err(ApiError::BadRequest(format!(
                 "item {i}: must be an object with a \"content\" string"
@@ -78,6 +79,12 @@ pub async fn post_batch(
         }
         contents.push(
             item.content()
+                .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
+        );
+        // A batch may mix kinds; each item's must be configured.
+        kinds.push(
+            state
+                .kind(item.kind().as_ref())
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
@@ -90,15 +97,18 @@ pub async fn post_batch(
         }
     };
     // Bound before publishing: see `idempotency` for why.
-    let ids = idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref()).await?;
+    let ids =
+        idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref(), &kinds).await?;
     let batch_id = ids.batch;
     let mut envelopes: Vec<Envelope> = ids
         .items
         .iter()
         .zip(contents)
-        .map(|(id, content)| Envelope {
+        .zip(kinds)
+        .map(|((id, content), kind)| Envelope {
             // Every retry of a keyed batch carries the time of the first.
             created_at: ids.created_at,
+            kind,
             ..Envelope::with_id(*id, content)
         })
         .collect();

@@ -79,7 +79,7 @@ async fn move_back(channel: &Channel, state: &AppState, limit: usize) -> Result<
 }
 
 /// Move one dead letter (got unacknowledged on `channel`, in confirm mode)
-/// back to the `messages` exchange: drop its record, republish it afresh
+/// back to its kind's queue (`default`: the `messages` exchange): drop its record, republish it afresh
 /// and wait for the confirm, and only then ack it off the dead-letter
 /// queue. Shared by redriving all and redriving one.
 async fn move_one(
@@ -99,10 +99,14 @@ async fn move_one(
         }
         None => None,
     };
+    // Back to its kind's queue (a kind no longer configured goes to the
+    // queue of unknown kinds, and is dead-lettered again, not lost).
+    let kind = dead_letter::kind_of(&msg.delivery.data, &msg.delivery.properties, topology);
+    let (exchange, routing_key) = topology.publish_target(&kind, id.unwrap_or_default());
     let published = shared::publish::confirmed(
         channel,
-        &topology.exchange,
-        "",
+        exchange,
+        &routing_key,
         &msg.delivery.data,
         fresh_properties(&msg.delivery.properties),
         state.publisher.publish_timeout(),

@@ -26,7 +26,7 @@ use crate::wait::{self, WaitParams};
     responses(
         (status = 202, description = "Confirmed by the broker", body = Queued,
             headers(("Location" = String, description = "/messages/{id}"))),
-        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, bad Idempotency-Key, callback_url not http(s) or to a private/local host", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, not an object, content missing/null/empty/not a string/containing NUL, kind malformed or not one of KINDS (the error names them), bad Idempotency-Key, callback_url not http(s) or to a private/local host", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
@@ -46,13 +46,16 @@ pub async fn post_message(
         ));
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let kind = state.kind(body.get("kind"))?;
     let callback_url = callbacks::callback_url(&body, &state).await?;
     // Bound before publishing: see `idempotency` for why.
-    let assigned = idempotency::message_id(&state, &req, &content, callback_url.as_deref()).await?;
+    let assigned =
+        idempotency::message_id(&state, &req, &content, callback_url.as_deref(), &kind).await?;
     let mut envelope = Envelope::with_id(assigned.id, content);
     // Every retry of a keyed request carries the time of the first.
     envelope.created_at = assigned.created_at;
     envelope.callback_url = callback_url;
+    envelope.kind = kind;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::Single, 1);
     Ok(HttpResponse::Accepted()

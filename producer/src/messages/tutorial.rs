@@ -19,7 +19,7 @@ use crate::state::AppState;
     responses(
         (status = 202, description = "Confirmed by the broker", body = Enqueued,
             headers(("Location" = String, description = "/messages/{job_id}"))),
-        (status = 400, description = r#"{"error": "Content is required"} and other invalid content"#, body = ErrorBody),
+        (status = 400, description = r#"{"error": "Content is required"} and other invalid content, or a kind malformed or not one of KINDS (the error names them)"#, body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ErrorBody),
@@ -36,7 +36,8 @@ pub async fn add_message(
         ContentError::Missing => ApiError::BadRequest("Content is required".into()),
         other => ApiError::BadRequest(other.to_string()),
     })?;
-    let envelope = Envelope::new(content);
+    let mut envelope = Envelope::new(content);
+    envelope.kind = state.kind(body.get("kind"))?;
     state.publish(&envelope).await?;
     state.metrics.record_accepted(Endpoint::AddMessage, 1);
     Ok(HttpResponse::Accepted()

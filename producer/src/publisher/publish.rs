@@ -29,11 +29,16 @@ impl Publisher {
         let started = Instant::now();
         let blocked = self.inner.blocked.notified();
         let body = envelope.to_body();
+        // `default`: the `messages` exchange, as before kinds.
+        let (exchange, routing_key) = self
+            .inner
+            .topology
+            .publish_target(&envelope.kind, envelope.id);
         let result = tokio::select! {
             result = shared::publish::confirmed(
                 link.channel(),
-                &self.inner.topology.exchange,
-                "", // fanout exchange: the routing key is ignored
+                exchange,
+                &routing_key,
                 &body,
                 envelope.properties(),
                 self.inner.timeout,
@@ -75,13 +80,17 @@ impl Publisher {
         let mut pending = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let started = Instant::now();
+            let (exchange, routing_key) = self
+                .inner
+                .topology
+                .publish_target(&envelope.kind, envelope.id);
             let sent = tokio::time::timeout_at(
                 deadline,
                 // Round-robin over the channels: each channel is one process
                 // on the broker, so spreading a batch lets it work in parallel.
                 link.channel().basic_publish(
-                    self.inner.topology.exchange.as_str().into(),
-                    "".into(),
+                    exchange.into(),
+                    routing_key.as_ref().into(),
                     shared::publish::OPTIONS,
                     &envelope.to_body(),
                     envelope.properties(),

@@ -35,6 +35,8 @@ pub struct DeadLetter {
     /// after a failed redrive still counts for its batch). Not shown.
     #[serde(skip)]
     pub batch_id: Option<Uuid>,
+    /// The kind of the message (`default` unless it had another).
+    pub kind: String,
 }
 
 impl DeadLetter {
@@ -46,6 +48,7 @@ impl DeadLetter {
             attempts: self.attempts,
             dead_lettered_at: self.dead_lettered_at,
             batch_id: self.batch_id,
+            kind: self.kind.clone(),
         }
     }
 }
@@ -82,6 +85,13 @@ pub fn record(
             .bind::<Bool, _>(overwrite)
             .get_result::<Put>(conn)?
             .at;
+        if record.kind != crate::kind::DEFAULT {
+            // `pipeline_put_dead_letter` predates kinds; only dead letters
+            // of another kind pay this statement.
+            diesel::update(dead_letters::table.find(record.id))
+                .set(dead_letters::kind.eq(&record.kind))
+                .execute(conn)?;
+        }
         let mut owed = false;
         if let (Some(at), Some(url)) = (new_at, &extras.callback_url) {
             let state = DeadLetter {

@@ -40,6 +40,10 @@ pub struct NewMessage<'a> {
     /// Its batch, if any. `None` is written as `DEFAULT` in a multi-row
     /// insert: no extra bind parameter for the common message.
     pub batch_id: Option<Uuid>,
+    /// Its kind; `None` for `default`, written as `DEFAULT` (the column's
+    /// default is `'default'`): no extra bind parameter for the common
+    /// message.
+    pub kind: Option<&'a str>,
 }
 
 impl<'a> From<&'a Envelope> for NewMessage<'a> {
@@ -49,6 +53,7 @@ impl<'a> From<&'a Envelope> for NewMessage<'a> {
             content: &e.content,
             created_at: e.created_at,
             batch_id: e.batch.as_ref().map(|b| b.id),
+            kind: (!e.kind.is_default()).then(|| e.kind.as_str()),
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     /// When the consumer's transaction stored it.
     pub stored_at: DateTime<Utc>,
+    /// Its kind of work (`default` unless it named one).
+    pub kind: String,
 }
 
 /// The status of a stored row of batch `batch_id`.
@@ -76,6 +83,7 @@ fn stored_status(m: Message, batch_id: Option<Uuid>) -> MessageStatus {
         timestamp: m.created_at,
         stored_at: m.stored_at,
         batch_id,
+        kind: m.kind,
     }
 }
 
@@ -213,7 +221,15 @@ fn try_insert_each(
             .bind::<Timestamptz, _>(row.created_at)
             .bind::<Nullable<SqlUuid>, _>(row.batch_id)
             .get_result::<TryInsert>(conn)?;
-        outcomes.push(RowOutcome::parse(&result.outcome));
+        let outcome = RowOutcome::parse(&result.outcome);
+        if let (RowOutcome::Inserted, Some(kind)) = (&outcome, row.kind) {
+            // `pipeline_try_insert` predates kinds; this slow path (after a
+            // failed batch insert) sets the kind of a row it inserted.
+            diesel::update(messages::table.find((row.id, row.created_at)))
+                .set(messages::kind.eq(kind))
+                .execute(conn)?;
+        }
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }

@@ -226,6 +226,12 @@ pub enum AttemptOutcome {
         /// How long to wait.
         delay: Duration,
     },
+    /// Not attempted (the destination was busy or paused): due again after
+    /// `delay`, and the claim's attempt given back.
+    Postponed {
+        /// How long to wait.
+        delay: Duration,
+    },
     /// Give up: a 410, or out of attempts or time.
     Failed {
         /// The HTTP status, if there was an answer.
@@ -265,6 +271,13 @@ pub fn record_attempt(
                     w::last_error.eq(error.as_deref()),
                     w::next_attempt_at.eq(due),
                 ))
+                .execute(conn)
+        }
+        AttemptOutcome::Postponed { delay } => {
+            let due = Utc::now()
+                + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::hours(1));
+            diesel::update(target)
+                .set((w::attempts.eq(w::attempts - 1), w::next_attempt_at.eq(due)))
                 .execute(conn)
         }
         AttemptOutcome::Failed { status, error } => diesel::update(target)

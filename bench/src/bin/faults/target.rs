@@ -404,7 +404,7 @@ fn start_local(
         // Several consumers on one host: let each pick a free metrics port.
         ("METRICS_ADDR", "127.0.0.1:0"),
         ("WEBHOOK_SECRET", secret),
-        ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+        ("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*"),
         ("WEBHOOK_RETRY_BASE_MS", "200"),
         ("WEBHOOK_RETRY_MAX_MS", "2000"),
         ("WEBHOOK_TIMEOUT_MS", "3000"),

@@ -11,112 +11,72 @@
 //! bounds the attempts in flight, and each attempt is bounded by
 //! `WEBHOOK_TIMEOUT_MS`: a slow receiver holds permits, never the storing
 //! path, which shares nothing with this task but the pool (used only to
-//! claim and record, never across a request).
+//! claim and record, never across a request). Within the permits, each
+//! destination gets at most its share and is paused when it keeps failing
+//! (`destinations`); a notification put off that way keeps its attempts.
 //!
-//! Not an open proxy: a URL's address is checked again here (it may
-//! resolve elsewhere than when the producer checked it): address literals
-//! by [`shared::webhook::check_url`], names by the resolver reqwest
-//! connects through ([`GuardedResolver`]), so the address checked is the
+//! Not an open proxy: a URL's port and address are checked again here (it
+//! may resolve elsewhere than when the producer checked it): address
+//! literals by [`shared::webhook::check_url`], names by the resolver
+//! reqwest connects through (`resolver`), so the address checked is the
 //! address connected to. Redirects are never followed.
+//!
+//! What clients see of a failure is its category (`last_error`); the log
+//! has the detail, and every URL in it is redacted to scheme, host, port
+//! and path ([`shared::redact::callback_url`]).
+//!
+//! Files: `settings` (the `WEBHOOK_*` settings), `destinations`
+//! (per-destination slots and circuit breaker), `resolver`, `classify`
+//! (a failed request's category and detail). This file uses them all; they
+//! use none of each other.
 
-use std::net::SocketAddr;
+pub mod classify;
+pub mod destinations;
+pub mod resolver;
+pub mod settings;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shared::db::webhook_deliveries::{self, AttemptOutcome, Claimed};
 use shared::db::PgPool;
-use shared::webhook::{AllowedHosts, Signer};
-use shared::{Backoff, ConfigError, Env};
+use shared::redact;
+use shared::webhook::{Failure, Origin, SigningKeys};
+use shared::Backoff;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::database::{Retry, Until};
 use crate::metrics::Metrics;
 
+use destinations::{Admission, Destinations, Limits};
+use resolver::GuardedResolver;
+pub use settings::WebhookSettings;
+
 /// Most deliveries claimed in one query.
 const CLAIM_BATCH: usize = 32;
-
-/// The webhook settings (all optional; delivery is off without a secret).
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    /// `WEBHOOK_SECRET`: the signing key (`whsec_<base64>` or text). Unset:
-    /// no delivery (owed notifications wait in the outbox).
-    pub signer: Option<Signer>,
-    /// `WEBHOOK_ALLOWED_HOSTS` (comma-separated): hosts that may be private
-    /// or local.
-    pub allowed_hosts: AllowedHosts,
-    /// `WEBHOOK_TIMEOUT_MS` (default 10000): the longest one attempt takes,
-    /// connecting and answering included.
-    pub timeout: Duration,
-    /// `WEBHOOK_CONCURRENCY` (default 16): attempts in flight per process.
-    pub concurrency: usize,
-    /// `WEBHOOK_MAX_ATTEMPTS` (default 12): attempts before `failed`.
-    pub max_attempts: u32,
-    /// `WEBHOOK_MAX_AGE_SECS` (default 86400): no retry is scheduled past
-    /// this age (from when the notification was owed).
-    pub max_age: Duration,
-    /// `WEBHOOK_RETRY_BASE_MS` (default 5000): the first retry's delay;
-    /// each further one doubles...
-    pub retry_base: Duration,
-    /// `WEBHOOK_RETRY_MAX_MS` (default 3600000): ...up to this.
-    pub retry_max: Duration,
-    /// `WEBHOOK_POLL_MS` (default 1000): how often an idle deliverer looks
-    /// for due rows (other consumers' and retries); a commit that owes a
-    /// notification wakes it at once.
-    pub poll: Duration,
-}
-
-impl WebhookSettings {
-    /// Read the settings from `env`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let signer = env
-            .raw("WEBHOOK_SECRET")?
-            .map(|s| Signer::new(&s).map_err(|e| ConfigError::new("WEBHOOK_SECRET", e.to_string())))
-            .transpose()?;
-        Ok(Self {
-            signer,
-            allowed_hosts: AllowedHosts::parse(&env.string_or("WEBHOOK_ALLOWED_HOSTS", "")?),
-            timeout: env.millis_or("WEBHOOK_TIMEOUT_MS", 10_000)?,
-            concurrency: env.number_in("WEBHOOK_CONCURRENCY", 16, 1..=1024)?,
-            max_attempts: env.number_in("WEBHOOK_MAX_ATTEMPTS", 12, 1..=100)?,
-            max_age: Duration::from_secs(env.number_in(
-                "WEBHOOK_MAX_AGE_SECS",
-                86_400,
-                1..=30 * 86_400,
-            )?),
-            retry_base: env.millis_or("WEBHOOK_RETRY_BASE_MS", 5_000)?,
-            retry_max: env.millis_or("WEBHOOK_RETRY_MAX_MS", 3_600_000)?,
-            poll: env.millis_or("WEBHOOK_POLL_MS", 1_000)?,
-        })
-    }
-
-    /// The delay after failed attempt `attempt` (1-based): doubling, capped.
-    pub fn retry_delay(&self, attempt: u32) -> Duration {
-        shared::backoff::grow(
-            self.retry_base,
-            2,
-            attempt.saturating_sub(1),
-            self.retry_max,
-        )
-    }
-
-    /// How long a claim holds a row: longer than an attempt can take, so
-    /// that only a dead process lets it run out.
-    fn lease(&self) -> Duration {
-        self.timeout.saturating_mul(2) + Duration::from_secs(10)
-    }
-}
+/// How long a notification whose destination has all its slots in flight
+/// is put off (short: a slot frees as soon as an attempt ends).
+const BUSY_DELAY: Duration = Duration::from_secs(1);
 
 /// The deliverer of one consumer process.
 pub struct Deliverer {
     pool: PgPool,
     settings: WebhookSettings,
-    signer: Signer,
+    keys: SigningKeys,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
     owed: Arc<Notify>,
     permits: Arc<Semaphore>,
+    destinations: Arc<Destinations>,
+}
+
+/// What one attempt got: the status of an answer, and the category of a
+/// failure (`None` for a 2xx).
+struct Attempted {
+    status: Option<i32>,
+    failure: Option<Failure>,
 }
 
 impl Deliverer {
@@ -127,7 +87,7 @@ impl Deliverer {
         metrics: Arc<Metrics>,
         owed: Arc<Notify>,
     ) -> anyhow::Result<Option<Self>> {
-        let Some(signer) = settings.signer.clone() else {
+        let Some(keys) = settings.keys.clone() else {
             log::warn!("WEBHOOK_SECRET is not set: webhooks are not delivered by this consumer");
             return Ok(None);
         };
@@ -145,14 +105,25 @@ impl Deliverer {
             }))
             .user_agent("pipeline-webhooks/1")
             .build()?;
+        let destinations = Destinations::new(
+            Limits {
+                per_destination: settings.per_destination,
+                failures: settings.breaker_failures,
+                pause: settings.breaker_pause,
+                max_pause: settings.breaker_max_pause,
+            },
+            metrics.webhook_breaker_opened.clone(),
+            metrics.webhook_destinations_paused.clone(),
+        );
         Ok(Some(Self {
             pool,
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
-            signer,
+            keys,
             client,
             metrics,
             owed,
+            destinations,
         }))
     }
 
@@ -223,33 +194,65 @@ impl Deliverer {
         })
     }
 
-    /// One attempt, and its outcome recorded.
+    /// One attempt (or its postponement), and its outcome recorded.
     async fn attempt(&self, row: Claimed) {
         let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
-        // A URL refused by its form or address literal will never be
+        let shown = redact::callback_url(&row.url);
+        // A URL refused by its form, port or address literal will never be
         // allowed: failed at once. (A name refused by what it resolves to
         // is retried: DNS answers change.)
-        if let Err(e) = shared::webhook::check_url(&row.url, &self.settings.allowed_hosts) {
-            self.metrics.webhooks_failed.inc();
-            log::warn!("webhook {} to {} refused: {e}", row.id, row.url);
-            let error = Some(e.to_string());
-            let outcome = AttemptOutcome::Failed {
+        let url = match shared::webhook::check_url(&row.url, &self.settings.allowed_hosts) {
+            Ok(url) => url,
+            Err(e) => {
+                self.metrics.webhooks_failed.inc();
+                log::warn!("webhook {} to {shown} refused: {e} ({e:?})", row.id);
+                let outcome = AttemptOutcome::Failed {
+                    status: None,
+                    error: Some(e.category().to_string()),
+                };
+                self.record(row.id, outcome).await;
+                return;
+            }
+        };
+        let age = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+        let attempted = match Origin::of(&url) {
+            // `check_url` lets only http(s) URLs with a host through.
+            Err(_) => Attempted {
                 status: None,
-                error,
-            };
-            self.record(row.id, outcome).await;
-            return;
-        }
-        let (status, error) = self.post(&row).await;
-        let outcome = match (status, error) {
-            (Some(s), _) if (200..300).contains(&s) => AttemptOutcome::Delivered { status: s },
+                failure: Some(Failure::InvalidUrl),
+            },
+            Ok(origin) => match self.destinations.admit(&origin, Instant::now()) {
+                Admission::Go(slot) => {
+                    let attempted = self.post(&row, url, &origin, &shown).await;
+                    slot.finish(attempted.failure);
+                    attempted
+                }
+                Admission::Busy => {
+                    self.postpone(&row, "busy", BUSY_DELAY).await;
+                    return;
+                }
+                Admission::Paused(left) if age + left <= self.settings.max_age => {
+                    self.postpone(&row, "paused", left).await;
+                    return;
+                }
+                // Paused past its age: given up, not attempted.
+                Admission::Paused(_) => Attempted {
+                    status: None,
+                    failure: Some(Failure::CircuitOpen),
+                },
+            },
+        };
+        let Attempted { status, failure } = attempted;
+        let error = failure.map(|f| f.to_string());
+        let outcome = match (status, failure) {
+            (Some(s), None) => AttemptOutcome::Delivered { status: s },
             (Some(410), _) => AttemptOutcome::Failed {
                 status: Some(410),
-                error: Some("the receiver answered 410 Gone: not retried".into()),
+                error,
             },
-            (status, error) => {
+            (status, Some(Failure::CircuitOpen)) => AttemptOutcome::Failed { status, error },
+            (status, _) => {
                 let delay = self.settings.retry_delay(attempt);
-                let age = (Utc::now() - row.created_at).to_std().unwrap_or_default();
                 if attempt >= self.settings.max_attempts || age + delay > self.settings.max_age {
                     AttemptOutcome::Failed { status, error }
                 } else {
@@ -269,41 +272,62 @@ impl Deliverer {
                     .webhook_latency_seconds
                     .observe(latency.as_secs_f64());
             }
-            AttemptOutcome::Retry {
-                status,
-                error,
-                delay,
-            } => {
+            AttemptOutcome::Retry { delay, .. } => {
                 self.metrics.webhook_retries.inc();
                 log::info!(
-                    "webhook {} to {} attempt {attempt} failed ({}); retrying in {delay:?}",
-                    row.id,
-                    row.url,
-                    describe(*status, error.as_deref())
+                    "webhook {} to {shown} attempt {attempt} failed; retrying in {delay:?}",
+                    row.id
                 );
             }
-            AttemptOutcome::Failed { status, error } => {
+            AttemptOutcome::Failed { status, .. } => {
                 self.metrics.webhooks_failed.inc();
+                let why = match status {
+                    Some(410) => "the receiver answered 410 Gone, which is not retried",
+                    _ if failure == Some(Failure::CircuitOpen) => {
+                        "its destination stays paused past WEBHOOK_MAX_AGE_SECS"
+                    }
+                    _ => "out of attempts or time",
+                };
                 log::warn!(
-                    "webhook {} to {} failed for good after {attempt} attempt(s): {}",
-                    row.id,
-                    row.url,
-                    describe(*status, error.as_deref())
+                    "webhook {} to {shown} failed for good after {attempt} attempt(s): {why}",
+                    row.id
                 );
             }
+            AttemptOutcome::Postponed { .. } => {}
         }
         self.record(row.id, outcome).await;
     }
 
-    /// POST the signed body: the answer's status, or why there was none.
-    async fn post(&self, row: &Claimed) -> (Option<i32>, Option<String>) {
-        let url = match shared::webhook::check_url(&row.url, &self.settings.allowed_hosts) {
-            Ok(url) => url,
-            Err(e) => return (None, Some(e.to_string())),
-        };
+    /// Put a claimed notification off without an attempt.
+    async fn postpone(&self, row: &Claimed, reason: &str, delay: Duration) {
+        self.metrics
+            .webhook_deferred
+            .with_label_values(&[reason])
+            .inc();
+        log::debug!(
+            "webhook {} put off for {delay:?}: destination {reason}",
+            row.id
+        );
+        self.record(row.id, AttemptOutcome::Postponed { delay })
+            .await;
+    }
+
+    /// POST the signed body, with the keys of its destination; what came
+    /// of it. Every failure is logged here with its detail (the URL
+    /// redacted); what is returned is only its category.
+    async fn post(
+        &self,
+        row: &Claimed,
+        url: reqwest::Url,
+        origin: &Origin,
+        shown: &str,
+    ) -> Attempted {
         let id = row.id.to_string();
         let timestamp = Utc::now().timestamp();
-        let signature = self.signer.sign(&id, timestamp, row.payload.as_bytes());
+        let signature = self
+            .keys
+            .for_origin(origin)
+            .sign(&id, timestamp, row.payload.as_bytes());
         let started = Instant::now();
         let sent = self
             .client
@@ -317,8 +341,28 @@ impl Deliverer {
             .await;
         log::debug!("webhook {id} attempt took {:?}", started.elapsed());
         match sent {
-            Ok(res) => (Some(i32::from(res.status().as_u16())), None),
-            Err(e) => (None, Some(error_chain(&e))),
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let failure = Failure::of_status(status);
+                if failure.is_some() {
+                    log::info!("webhook {id} to {shown}: HTTP {status}");
+                }
+                Attempted {
+                    status: Some(i32::from(status)),
+                    failure,
+                }
+            }
+            Err(e) => {
+                let failure = classify::category(&e);
+                log::info!(
+                    "webhook {id} to {shown}: {failure}: {}",
+                    classify::detail(e)
+                );
+                Attempted {
+                    status: None,
+                    failure: Some(failure),
+                }
+            }
         }
     }
 
@@ -334,63 +378,5 @@ impl Deliverer {
         if let Err(e) = recorded {
             log::warn!("cannot record webhook {id}: {e}; its lease will bring it back");
         }
-    }
-}
-
-fn describe(status: Option<i32>, error: Option<&str>) -> String {
-    match (status, error) {
-        (Some(s), _) => format!("HTTP {s}"),
-        (None, Some(e)) => e.to_owned(),
-        (None, None) => "no answer".into(),
-    }
-}
-
-/// The error and its sources, for `last_error` (reqwest's own message is
-/// often just "error sending request").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text.chars().take(500).collect()
-}
-
-/// The resolver every webhook connection goes through: it resolves and
-/// drops the addresses a webhook may not reach, so the check and the
-/// connection use the same lookup (no window for DNS rebinding).
-struct GuardedResolver {
-    allowed: AllowedHosts,
-    timeout: Duration,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let (allowed, timeout) = (self.allowed.clone(), self.timeout);
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                shared::webhook::resolve_checked(name.as_str(), 0, &allowed, timeout).await?;
-            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_double_and_cap() {
-        let env = Env::from_pairs([
-            ("WEBHOOK_RETRY_BASE_MS", "100"),
-            ("WEBHOOK_RETRY_MAX_MS", "500"),
-        ]);
-        let s = WebhookSettings::from_env(&env).unwrap();
-        let delays: Vec<u128> = (1..=5).map(|a| s.retry_delay(a).as_millis()).collect();
-        assert_eq!(delays, vec![100, 200, 400, 500, 500]);
-        assert!(s.signer.is_none());
     }
 }
