@@ -103,8 +103,10 @@ if [ "$mode" = plain ]; then
   run soak
   exit 0
 fi
-# Callbacks to 127.0.0.1 are refused unless allowed; no WEBHOOK_SECRET: no deliverer.
-common=(WEBHOOK_ALLOWED_HOSTS=127.0.0.1 WEBHOOK_SECRET=)
+# Callbacks to 127.0.0.1 are refused unless allowed, and so is any port but
+# 80 and 443 unless listed: the bench calls back to 127.0.0.1:9 (discard).
+# No WEBHOOK_SECRET: no deliverer, nothing is ever sent.
+common=(WEBHOOK_ALLOWED_HOSTS=127.0.0.1:9 WEBHOOK_SECRET=)
 if [ "${SOAK_COMPARE:-1}" = 1 ]; then
   run baseline "${common[@]}" MESSAGE_PARTITION=minute RETENTION_INTERVAL=10s
 fi

@@ -69,7 +69,7 @@ pub struct Plan {
     pub keyed: bool,
     /// Every n-th single message asks for a callback (0: none), to a
     /// discard port on 127.0.0.1 (run without a deliverer, or with one and
-    /// WEBHOOK_ALLOWED_HOSTS=127.0.0.1: nothing leaves the machine).
+    /// WEBHOOK_ALLOWED_HOSTS=127.0.0.1:9: nothing leaves the machine).
     pub callback_every: usize,
 }
 
