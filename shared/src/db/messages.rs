@@ -215,21 +215,16 @@ fn try_insert_each(
 ) -> Result<Vec<RowOutcome>, DbError> {
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
+        // The kind goes in with the row: the consumer's role may insert
+        // into messages but not update it.
+        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4, $5) AS outcome")
             .bind::<SqlUuid, _>(row.id)
             .bind::<Text, _>(row.content)
             .bind::<Timestamptz, _>(row.created_at)
             .bind::<Nullable<SqlUuid>, _>(row.batch_id)
+            .bind::<Nullable<Text>, _>(row.kind)
             .get_result::<TryInsert>(conn)?;
-        let outcome = RowOutcome::parse(&result.outcome);
-        if let (RowOutcome::Inserted, Some(kind)) = (&outcome, row.kind) {
-            // `pipeline_try_insert` predates kinds; this slow path (after a
-            // failed batch insert) sets the kind of a row it inserted.
-            diesel::update(messages::table.find((row.id, row.created_at)))
-                .set(messages::kind.eq(kind))
-                .execute(conn)?;
-        }
-        outcomes.push(outcome);
+        outcomes.push(RowOutcome::parse(&result.outcome));
     }
     Ok(outcomes)
 }
