@@ -294,7 +294,8 @@ ok=1
 wait "$load" || ok=0
 cat "$logs/stop-load.txt"
 check "stop under load: every 202 stored exactly once after up" "$ok" "see the table above"
-expected=$((2 + CLEAN_N + FAULT_N + STOP_N))
+# The tutorial's 2, the per-kind pools' 2 (kind_ids), and the loads.
+expected=$((2 + ${#kind_ids[@]} + CLEAN_N + FAULT_N + STOP_N))
 counts=$(sql 'SELECT count(*), count(DISTINCT id) FROM messages' | tr '|' ' ')
 check "the volumes kept everything: $expected rows, each once" \
   "$([ "$counts" = "$expected $expected" ] && echo 1 || echo 0)" "rows, distinct ids: $counts"

@@ -586,3 +586,41 @@ async fn an_idempotency_key_is_bound_to_its_kind() {
     assert_eq!(res.status(), 422);
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stored_one_by_one_around_poison_keep_their_kind() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email").await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    db.execute("ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content NOT LIKE 'poison%')");
+    // One batch of deliveries: the multi-row insert fails on the poison, and
+    // the good rows are stored one by one (the slow path).
+    let items: Vec<Value> = (0..10)
+        .map(|i| {
+            let content = if i == 5 {
+                "poison".to_owned()
+            } else {
+                format!("good {i}")
+            };
+            json!({"content": content, "kind": "email"})
+        })
+        .collect();
+    let (status, body) = post(&producer, "/messages/batch", json!(items)).await;
+    assert_eq!(status, 202, "{body}");
+    let consumer = spawn_consumer(&db, &broker, &[("BATCH_WAIT_MS", "200")]).await;
+    wait_for("9 rows and the poison", Duration::from_secs(20), || async {
+        let s = consumer.stats.snapshot();
+        (s.stored == 9 && s.dead_lettered == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM messages WHERE kind = 'email'"),
+        9
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM dead_letters WHERE kind = 'email'"),
+        1
+    );
+    consumer.stop().await;
+    producer.stop().await;
+}

@@ -215,8 +215,9 @@ fn try_insert_each(
 ) -> Result<Vec<RowOutcome>, DbError> {
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        // The kind goes in with the row: the consumer's role may insert
-        // into messages but not update it.
+        // The kind goes in with the row, in one statement: no row is ever
+        // seen without it, and the consumer's role may insert into
+        // messages but not update it.
         let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4, $5) AS outcome")
             .bind::<SqlUuid, _>(row.id)
             .bind::<Text, _>(row.content)
