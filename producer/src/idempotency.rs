@@ -24,7 +24,9 @@
 //! as a duplicate of what the key made before. That time is also the
 //! messages' `created_at`: every retry carries the same one, so it reaches
 //! the same partition and row of `messages`. (Bindings made before keys
-//! expired keep the ids of the key alone, `timed_ids = false`.)
+//! expired keep the ids of the key alone, `timed_ids = false`; so do those
+//! a producer of before writes during a rolling upgrade, as it does not
+//! name the column: a retry reaching a new producer gets the same id.)
 //!
 //! A handler makes one call: [`message_id`] or [`batch_ids`], after it has
 //! checked the request and before it publishes.

@@ -404,3 +404,40 @@ fn the_consumers_role_may_read_the_tables_figures() {
     let oldest = shared::db::table_stats::oldest(&mut conn).unwrap();
     assert_eq!(oldest.len(), 5);
 }
+
+/// During a rolling upgrade, a producer of before keys expired binds a key
+/// without naming `timed_ids` and answers with the id of the key alone; a
+/// retry that reaches a new producer must get that same id, or the message
+/// would be stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_bound_by_an_older_producer_keeps_the_id_of_the_key_alone() {
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+    let body = json!({ "content": "pay 5" });
+    // The request's fingerprint, as a binding of this version records it.
+    let res = producer.post_with_key("/messages", "probe", &body).await;
+    assert_eq!(res.status(), 202);
+    // What the older producer wrote for the same request under its key
+    // (its insert names these three columns).
+    db.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint) \
+         SELECT scope, 'from-before', fingerprint FROM idempotency_keys WHERE key = 'probe'",
+    );
+    let retried = producer
+        .post_with_key("/messages", "from-before", &body)
+        .await;
+    assert_eq!(retried.status(), 202);
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(
+        retried["id"],
+        json!(producer::idempotency::id_for_key("from-before")),
+        "the id the older producer answered"
+    );
+    // A key this version binds gets ids of the key and its time.
+    assert_eq!(
+        db.scalar("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'probe' AND timed_ids"),
+        1
+    );
+    producer.stop().await;
+}

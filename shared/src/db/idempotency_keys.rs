@@ -62,7 +62,8 @@ pub fn bind(
     let mut last = diesel::result::Error::NotFound;
     for _ in 0..3 {
         let bound = diesel::sql_query(
-            "INSERT INTO idempotency_keys AS k (scope, key, fingerprint) VALUES ($1, $2, $3)
+            "INSERT INTO idempotency_keys AS k (scope, key, fingerprint, timed_ids)
+             VALUES ($1, $2, $3, true)
              ON CONFLICT (scope, key) DO UPDATE
                 SET fingerprint = EXCLUDED.fingerprint, created_at = now(), timed_ids = true
               WHERE k.created_at < now() - $4 * interval '1 millisecond'
