@@ -5,61 +5,110 @@
 # every 202 is stored exactly once and no process grows by 5 MB or more from
 # 10 % of the run to the end.
 #
+# --retention: the same million, with an Idempotency-Key on every request and
+# a callback on one in SOAK_CALLBACKS (100), first without retention (the
+# baseline: the database grows), then with minute partitions dropped past
+# SOAK_MESSAGE_RETENTION (2m), keys expiring after 1 minute, the retention
+# every 10 s; samples the database's size on disk every 5 s and passes when it
+# stays within 10 % over the second half of the retention run (and every 202
+# is stored exactly once, counted by the consumers). Callbacks go to
+# 127.0.0.1:9 and no consumer has WEBHOOK_SECRET: nothing is ever sent.
+#
 #   scripts/soak.sh               # 1 000 000 messages at 3 000/s (~6 min, release build)
 #   scripts/soak.sh --short       # CI size: 60 000 messages at 2 000/s (debug build)
+#   scripts/soak.sh --retention   # baseline, then retention (~12 min, release build)
+#   SOAK_COMPARE=0 scripts/soak.sh --retention   # the retention run only
 #   SOAK_N=2000000 SOAK_RATE=4000 SOAK_BATCH_SIZE=1 scripts/soak.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-profile=release
+profile=${SOAK_PROFILE:-release}
 N=${SOAK_N:-1000000}
 RATE=${SOAK_RATE:-3000}
-if [ "${1:-}" = "--short" ]; then
-  profile=debug; N=${SOAK_N:-60000}; RATE=${SOAK_RATE:-2000}
-fi
+mode=plain
+case "${1:-}" in
+  --short) profile=debug; N=${SOAK_N:-60000}; RATE=${SOAK_RATE:-2000} ;;
+  --retention) mode=retention ;;
+esac
 BATCH_SIZE=${SOAK_BATCH_SIZE:-10}
 CONSUMERS=${CONSUMERS:-2}
 PG_SERVER=${PG_SERVER:-postgres://root@127.0.0.1:5432}
 AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 PORT=${SOAK_PORT:-18090}
+CALLBACKS=${SOAK_CALLBACKS:-100}
+MESSAGE_RETENTION_SOAK=${SOAK_MESSAGE_RETENTION:-2m}
 
 scripts/services.sh up >/dev/null
+if [ "$mode" = retention ] && [ "$(psql "$PG_SERVER/postgres" -Atc 'SHOW autovacuum')" != on ]; then
+  echo "warning: autovacuum is off on this server: pruned rows are never reused, the size cannot stay flat" >&2
+fi
 if [ "$profile" = release ]; then
   cargo build --release -q -p producer -p consumer -p bench
 else
   cargo build -q -p producer -p consumer -p bench
 fi
 
-db="soak_$(date +%s)_$$"
 prefix="soak."  # reused between runs, like bench.sh; its queues are deleted after each
-psql "$PG_SERVER/postgres" -qc "CREATE DATABASE $db"
-export AMQP_URL DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX=$prefix RUST_LOG=${RUST_LOG:-warn}
+export AMQP_URL TOPOLOGY_PREFIX=$prefix RUST_LOG=${RUST_LOG:-warn}
 logdir=$(mktemp -d)
 pids=()
-cleanup() {
+db=""
+stop_run() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  pids=()
+  if [ -n "$db" ]; then
+    psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  fi
   # The run's queues, so a failed run leaves no messages for the next one.
   for q in $(rabbitmqctl -q list_queues name --no-table-headers 2>/dev/null | grep "^$prefix"); do
     rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
   done
-  echo "logs: $logdir" >&2
 }
-trap cleanup EXIT
+trap 'stop_run; echo "logs: $logdir" >&2' EXIT
 
-BIND_ADDR=127.0.0.1:$PORT target/$profile/producer >"$logdir/producer.log" 2>&1 &
-pids+=($!); names="producer=$!"
-for i in $(seq "$CONSUMERS"); do
-  BATCH_SIZE=$BATCH_SIZE METRICS_ADDR=127.0.0.1:0 target/$profile/consumer >"$logdir/consumer$i.log" 2>&1 &
-  pids+=($!); names="$names,consumer$i=$!"
-done
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-  sleep 0.2
-done
-curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "producer not ready; see $logdir" >&2; exit 1; }
+# One run: a fresh database, the producer and CONSUMERS consumers with the
+# environment given as arguments (VAR=value ...), then the soak binary.
+run() {
+  local label=$1; shift
+  db="soak_$(date +%s)_$$"
+  psql "$PG_SERVER/postgres" -qc "CREATE DATABASE $db"
+  export DATABASE_URL="$PG_SERVER/$db"
+  env "$@" BIND_ADDR=127.0.0.1:$PORT target/$profile/producer >"$logdir/$label-producer.log" 2>&1 &
+  pids+=($!); local names="producer=$!" metrics=""
+  for i in $(seq "$CONSUMERS"); do
+    local port=$((PORT + i))
+    env "$@" BATCH_SIZE=$BATCH_SIZE METRICS_ADDR=127.0.0.1:$port target/$profile/consumer \
+      >"$logdir/$label-consumer$i.log" 2>&1 &
+    pids+=($!); names="$names,consumer$i=$!"
+    metrics="${metrics:+$metrics,}http://127.0.0.1:$port/metrics"
+  done
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+    sleep 0.2
+  done
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "producer not ready; see $logdir" >&2; exit 1; }
+  echo "soak ($label): $(nproc) cores; N=$N rate=$RATE/s consumers=$CONSUMERS BATCH_SIZE=$BATCH_SIZE ($profile) $*" >&2
+  local extra=()
+  if [ "$mode" = retention ]; then
+    extra=(--keyed true --callbacks "$CALLBACKS" --metrics "$metrics")
+    [ "$label" = retention ] && extra+=(--retention true)
+  fi
+  target/$profile/soak --url "http://127.0.0.1:$PORT" --database-url "$DATABASE_URL" \
+    --n "$N" --rate "$RATE" --pids "$names" "${extra[@]}"
+  stop_run
+}
 
-echo "soak: $(nproc) cores; N=$N rate=$RATE/s consumers=$CONSUMERS BATCH_SIZE=$BATCH_SIZE ($profile)" >&2
-target/$profile/soak --url "http://127.0.0.1:$PORT" --database-url "$DATABASE_URL" \
-  --n "$N" --rate "$RATE" --pids "$names"
+if [ "$mode" = plain ]; then
+  run soak
+  exit 0
+fi
+# Callbacks to 127.0.0.1 are refused unless allowed, and so is any port but
+# 80 and 443 unless listed: the bench calls back to 127.0.0.1:9 (discard).
+# No WEBHOOK_SECRET: no deliverer, nothing is ever sent.
+common=(WEBHOOK_ALLOWED_HOSTS=127.0.0.1:9 WEBHOOK_SECRET=)
+if [ "${SOAK_COMPARE:-1}" = 1 ]; then
+  run baseline "${common[@]}" MESSAGE_PARTITION=minute RETENTION_INTERVAL=10s
+fi
+run retention "${common[@]}" MESSAGE_PARTITION=minute MESSAGE_RETENTION="$MESSAGE_RETENTION_SOAK" \
+  RETENTION_INTERVAL=10s IDEMPOTENCY_KEY_TTL=1m

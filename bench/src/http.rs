@@ -65,6 +65,12 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// A tag put into every message's content.
     pub tag: String,
+    /// Send an `Idempotency-Key` (`<tag>-<i>`) with every request.
+    pub keyed: bool,
+    /// Every n-th single message asks for a callback (0: none), to a
+    /// discard port on 127.0.0.1 (run without a deliverer, or with one and
+    /// WEBHOOK_ALLOWED_HOSTS=127.0.0.1:9: nothing leaves the machine).
+    pub callback_every: usize,
 }
 
 /// Run the plan.
@@ -93,7 +99,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadResult> {
 }
 
 fn body(plan: &Plan, i: usize) -> Bytes {
-    if plan.per_request == 1 {
+    if plan.per_request == 1 && plan.callback_every > 0 && i.is_multiple_of(plan.callback_every) {
+        Bytes::from(format!(
+            r#"{{"content":"{} message {i}","callback_url":"http://127.0.0.1:9/hook"}}"#,
+            plan.tag
+        ))
+    } else if plan.per_request == 1 {
         Bytes::from(format!(r#"{{"content":"{} message {i}"}}"#, plan.tag))
     } else {
         let items: Vec<String> = (0..plan.per_request)
@@ -125,10 +136,13 @@ async fn connection(
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let request = Request::post(plan.path)
+        let mut request = Request::post(plan.path)
             .header("host", host.as_str())
-            .header("content-type", "application/json")
-            .body(Full::new(body(&plan, i)))?;
+            .header("content-type", "application/json");
+        if plan.keyed {
+            request = request.header("idempotency-key", format!("{}-{i}", plan.tag));
+        }
+        let request = request.body(Full::new(body(&plan, i)))?;
         let sent = Instant::now();
         sender.ready().await?;
         let response = sender.send_request(request).await?;

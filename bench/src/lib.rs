@@ -17,9 +17,11 @@
 //!   backoff.
 //! - `docker`: the docker CLI and a running compose project.
 //! - `memory`: resident memory of the processes under test.
+//! - `disk`: the database's size on disk over a run, and its flatness.
 //! - `report`: the Markdown tables the binaries print.
 
 pub mod client;
+pub mod disk;
 pub mod docker;
 pub mod flags;
 pub mod http;

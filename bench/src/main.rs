@@ -87,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
         per_request: 1,
         rate: None,
         tag: tag.clone(),
+        keyed: false,
+        callback_every: 0,
     })
     .await?;
     let stored_at = rows::wait_all(
@@ -132,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
         per_request: args.batch,
         rate: None,
         tag: tag.clone(),
+        keyed: false,
+        callback_every: 0,
     })
     .await?;
     let msgs = batch.ids.len() as f64 / batch.elapsed.as_secs_f64();
@@ -172,6 +176,8 @@ async fn main() -> anyhow::Result<()> {
         per_request: 1,
         rate: Some(rate),
         tag,
+        keyed: false,
+        callback_every: 0,
     })
     .await?;
     rows::wait_all(

@@ -37,6 +37,12 @@ pub struct Settings {
     pub metrics_addr: String,
     /// `WEBHOOK_*`: delivering notifications (see `crate::webhooks`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// `RETENTION_*` and the ages of each kind of data (`shared::retention`).
+    pub retention: shared::retention::RetentionSettings,
+    /// `DEAD_LETTER_ALERT_DEPTH` (default 1000): more dead letters than this
+    /// waiting in `messages.dead` is reported (a metric, a `/readyz` field),
+    /// never dropped: the queue has no length limit.
+    pub dead_letter_alert_depth: u32,
     /// `CONSUME_KINDS` (default: every kind of `KINDS`): the kinds whose
     /// queues this consumer takes messages from, each on a channel of its
     /// own with its own `PREFETCH`, so one kind's backlog never starves
@@ -48,6 +54,9 @@ impl Settings {
     /// Read the settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonSettings::from_env(env)?;
+        let webhooks = crate::webhooks::WebhookSettings::from_env(env)?;
+        let retention =
+            shared::retention::RetentionSettings::from_env(env, common.idempotency_key_ttl)?;
         let consume_kinds = match env.raw("CONSUME_KINDS")? {
             None => common.kinds.all().to_vec(),
             Some(list) => consume_kinds(&common.kinds, &list)?,
@@ -63,7 +72,13 @@ impl Settings {
             retry_base: env.millis_or("RETRY_BASE_MS", 1000)?,
             retry_max: env.millis_or("RETRY_MAX_MS", 60_000)?,
             metrics_addr: env.string_or("METRICS_ADDR", "127.0.0.1:9090")?,
-            webhooks: crate::webhooks::WebhookSettings::from_env(env)?,
+            webhooks,
+            retention,
+            dead_letter_alert_depth: env.number_in(
+                "DEAD_LETTER_ALERT_DEPTH",
+                1000,
+                1..=u32::MAX,
+            )?,
         };
         if usize::from(settings.prefetch) < settings.batch_size {
             return Err(ConfigError::new(

@@ -78,9 +78,16 @@ async fn readyz(state: web::Data<ProbeState>) -> HttpResponse {
         BrokerState::Down
     };
     let node = state.metrics.broker.node();
-    match shared::readiness::report(broker, node, database, true) {
-        (true, body) => HttpResponse::Ok().json(body),
-        (false, body) => HttpResponse::ServiceUnavailable().json(body),
+    let (ready, mut body) = shared::readiness::report(broker, node, database, true);
+    // Told when above DEAD_LETTER_ALERT_DEPTH, never a failure: a deep
+    // dead-letter queue needs a look, not a restart (issue 18).
+    if let Some((queued, true)) = state.metrics.dead_letters() {
+        body["dead_letters"] = json!({ "queued": queued, "alert": true });
+    }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

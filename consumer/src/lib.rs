@@ -10,7 +10,7 @@
 //!
 //! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
 //!   `metrics`, `signal`: builds the application and supervises sessions.
-//! * `session` → `worker`, `dead_index`, `outbound`, `config`, `stats`:
+//! * `session` → `worker`, `dead_index`, `dead_depth`, `outbound`, `config`, `stats`:
 //!   one broker session (a consuming and a publishing connection), with a
 //!   channel and batch loop per consumed queue (each kind's, and the queue
 //!   of unknown kinds).
@@ -18,6 +18,8 @@
 //!   `metrics`: storing and settling one batch of deliveries of one queue
 //!   (or dead-lettering those of an unknown kind).
 //! * `dead_index` → `database`: recording the dead letters the broker made.
+//! * `dead_depth` → `stats`: the depth of `messages.dead`, against
+//!   `DEAD_LETTER_ALERT_DEPTH`.
 //! * `webhooks/` → `database`, `metrics`: the outbox deliverer (`mod.rs`)
 //!   with its `settings`, per-destination slots and circuit breaker
 //!   (`destinations`), guarded `resolver` and failure categories
@@ -32,6 +34,7 @@
 
 pub mod config;
 pub mod database;
+pub mod dead_depth;
 pub mod dead_index;
 pub mod dead_letter;
 pub mod health;

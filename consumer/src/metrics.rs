@@ -90,6 +90,12 @@ pub struct Metrics {
     pub(crate) webhook_destinations_paused: IntGauge,
     /// Connection state: connected while a session is consuming.
     pub broker: BrokerMetrics,
+    /// The retention's last run and the tables' figures.
+    pub retention: shared::retention::RetentionMetrics,
+    /// Dead letters waiting in `messages.dead`, as last asked.
+    pub(crate) dead_letters_queued: IntGauge,
+    /// `DEAD_LETTER_ALERT_DEPTH`.
+    pub(crate) dead_letter_alert_depth: IntGauge,
 }
 
 impl Metrics {
@@ -193,6 +199,21 @@ impl Metrics {
         )?;
         registry.register(Box::new(webhook_destinations_paused.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
+        let retention = shared::retention::RetentionMetrics::register(&registry)?;
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let dead_letters_queued = gauge(
+            "pipeline_dead_letters_queued",
+            "Dead letters waiting in messages.dead (asked every few seconds; -1 until known).",
+        )?;
+        dead_letters_queued.set(-1);
+        let dead_letter_alert_depth = gauge(
+            "pipeline_dead_letter_alert_depth",
+            "DEAD_LETTER_ALERT_DEPTH: more queued dead letters than this is an alert, never a limit.",
+        )?;
         Ok(Self {
             registry,
             deliveries,
@@ -212,6 +233,9 @@ impl Metrics {
             webhook_breaker_opened,
             webhook_destinations_paused,
             broker,
+            retention,
+            dead_letters_queued,
+            dead_letter_alert_depth,
         })
     }
 
@@ -226,6 +250,16 @@ impl Metrics {
             .iter()
             .map(|r| self.dead_lettered(*r).get())
             .sum()
+    }
+
+    /// The dead letters waiting, if known, and whether more than the alert
+    /// depth.
+    pub(crate) fn dead_letters(&self) -> Option<(u64, bool)> {
+        let queued = u64::try_from(self.dead_letters_queued.get()).ok()?;
+        Some((
+            queued,
+            queued > self.dead_letter_alert_depth.get().max(0) as u64,
+        ))
     }
 
     /// Everything in the Prometheus text format.

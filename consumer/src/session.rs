@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
+use crate::dead_depth;
 use crate::dead_index;
 use crate::outbound::{Outbound, OutboundError};
 use crate::stats::Stats;
@@ -138,6 +139,14 @@ async fn consume(
             }
         }
     }));
+    // The dead-letter queue's depth, on a channel of its own (a failed
+    // passive declare closes its channel).
+    let depth_channel = connection.create_channel().await?;
+    let _depth = AbortOnDropHandle::new(tokio::spawn(dead_depth::watch(
+        depth_channel,
+        topology.dead_queue.clone(),
+        stats.clone(),
+    )));
     // One channel, prefetch and batch loop per queue: each kind's queue
     // (CONSUME_KINDS), and the queue of unknown kinds. A kind's backlog
     // fills only its own prefetch and its own loop, so the other kinds'

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::session::{self, Ended};
 use crate::stats::Stats;
 use crate::webhooks::Deliverer;
+use shared::retention::Retention;
 
 /// A built consumer, ready to run.
 pub struct Application {
@@ -39,6 +40,9 @@ impl Application {
         // One registry per application, not the global one: tests run
         // several consumers in one process.
         let metrics = Arc::new(Metrics::new()?);
+        metrics
+            .dead_letter_alert_depth
+            .set(i64::from(settings.dead_letter_alert_depth));
         let addr = &settings.metrics_addr;
         let tcp = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on METRICS_ADDR={addr}"))?;
@@ -109,6 +113,16 @@ impl Application {
         // The deliverer stops with the consumer (or with the test that
         // aborted it), and its leases bring its claims back.
         let _deliverer = deliverer.map(AbortOnDropHandle::new);
+        // Pruning needs only the database too; it stops with the consumer.
+        let retention = Retention::new(
+            &self.settings.common.database_url,
+            self.settings.retention.schedule,
+            self.settings.retention.rules(),
+            shared::db::lock::CONSUMER_RETENTION,
+        )
+        .with_partitions(self.settings.retention.messages)
+        .with_metrics(self.metrics.retention.clone(), true);
+        let _retention = AbortOnDropHandle::new(tokio::spawn(retention.run(shutdown.clone())));
         supervise(&self.settings, &self.pool, &self.stats, &owed, shutdown).await;
         handle.stop(true).await;
         let _ = serving.await;

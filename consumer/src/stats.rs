@@ -44,6 +44,11 @@ pub struct Snapshot {
 }
 
 impl Stats {
+    /// The dead letters waiting in `messages.dead`, as just asked.
+    pub fn record_dead_letters_queued(&self, n: u32) {
+        self.metrics.dead_letters_queued.set(i64::from(n));
+    }
+
     /// Record into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {

@@ -24,6 +24,7 @@
 //! shutdown), or the whole batch, its first row and its last row all fail
 //! with the same error.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,9 +149,16 @@ impl Worker {
         // Decode.
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut decoded = Vec::with_capacity(batch.len());
+        // Ids without a created_at of their own: looked up by id before
+        // storing (see `messages::store_checked`). Our producer dates every
+        // message, so this is empty but for other publishers.
+        let mut undated = HashSet::new();
         for delivery in &batch {
-            match Envelope::decode(&delivery.data, &delivery.properties) {
-                Ok(mut envelope) => {
+            match Envelope::decode_dated(&delivery.data, &delivery.properties) {
+                Ok((mut envelope, dated)) => {
+                    if !dated {
+                        undated.insert(envelope.id);
+                    }
                     // The queue decides: whatever the body says, a message
                     // taken from a kind's queue is of that kind.
                     if envelope.kind != *kind {
@@ -165,7 +173,7 @@ impl Worker {
 
         // Store.
         let envelopes: Arc<[Envelope]> = envelopes.into();
-        let (stored, committed) = self.store(&envelopes).await?;
+        let (stored, committed) = self.store(&envelopes, Arc::new(undated)).await?;
         let new_ids: Vec<Uuid> = envelopes
             .iter()
             .zip(&stored)
@@ -332,6 +340,7 @@ impl Worker {
     async fn store(
         &self,
         envelopes: &Arc<[Envelope]>,
+        undated: Arc<HashSet<Uuid>>,
     ) -> Result<(Vec<Stored>, Settled), WorkerError> {
         let mut committed = Settled::default();
         let mut results: Vec<Option<Stored>> = vec![None; envelopes.len()];
@@ -355,8 +364,9 @@ impl Worker {
                 pending.iter().map(|i| envelopes[*i].clone()).collect()
             };
             let timings = self.stats.clone();
+            let undated = undated.clone();
             let attempt = retry
-                .attempt(move |conn| store_blocking(conn, &timings, &rows))
+                .attempt(move |conn| store_blocking(conn, &timings, &rows, &undated))
                 .await;
             let why = match attempt {
                 Ok(Some((stored, result))) => {
@@ -512,13 +522,13 @@ fn store_blocking(
     conn: &mut PgConnection,
     stats: &Stats,
     rows: &[Envelope],
+    undated: &HashSet<Uuid>,
 ) -> Result<Option<StoreAttempt>, DbError> {
     let started = Instant::now();
-    let batch_error = match messages::store(conn, rows) {
+    let batch_error = match messages::store_checked(conn, rows, undated) {
         Ok(mut result) => {
             stats.record_insert(started.elapsed());
-            let new_ids: std::collections::HashSet<Uuid> =
-                std::mem::take(&mut result.new_ids).into_iter().collect();
+            let new_ids: HashSet<Uuid> = std::mem::take(&mut result.new_ids).into_iter().collect();
             let results = rows
                 .iter()
                 .map(|r| {
@@ -537,7 +547,7 @@ fn store_blocking(
         return Err(batch_error);
     }
     // Row by row, through the function that reports SQLSTATEs.
-    let (outcomes, result) = messages::try_store_each(conn, rows)?;
+    let (outcomes, result) = messages::try_store_each(conn, rows, undated)?;
     Ok(classify(&batch_error.message(), outcomes).map(|stored| (stored, result)))
 }
 

@@ -240,6 +240,36 @@
     inFlight.title = known ? 'from the RabbitMQ management API (sampled every few seconds)'
       : 'RabbitMQ does not report unacknowledged deliveries over AMQP: set RABBITMQ_MANAGEMENT_URL on the producer';
     drawChart(o.series, o.step_secs);
+    renderStorage(o.tables, o.retention);
+  }
+  function fmtBytes(n) {
+    if (n == null) return '–';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0, v = Number(n);
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return (i === 0 ? String(v) : v.toFixed(1)) + ' ' + units[i];
+  }
+  // Text only (textContent): nothing from the server is parsed as HTML.
+  function renderStorage(tables, r) {
+    const kept = {
+      messages: r.messages + ' (partitions of a ' + r.message_partition + ')',
+      dead_letters: r.dead_letters + ' once stored',
+      idempotency_keys: r.idempotency_key_ttl,
+      batches: r.batches + ' once completed',
+      webhook_deliveries: r.webhooks,
+    };
+    const body = $('ov-tables');
+    const rows = (tables || []).map((t) => {
+      const tr = document.createElement('tr');
+      for (const text of [t.table, fmtCount(t.rows), fmtBytes(t.bytes), kept[t.table] || '–']) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    $('ov-retention').textContent = 'Pruned every ' + r.interval + ', ' + r.batch + ' rows per statement, one producer and one consumer at a time.';
   }
   function drawChart(series, step) {
     const W = 600, H = 150, PAD = 3;
@@ -317,6 +347,7 @@
     const key = $('lookup-key-input').value;
     try {
       const r = await api('dashboard/api/idempotency-key?key=' + encodeURIComponent(key));
+      if (r.id == null) { notice('That key is not bound: never used, or expired (IDEMPOTENCY_KEY_TTL).', 'bad'); return; }
       location.hash = '#/messages/' + r.id;
     } catch (err) {
       if (err.status !== 401) notice('Cannot look up that key: ' + err.message, 'bad');

@@ -99,6 +99,10 @@ pub struct Settings {
     /// are or resolve to loopback, private or link-local addresses, and
     /// the ports besides 80 and 443 they may use.
     pub webhook_allowed_hosts: shared::webhook::AllowedHosts,
+    /// `RETENTION_*` and every age: the producer prunes the idempotency
+    /// keys past `IDEMPOTENCY_KEY_TTL` (the one table its role may prune;
+    /// see `shared::retention`), and the dashboard shows them all.
+    pub retention: shared::retention::RetentionSettings,
     /// `WEBHOOK_SECRET` and `WEBHOOK_PREVIOUS_SECRET` (default unset): the
     /// master secrets the consumers sign with, from which
     /// `GET /webhooks/signing-key` derives a destination's key.
@@ -110,8 +114,13 @@ impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let long_lived = long_lived_default(file_limit());
+        let common = CommonSettings::from_env(env)?;
         Ok(Self {
-            common: CommonSettings::from_env(env)?,
+            retention: shared::retention::RetentionSettings::from_env(
+                env,
+                common.idempotency_key_ttl,
+            )?,
+            common,
             bind_addr: env.string_or("BIND_ADDR", "127.0.0.1:8080")?,
             max_body_bytes: env.number_in("MAX_BODY_BYTES", 65_536, 16..=64 * 1024 * 1024)?,
             max_batch_body_bytes: env.number_in(

@@ -15,12 +15,26 @@
 //! bound to its body; the retry with the same body finds its own fingerprint
 //! and is published again.
 //!
+//! A key is bound for `IDEMPOTENCY_KEY_TTL` (24 hours by default, as payment
+//! APIs do): in the draft's words, the resource "MAY expire the
+//! idempotency key" and then treats a request with it as a new one. An
+//! expired binding is replaced at the next use (before the retention has
+//! pruned it, too), and the ids of a binding derive from the key *and* the
+//! time it was bound, so the new request gets new ids and is never dropped
+//! as a duplicate of what the key made before. That time is also the
+//! messages' `created_at`: every retry carries the same one, so it reaches
+//! the same partition and row of `messages`. (Bindings made before keys
+//! expired keep the ids of the key alone, `timed_ids = false`; so do those
+//! a producer of before writes during a rolling upgrade, as it does not
+//! name the column: a retry reaching a new producer gets the same id.)
+//!
 //! A handler makes one call: [`message_id`] or [`batch_ids`], after it has
 //! checked the request and before it publishes.
 
 use actix_web::HttpRequest;
+use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
-use shared::db::idempotency_keys::NewIdempotencyKey;
+use shared::db::idempotency_keys::{Binding, NewIdempotencyKey};
 use shared::kind::Kind;
 use uuid::Uuid;
 
@@ -66,19 +80,38 @@ impl Scope {
     }
 }
 
+/// The id and acceptance time of a `POST /messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    /// The message id.
+    pub id: Uuid,
+    /// Its `created_at`: the time the key was bound (every retry carries
+    /// the same), or now without a key.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Now, as PostgreSQL keeps it (microseconds): what the producer reports
+/// equals what the row holds.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
 /// The id of a `POST /messages`: with an `Idempotency-Key`, derived from
-/// the key and bound to this request (its content and callback) before it
-/// is published; without one, random. A bad key is a 400, a key bound to
-/// another request a 422.
+/// the key (and the time it was bound) and bound to this request (its
+/// content and callback) before it is published; without one, random. A
+/// bad key is a 400, a key bound to another request a 422.
 pub async fn message_id(
     state: &AppState,
     req: &HttpRequest,
     content: &str,
     callback_url: Option<&str>,
     kind: &Kind,
-) -> Result<Uuid, ApiError> {
+) -> Result<Assigned, ApiError> {
     let Some(key) = key(req)? else {
-        return Ok(Uuid::new_v4());
+        return Ok(Assigned {
+            id: Uuid::new_v4(),
+            created_at: now(),
+        });
     };
     // The callback and the kind are part of the request: another one is a
     // 422 too (the same id in another kind's queue would be stored once,
@@ -88,14 +121,17 @@ pub async fn message_id(
     let parts = std::iter::once(content)
         .chain(callback.as_deref())
         .chain(kind.as_deref());
-    bind(
+    let binding = bind(
         state,
         Scope::Message,
         &key,
         fingerprint(Scope::Message, parts),
     )
     .await?;
-    Ok(id_for_key(&key))
+    Ok(Assigned {
+        id: id_for_binding(&key, &binding),
+        created_at: binding.created_at,
+    })
 }
 
 /// The ids of a `POST /messages/batch`.
@@ -105,6 +141,8 @@ pub struct BatchIds {
     pub batch: Uuid,
     /// Each item's id, in request order.
     pub items: Vec<Uuid>,
+    /// Their `created_at`, as [`Assigned::created_at`].
+    pub created_at: DateTime<Utc>,
 }
 
 /// The ids of a batch of `contents`: with an `Idempotency-Key`, derived
@@ -122,6 +160,7 @@ pub async fn batch_ids(
         return Ok(BatchIds {
             batch: Uuid::new_v4(),
             items: contents.iter().map(|_| Uuid::new_v4()).collect(),
+            created_at: now(),
         });
     };
     let callback = callback_part(callback_url);
@@ -135,12 +174,14 @@ pub async fn batch_ids(
         .map(String::as_str)
         .chain(callback.as_deref())
         .chain(kinds.iter().map(String::as_str));
-    bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
+    let binding = bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
+    let name = name_of(&key, &binding);
     Ok(BatchIds {
-        batch: Uuid::new_v5(&BATCH_ID_NAMESPACE, key.as_bytes()),
+        batch: Uuid::new_v5(&BATCH_ID_NAMESPACE, name.as_bytes()),
         items: (0..contents.len())
-            .map(|i| batch_item_id(&key, i))
+            .map(|i| batch_item_id(&name, i))
             .collect(),
+        created_at: binding.created_at,
     })
 }
 
@@ -167,9 +208,44 @@ pub fn is_valid_key(key: &str) -> bool {
     (1..=MAX_LEN).contains(&key.len()) && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
 
-/// The message id for the key of a single `POST /messages`.
+/// The message id for the key of a single `POST /messages` bound before
+/// keys expired (`timed_ids = false`): the key's alone.
 pub fn id_for_key(key: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, key.as_bytes())
+}
+
+/// What ids derive from: the key, and for bindings since keys expire the
+/// time it was bound (microseconds since the epoch; a visible-ASCII key
+/// holds no NUL, so no two pairs share a name).
+fn name_of(key: &str, binding: &Binding) -> String {
+    if binding.timed_ids {
+        format!("{key}\u{0}{}", binding.created_at.timestamp_micros())
+    } else {
+        key.to_owned()
+    }
+}
+
+/// The message id of a single `POST /messages` with `key`, bound as `binding`.
+pub fn id_for_binding(key: &str, binding: &Binding) -> Uuid {
+    id_for_key(&name_of(key, binding))
+}
+
+/// The message id the live binding of `key` (single `POST /messages`)
+/// gives, if the key is bound (used less than `IDEMPOTENCY_KEY_TTL` ago).
+pub async fn bound_id(state: &AppState, key: &str) -> Result<Option<Uuid>, ApiError> {
+    let ttl = state.idempotency_key_ttl;
+    let owned = key.to_owned();
+    let binding = state
+        .with_db(move |conn| {
+            Ok(shared::db::idempotency_keys::find(
+                conn,
+                Scope::Message.as_str(),
+                &owned,
+                ttl,
+            )?)
+        })
+        .await?;
+    Ok(binding.map(|b| id_for_binding(key, &b)))
 }
 
 /// The id of item `index` of a batch posted with `key`.
@@ -211,15 +287,17 @@ fn kind_part(index: Option<usize>, kind: &Kind) -> Option<String> {
     })
 }
 
-/// Bind `key` to `fingerprint` (first use), or check that it is bound to
-/// it already (a retry). A key bound to another request is a 422.
+/// Bind `key` to `fingerprint` (first use, or the last binding expired),
+/// or check that it is bound to it already (a retry). A key bound to
+/// another request is a 422.
 async fn bind(
     state: &AppState,
     scope: Scope,
     key: &str,
     fingerprint: [u8; 32],
-) -> Result<(), ApiError> {
+) -> Result<Binding, ApiError> {
     let owned_key = key.to_owned();
+    let ttl = state.idempotency_key_ttl;
     let bound = state
         .with_db(move |conn| {
             Ok(shared::db::idempotency_keys::bind(
@@ -229,11 +307,12 @@ async fn bind(
                     key: &owned_key,
                     fingerprint: &fingerprint,
                 },
+                ttl,
             )?)
         })
         .await?;
-    if bound == fingerprint {
-        Ok(())
+    if bound.fingerprint == fingerprint {
+        Ok(bound)
     } else {
         Err(ApiError::Unprocessable(format!(
             "{HEADER} {key:?} was already used with a different request; \
@@ -250,6 +329,23 @@ mod tests {
     fn same_key_same_id_different_key_different_id() {
         assert_eq!(id_for_key("order-17"), id_for_key("order-17"));
         assert_ne!(id_for_key("order-17"), id_for_key("order-18"));
+    }
+
+    #[test]
+    fn a_key_bound_again_gives_new_ids_and_an_old_binding_the_old_ones() {
+        let at = |micros| Binding {
+            fingerprint: vec![],
+            created_at: DateTime::from_timestamp_micros(micros).unwrap(),
+            timed_ids: true,
+        };
+        let (first, second) = (at(1_000_000), at(2_000_000));
+        assert_eq!(id_for_binding("k", &first), id_for_binding("k", &first));
+        assert_ne!(id_for_binding("k", &first), id_for_binding("k", &second));
+        let legacy = Binding {
+            timed_ids: false,
+            ..first
+        };
+        assert_eq!(id_for_binding("k", &legacy), id_for_key("k"));
     }
 
     #[test]

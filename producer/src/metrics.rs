@@ -95,6 +95,8 @@ pub struct Metrics {
     pub database_up: IntGauge,
     /// Connection state, kept by the publisher's supervisor.
     pub broker: BrokerMetrics,
+    /// The retention's last run (the idempotency keys the producer prunes).
+    pub retention: shared::retention::RetentionMetrics,
     /// Accepted messages per second over the last minutes (the dashboard's
     /// chart; Prometheus keeps only the running total).
     pub accepted_recent: RateWindow,
@@ -144,6 +146,7 @@ impl Metrics {
         registry.register(Box::new(broker_blocked.clone()))?;
         registry.register(Box::new(database_up.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
+        let retention = shared::retention::RetentionMetrics::register(&registry)?;
         for endpoint in Endpoint::ALL {
             accepted.with_label_values(&[endpoint.label()]);
         }
@@ -158,6 +161,7 @@ impl Metrics {
             broker_blocked,
             database_up,
             broker,
+            retention,
             accepted_recent: RateWindow::default(),
         })
     }

@@ -14,6 +14,7 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{fn_service, AppConfig, Server, ServerHandle};
 use actix_web::{web, App};
 use anyhow::Context;
+use shared::retention::Retention;
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -34,6 +35,8 @@ pub struct Application {
     server: Server,
     publisher: Publisher,
     publisher_task: tokio::task::JoinHandle<()>,
+    /// Pruning expired idempotency keys, until shutdown.
+    retention_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -62,6 +65,14 @@ impl Application {
             metrics.clone(),
             shutdown_rx,
         );
+        let retention = Retention::new(
+            &common.database_url,
+            settings.retention.schedule,
+            settings.retention.producer_rules(),
+            shared::db::lock::PRODUCER_RETENTION,
+        )
+        .with_metrics(metrics.retention.clone(), false);
+        let retention_task = tokio::spawn(retention.run(shutdown.subscribe()));
         if !publisher.wait_connected(common.amqp_timeout).await {
             log::warn!(
                 "RabbitMQ at {} is not reachable yet; serving 503s until it is",
@@ -82,6 +93,8 @@ impl Application {
             webhook_keys: settings.webhook_keys.clone(),
             streams: Slots::new("open event streams", "MAX_STREAMS", settings.max_streams),
             waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
+            idempotency_key_ttl: settings.common.idempotency_key_ttl,
+            retention: settings.retention.clone(),
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;
@@ -152,6 +165,7 @@ impl Application {
             server,
             publisher,
             publisher_task,
+            retention_task,
             shutdown,
         })
     }
@@ -178,6 +192,7 @@ impl Application {
         let result = self.server.await;
         let _ = self.shutdown.send(true);
         let _ = self.publisher_task.await;
+        let _ = self.retention_task.await;
         log::info!("producer stopped");
         result
     }

@@ -30,6 +30,10 @@ pub struct AppState {
     pub streams: Slots,
     /// Lookups waiting with `?wait` (`MAX_WAITERS`).
     pub waiters: Slots,
+    /// `IDEMPOTENCY_KEY_TTL`: how long a key stays bound to its request.
+    pub idempotency_key_ttl: std::time::Duration,
+    /// Every retention setting, for the dashboard.
+    pub retention: shared::retention::RetentionSettings,
 }
 
 impl AppState {

@@ -134,6 +134,40 @@ impl Env {
         Ok(v)
     }
 
+    /// A duration written `10s`, `24h`, `30d`... ([`crate::duration`]),
+    /// at least `min`.
+    pub fn duration_or(
+        &self,
+        var: &str,
+        default: Duration,
+        min: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(text) = self.raw(var)? else {
+            return Ok(default);
+        };
+        let d = crate::duration::parse(&text).map_err(|e| ConfigError::new(var, e.to_string()))?;
+        if d < min {
+            return Err(ConfigError::new(
+                var,
+                format!("must be at least {}", crate::duration::format(min)),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// A duration as [`Self::duration_or`], or none: unset, `forever` or
+    /// `off` (a retention that keeps everything).
+    pub fn duration_or_forever(
+        &self,
+        var: &str,
+        min: Duration,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.raw(var)?.as_deref().map(str::trim) {
+            None | Some("forever") | Some("off") => Ok(None),
+            Some(_) => self.duration_or(var, Duration::ZERO, min).map(Some),
+        }
+    }
+
     /// A duration given in milliseconds, at least 1 ms.
     pub fn millis_or(&self, var: &str, default_ms: u64) -> Result<Duration, ConfigError> {
         self.number_in(var, default_ms, 1..=86_400_000)
@@ -169,6 +203,11 @@ pub struct CommonSettings {
     /// `STARTUP_TIMEOUT_MS` (default 60000): how long to keep retrying the
     /// database for migrations at startup before giving up.
     pub startup_timeout: Duration,
+    /// `IDEMPOTENCY_KEY_TTL` (default `24h`): how long an `Idempotency-Key`
+    /// stays bound to its request. The producer treats an older binding
+    /// as gone (the key is a new request); the consumer's retention prunes
+    /// it. Both read it, so it lives here.
+    pub idempotency_key_ttl: Duration,
 }
 
 /// By hand, not derived: `DATABASE_URL` and the AMQP URLs carry passwords
@@ -185,6 +224,7 @@ impl std::fmt::Debug for CommonSettings {
             .field("db_timeout", &self.db_timeout)
             .field("amqp_timeout", &self.amqp_timeout)
             .field("startup_timeout", &self.startup_timeout)
+            .field("idempotency_key_ttl", &self.idempotency_key_ttl)
             .finish()
     }
 }
@@ -228,6 +268,11 @@ impl CommonSettings {
             db_timeout: env.millis_or("DB_TIMEOUT_MS", 2000)?,
             amqp_timeout: env.millis_or("AMQP_TIMEOUT_MS", 5000)?,
             startup_timeout: env.millis_or("STARTUP_TIMEOUT_MS", 60_000)?,
+            idempotency_key_ttl: env.duration_or(
+                "IDEMPOTENCY_KEY_TTL",
+                Duration::from_secs(86_400),
+                Duration::from_secs(1),
+            )?,
         })
     }
 
@@ -333,6 +378,26 @@ mod tests {
             with("amqp://u:p@rabbit:5672/%2f").unwrap_err().var,
             "AMQP_URL"
         );
+    }
+
+    #[test]
+    fn durations_are_read_in_one_syntax() {
+        let env = Env::from_pairs([("A", "30d"), ("B", "1s"), ("C", "forever"), ("D", "soon")]);
+        let min = Duration::from_secs(2);
+        assert_eq!(
+            env.duration_or("A", min, min).unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(env.duration_or("B", min, min).unwrap_err().var, "B");
+        assert_eq!(env.duration_or("UNSET", min, min).unwrap(), min);
+        assert_eq!(env.duration_or_forever("C", min).unwrap(), None);
+        assert_eq!(env.duration_or_forever("UNSET", min).unwrap(), None);
+        assert_eq!(
+            env.duration_or_forever("A", min).unwrap(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let err = env.duration_or("D", min, min).unwrap_err();
+        assert!(err.reason.contains("\"soon\""), "{}", err.reason);
     }
 
     #[test]

@@ -226,6 +226,18 @@ impl Envelope {
     /// Decode a delivery published by our producer or by any other client
     /// (see the module docs for what is accepted).
     pub fn decode(body: &[u8], properties: &BasicProperties) -> Result<Self, DecodeError> {
+        Self::decode_dated(body, properties).map(|(envelope, _)| envelope)
+    }
+
+    /// [`Self::decode`], and whether the body carried its own `created_at`.
+    /// Without one the time is the AMQP `timestamp` or the time of decoding,
+    /// which a redelivery need not repeat: storing such a message must find
+    /// an earlier row by its id alone (`db::messages::store_checked`), since
+    /// the stored key is (id, created_at).
+    pub fn decode_dated(
+        body: &[u8],
+        properties: &BasicProperties,
+    ) -> Result<(Self, bool), DecodeError> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
         if !value.is_object() {
@@ -255,15 +267,17 @@ impl Envelope {
             Some(other) => return Err(DecodeError::BadCreatedAt(other.to_string())),
         };
 
+        let dated = matches!(value.get("created_at"), Some(serde_json::Value::String(_)));
         let extras = Extras::of_json(&value);
-        Ok(Self {
+        let envelope = Self {
             id,
             content,
             created_at: created_at.trunc_subsecs(6),
             callback_url: extras.callback_url,
             batch: extras.batch,
             kind: kind_of(&value, properties),
-        })
+        };
+        Ok((envelope, dated))
     }
 }
 
@@ -333,9 +347,19 @@ mod tests {
         let props = BasicProperties::default()
             .with_message_id(id.to_string().into())
             .with_timestamp(1_700_000_000);
-        let e = Envelope::decode(br#"{"content":"x"}"#, &props).unwrap();
+        let (e, dated) = Envelope::decode_dated(br#"{"content":"x"}"#, &props).unwrap();
         assert_eq!(e.id, id);
         assert_eq!(e.created_at.timestamp(), 1_700_000_000);
+        assert!(
+            !dated,
+            "a redelivery need not repeat a time it was not given"
+        );
+        let own = Envelope::new("y".into());
+        assert!(
+            Envelope::decode_dated(&own.to_body(), &own.properties())
+                .unwrap()
+                .1
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Leaves (no module of this crate below them):
 //! * `backoff`: the one growing-delay formula, and jittered backoff.
 //! * `redact`: URLs and secrets made safe to log.
+//! * `duration`: the one parser of durations in settings (`30s`, `24h`, `90d`).
 //! * `kind`: kinds of work: the name pattern, the configured set (`KINDS`)
 //!   and the check of a request's `kind`.
 //! * `tls`: TLS to the broker (amqps://): roots, client certificates.
@@ -29,8 +30,8 @@
 //!   kind a dead letter is of.
 //! * `amqp` → `redact`, `tls`: opening a broker connection (nodes,
 //!   heartbeat, names).
-//! * `config` → `amqp`, `redact`, `tls`, `topology`, `kind`: settings from
-//!   the environment.
+//! * `config` → `amqp`, `duration`, `redact`, `tls`, `topology`, `kind`:
+//!   settings from the environment.
 //! * `webhook/` → `config` (its `settings` only): which callback URLs
 //!   may be called (the SSRF filter, `WEBHOOK_ALLOWED_HOSTS`), signing
 //!   with a key per destination, and the error categories clients are
@@ -40,6 +41,8 @@
 //!   module per table plus pool, migrations and errors (see its docs).
 //! * `migrate` → `db`, `config`, `redact`, `roles`: who migrates and when
 //!   (the owner at startup, or the migration step).
+//! * `retention` → `db`, `config`: pruning every table by age, one process
+//!   at a time, in bounded batches (a folder; see its docs).
 //!
 //! No module imports one above it, so there are no import cycles.
 //! With the `openapi` feature, the status bodies also derive their
@@ -50,6 +53,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod dead_letter;
+pub mod duration;
 pub mod envelope;
 pub mod events;
 pub mod kind;
@@ -58,6 +62,7 @@ pub mod migrate;
 pub mod publish;
 pub mod readiness;
 pub mod redact;
+pub mod retention;
 pub mod roles;
 pub mod schema;
 pub mod tls;

@@ -46,14 +46,16 @@ impl Runtime {
 /// Table privileges: (table, producer's, consumer's). Empty: no access.
 ///
 /// * producer: `messages`, `dead_letters`, `batches`, `webhook_deliveries`
-///   are read by the API; `idempotency_keys` bound (insert); a redrive
+///   are read by the API; `idempotency_keys` bound (insert; an expired
+///   binding is replaced: update) and pruned (delete); a redrive
 ///   deletes a dead-letter record (puts it back if the publish fails) and
 ///   reopens or settles its batch (`db::batches::settle` updates the
 ///   batch and owes its `batch.completed` notification); the webhook admin
 ///   tools set failed deliveries pending again.
 /// * consumer: inserts messages, dead letters (upsert: insert, update) and
 ///   batches; settling a batch updates it; the outbox is claimed and
-///   updated by the deliverer, pruned (delete) after delivery.
+///   updated by the deliverer; the retention deletes what is past its age
+///   from dead letters, batches and the outbox.
 /// * both read `__diesel_schema_migrations`, to check at startup that the
 ///   schema is migrated.
 pub const TABLE_PRIVILEGES: [(&str, &str, &str); 6] = [
@@ -61,10 +63,14 @@ pub const TABLE_PRIVILEGES: [(&str, &str, &str); 6] = [
     (
         "dead_letters",
         "SELECT, INSERT, DELETE",
-        "SELECT, INSERT, UPDATE",
+        "SELECT, INSERT, UPDATE, DELETE",
     ),
-    ("idempotency_keys", "SELECT, INSERT", ""),
-    ("batches", "SELECT, UPDATE", "SELECT, INSERT, UPDATE"),
+    ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE", ""),
+    (
+        "batches",
+        "SELECT, UPDATE",
+        "SELECT, INSERT, UPDATE, DELETE",
+    ),
     (
         "webhook_deliveries",
         "SELECT, INSERT, UPDATE",
@@ -163,6 +169,16 @@ pub fn grant(conn: &mut PgConnection, runtime: Runtime, role: &str) -> Result<()
             diesel::sql_query(format!(
                 "GRANT {privileges} ON {schema}.{} TO {quoted}",
                 quote_identifier(table)
+            ))
+            .execute(conn)?;
+        }
+        if runtime == Runtime::Consumer {
+            // The consumers' retention creates and drops the partitions of
+            // messages through these two (they run as their owner, and do
+            // nothing else); PUBLIC may not run them.
+            diesel::sql_query(format!(
+                "GRANT EXECUTE ON FUNCTION {schema}.pipeline_create_message_partition(timestamptz, timestamptz), \
+                 {schema}.pipeline_drop_message_partitions(timestamptz) TO {quoted}"
             ))
             .execute(conn)?;
         }

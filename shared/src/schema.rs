@@ -28,11 +28,12 @@ diesel::table! {
         key -> Text,
         fingerprint -> Bytea,
         created_at -> Timestamptz,
+        timed_ids -> Bool,
     }
 }
 
 diesel::table! {
-    messages (id) {
+    messages (id, created_at) {
         id -> Uuid,
         content -> Text,
         created_at -> Timestamptz,

@@ -8,6 +8,16 @@
 //!
 //! `soak --url http://127.0.0.1:8080 --database-url postgres://… \
 //!   --n 1000000 --rate 3000 --c 16 --pids producer=1,consumer1=2`
+//!
+//! The retention mode (`--retention true`, through `scripts/soak.sh
+//! --retention`): an `Idempotency-Key` on every request, a callback on
+//! every `--callbacks`-th, and the database's size on disk sampled every
+//! 5 s. Stored messages go while the run goes on (a short
+//! `MESSAGE_RETENTION`), so exactly once is checked on the consumers'
+//! counters (`--metrics`, their `/metrics` URLs: rows newly stored, summed,
+//! equal the 202s) instead of the rows; it passes when the size over the
+//! second half stays within 10 %. `--retention false` with the same flags
+//! is the run to compare with: there the size grows.
 
 #![allow(clippy::print_stdout)]
 
@@ -32,6 +42,19 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = flags.number("rate", 3000.0)?;
     let connections: usize = flags.number("c", 16)?;
     let pids = flags.pids("pids")?;
+    let retention = flags.string("retention", "false") == "true";
+    let keyed = flags.string("keyed", "false") == "true";
+    let callback_every: usize = flags.number("callbacks", 0)?;
+    let metrics_urls: Vec<String> = flags
+        .optional("metrics")
+        .map(|m| m.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let (size_done, size_rx) = tokio::sync::watch::channel(false);
+    let sizes = tokio::spawn(bench::disk::sample(
+        database_url.clone(),
+        Duration::from_secs(5),
+        size_rx,
+    ));
 
     // Sample every process every second until the load is done.
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
@@ -63,21 +86,28 @@ async fn main() -> anyhow::Result<()> {
         per_request: 1,
         rate: Some(rate),
         tag: format!("soak-{}", Utc::now().format("%H%M%S")),
+        keyed,
+        callback_every,
     })
     .await?;
-    let stored_at = rows::wait_all(
-        &database_url,
-        load.ids.len(),
-        since,
-        Duration::from_secs(900),
-    )
-    .await?;
+    let stored_at = if retention {
+        wait_counted(&metrics_urls, load.ids.len(), Duration::from_secs(900)).await?
+    } else {
+        rows::wait_all(
+            &database_url,
+            load.ids.len(),
+            since,
+            Duration::from_secs(900),
+        )
+        .await?
+    };
     let elapsed = stored_at - started;
     // One more sample after the last commit, then stop sampling.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = done_tx.send(true);
     let samples = sampler.await?;
-    let check = rows::verify(&database_url, load.ids.clone(), since).await?;
+    let _ = size_done.send(true);
+    let sizes = sizes.await?;
 
     println!("| Soak | Result |");
     println!("| --- | --- |");
@@ -88,12 +118,45 @@ async fn main() -> anyhow::Result<()> {
         load.ids.len() as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
-    println!("| Rows vs 202s (found / extra / duplicates) | {check} |");
+    let mut failed = load.ids.len() != n;
+    if retention {
+        let stored = stored_total(&metrics_urls).await?;
+        println!(
+            "| Rows newly stored (consumers' counters) vs 202s | {stored} of {} ({}) |",
+            load.ids.len(),
+            if stored == load.ids.len() as u64 {
+                "exact"
+            } else {
+                "MISMATCH"
+            }
+        );
+        failed |= stored != load.ids.len() as u64;
+    } else {
+        let check = rows::verify(&database_url, load.ids.clone(), since).await?;
+        println!("| Rows vs 202s (found / extra / duplicates) | {check} |");
+        failed |=
+            !(check.found == check.expected as i64 && check.extra == 0 && check.duplicates == 0);
+    }
+    match bench::disk::Flatness::of(&sizes, elapsed) {
+        Some(f) => {
+            let verdict = match (retention, f.spread() <= 0.10) {
+                (true, true) => "flat",
+                (true, false) => "NOT FLAT",
+                (false, _) => "no retention",
+            };
+            failed |= retention && f.spread() > 0.10;
+            println!(
+                "| Database on disk, second half | {} at the middle → {} at the end; {} … {} ({:.1} % spread, {verdict}) |",
+                mb(f.middle),
+                mb(f.end),
+                mb(f.min),
+                mb(f.max),
+                f.spread() * 100.0
+            );
+        }
+        None => println!("| Database on disk | no samples |"),
+    }
     let tenth = elapsed.mul_f64(0.1);
-    let mut failed = !(check.found == check.expected as i64
-        && check.extra == 0
-        && check.duplicates == 0
-        && load.ids.len() == n);
     for (i, (name, _)) in pids.iter().enumerate() {
         let series: Vec<(Duration, u64)> = samples
             .iter()
@@ -126,8 +189,41 @@ async fn main() -> anyhow::Result<()> {
     }
     if failed {
         bail!(
-            "soak failed: lost, duplicated or unaccepted messages, or memory grew by 5 MB or more"
+            "soak failed: lost, duplicated or unaccepted messages, memory grew by 5 MB or more, or (retention) the database grew by more than 10 %"
         );
     }
     Ok(())
+}
+
+/// Rows newly stored, summed over the consumers' `/metrics`.
+async fn stored_total(urls: &[String]) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let mut total = 0.0;
+    for url in urls {
+        let text = client.get(url).send().await?.text().await?;
+        total += e2e::Exposition::parse(&text).value("pipeline_consumer_rows_stored_total", &[]);
+    }
+    Ok(total as u64)
+}
+
+/// Poll the consumers' counters until `expected` rows are stored.
+async fn wait_counted(
+    urls: &[String],
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Instant> {
+    if urls.is_empty() {
+        bail!("--retention true needs --metrics (the consumers' /metrics URLs)");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stored = stored_total(urls).await?;
+        if stored >= expected as u64 {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("only {stored} of {expected} rows stored after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

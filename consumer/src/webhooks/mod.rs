@@ -56,9 +56,6 @@ pub use settings::WebhookSettings;
 
 /// Most deliveries claimed in one query.
 const CLAIM_BATCH: usize = 32;
-/// How often delivered rows past the retention are pruned, and most per go.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const PRUNE_BATCH: i64 = 10_000;
 /// How long a notification whose destination has all its slots in flight
 /// is put off (short: a slot frees as soon as an attempt ends).
 const BUSY_DELAY: Duration = Duration::from_secs(1);
@@ -135,14 +132,9 @@ impl Deliverer {
     /// leases run out and another consumer sends them again.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut attempts = JoinSet::new();
-        let mut pruned = Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
-            }
-            if pruned.elapsed() >= PRUNE_EVERY {
-                pruned = Instant::now();
-                self.prune().await;
             }
             // Wait for one free permit before claiming, so nothing claimed
             // waits for a permit while its lease runs.
@@ -185,22 +177,6 @@ impl Deliverer {
         let finish = async { while attempts.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, finish).await.is_err() {
             log::info!("webhook attempts still in flight at shutdown are left to their leases");
-        }
-    }
-
-    /// Delete deliveries delivered longer ago than the retention. One try:
-    /// the next comes with the next period.
-    async fn prune(&self) {
-        let age = self.settings.retention;
-        let pruned = Retry::new(&self.pool, Until::Attempts(1))
-            .run("cannot prune delivered webhooks", move |conn| {
-                Ok(webhook_deliveries::prune_delivered(conn, age, PRUNE_BATCH)?)
-            })
-            .await;
-        match pruned {
-            Ok(0) => {}
-            Ok(n) => log::info!("pruned {n} delivered webhook notifications"),
-            Err(e) => log::warn!("cannot prune delivered webhooks: {e}"),
         }
     }
 

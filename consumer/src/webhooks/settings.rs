@@ -47,9 +47,6 @@ pub struct WebhookSettings {
     /// for due rows (other consumers' and retries); a commit that owes a
     /// notification wakes it at once.
     pub poll: Duration,
-    /// `WEBHOOK_RETENTION_HOURS` (default 168): delivered rows are deleted
-    /// this long after delivery (failed ones stay for the admin tools).
-    pub retention: Duration,
 }
 
 impl WebhookSettings {
@@ -78,9 +75,6 @@ impl WebhookSettings {
             retry_base: env.millis_or("WEBHOOK_RETRY_BASE_MS", 5_000)?,
             retry_max: env.millis_or("WEBHOOK_RETRY_MAX_MS", 3_600_000)?,
             poll: env.millis_or("WEBHOOK_POLL_MS", 1_000)?,
-            retention: Duration::from_secs(
-                3600 * env.number_in("WEBHOOK_RETENTION_HOURS", 168u64, 1..=24 * 365)?,
-            ),
         })
     }
 

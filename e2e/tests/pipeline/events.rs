@@ -19,17 +19,23 @@ async fn every_producer_replica_streams_completion_events() {
     let broker = TestBroker::new().await;
     let p1 = spawn_producer(&db, &broker, &[]).await;
     let p2 = spawn_producer(&db, &broker, &[]).await;
-    let consumer = spawn_consumer(&db, &broker, &[]).await;
 
-    let id = producer::idempotency::id_for_key("sse-1");
-    let other = producer::idempotency::id_for_key("sse-2");
-    let mut s1 = subscribe(&p1, id).await;
-    let mut s2 = subscribe(&p2, id).await;
+    // A keyed message's id is known from its 202 (it derives from the key
+    // and the time the key was bound): post first, subscribe, then let a
+    // consumer store them.
     let body = json!({"content": "watch me"});
     let post = |key: &'static str| p1.post_with_key("/messages", key, &body);
-    // An id nobody asked about first: it must be filtered out.
-    assert_eq!(post("sse-2").await.status(), 202);
-    assert_eq!(post("sse-1").await.status(), 202);
+    let id_of = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 202);
+        let body: Value = res.json().await.unwrap();
+        body["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap()
+    };
+    // An id nobody asked about: it must be filtered out.
+    let other = id_of(post("sse-2").await).await;
+    let id = id_of(post("sse-1").await).await;
+    let mut s1 = subscribe(&p1, id).await;
+    let mut s2 = subscribe(&p2, id).await;
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
     for stream in [&mut s1, &mut s2] {
         let event = stream.next().await;
         assert_eq!(event, json!({"type": "stored", "ids": [id]}), "not {other}");

@@ -368,3 +368,58 @@ async fn the_pipeline_works_with_runtime_roles() {
     consumer.stop().await;
     producer.stop().await;
 }
+
+/// A batch insert that fails on one row (here a CHECK) is stored row by row;
+/// a row of another kind than `default` must get its kind there too, with
+/// the consumer's role, which may insert into `messages` but not update it.
+/// (Setting the kind with an UPDATE after the insert was refused, and with
+/// a batch's bookkeeping in the same transaction the whole batch was held
+/// for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_stored_on_its_own_keeps_its_kind_with_runtime_roles() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email").await;
+    let roles = TestRoles::create(&db);
+    roles.migrate(&db);
+    db.execute(
+        "ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (content NOT LIKE 'forbidden%')",
+    );
+    let producer_url = roles.url(&db, &roles.producer);
+    let consumer_url = roles.url(&db, &roles.consumer);
+    let producer = spawn_producer(&db, &broker, &[("DATABASE_URL", &producer_url)]).await;
+    // Both items in one batch of the email queue's loop.
+    let consumer = spawn_consumer(
+        &db,
+        &broker,
+        &[("DATABASE_URL", &consumer_url), ("BATCH_WAIT_MS", "1000")],
+    )
+    .await;
+    let res = producer
+        .post_json(
+            "/messages/batch",
+            &json!([
+                {"content": "fine", "kind": "email"},
+                {"content": "forbidden", "kind": "email"},
+            ]),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    let fine = body["ids"][0].as_str().unwrap().to_owned();
+    wait_for("the good row stored", Duration::from_secs(20), || async {
+        (db.scalar(&format!(
+            "SELECT count(*) AS n FROM messages WHERE id = '{fine}' AND kind = 'email'"
+        )) == 1)
+            .then_some(())
+    })
+    .await;
+    wait_for(
+        "the bad row dead-lettered",
+        Duration::from_secs(20),
+        || async { (consumer.stats.snapshot().dead_lettered == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(db.count(), 1);
+    consumer.stop().await;
+    producer.stop().await;
+}

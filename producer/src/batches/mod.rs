@@ -106,6 +106,8 @@ pub async fn post_batch(
         .zip(contents)
         .zip(kinds)
         .map(|((id, content), kind)| Envelope {
+            // Every retry of a keyed batch carries the time of the first.
+            created_at: ids.created_at,
             kind,
             ..Envelope::with_id(*id, content)
         })

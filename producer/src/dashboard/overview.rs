@@ -168,7 +168,7 @@ fn rate(per_second: &[u64]) -> f64 {
 /// `GET /dashboard/api/overview`.
 #[utoipa::path(get, path = "/dashboard/api/overview", tag = "dashboard",
     responses(
-        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "broker": "up|down", "database": "up|down"}. Always 200: a service that is down is reported, not an error."#),
+        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "broker": "up|down", "database": "up|down", "tables": [{"table", "rows", "bytes"}] or null, "retention": {"interval", "batch", "idempotency_key_ttl", "dead_letters", "batches", "webhooks", "messages", "message_partition"}}. Always 200: a service that is down is reported, not an error."#),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
     ))]
 pub async fn overview(
@@ -213,6 +213,15 @@ pub async fn overview(
     if let Some(Value::Object(figures)) = queue.as_mut() {
         figures.insert("in_flight".into(), json!(in_flight));
     }
+    // Catalog and statistics only: cheap enough for every poll.
+    let tables = if database_up {
+        state
+            .with_db(|conn| Ok(shared::db::table_stats::sizes(conn)?))
+            .await
+            .ok()
+    } else {
+        None
+    };
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(json!({
@@ -238,6 +247,8 @@ pub async fn overview(
             "queue": queue,
             "broker": if broker_up { "up" } else { "down" },
             "database": if database_up { "up" } else { "down" },
+            "tables": tables,
+            "retention": state.retention.describe(),
         }))
 }
 

@@ -49,9 +49,11 @@ pub async fn post_message(
     let kind = state.kind(body.get("kind"))?;
     let callback_url = callbacks::callback_url(&body, &state).await?;
     // Bound before publishing: see `idempotency` for why.
-    let id =
+    let assigned =
         idempotency::message_id(&state, &req, &content, callback_url.as_deref(), &kind).await?;
-    let mut envelope = Envelope::with_id(id, content);
+    let mut envelope = Envelope::with_id(assigned.id, content);
+    // Every retry of a keyed request carries the time of the first.
+    envelope.created_at = assigned.created_at;
     envelope.callback_url = callback_url;
     envelope.kind = kind;
     state.publish(&envelope).await?;

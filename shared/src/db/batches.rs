@@ -4,11 +4,14 @@
 //! `batch.completed` notification. Its counts are counted from the
 //! `messages` and `dead_letters` rows, never kept.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
+use super::age::millis;
 use super::webhook_deliveries;
 use crate::envelope::BatchRef;
 use crate::events::{BatchStatus, Notification};
@@ -186,4 +189,20 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<BatchStatus
             completed_at: b.completed_at,
         }
     }))
+}
+
+/// Delete up to `limit` batches completed more than `age` ago (their
+/// messages stay: they are the user's data, kept by `MESSAGE_RETENTION`).
+/// A batch reopened meanwhile (a dead letter redriven) is pending, not
+/// completed: it stays. Returns how many.
+pub fn prune_completed(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM batches WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM batches
+             WHERE completed_at < now() - $1 * interval '1 millisecond'
+             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    )
+    .bind::<BigInt, _>(millis(age))
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
 }

@@ -3,12 +3,15 @@
 //! with a callback owes its `message.dead_lettered` notification, and may
 //! complete its batch, in the transaction that writes it.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::age::millis;
 use super::batches::{self, Settled};
 use super::webhook_deliveries;
 use crate::envelope::Extras;
@@ -168,4 +171,24 @@ pub fn restore(conn: &mut PgConnection, record: &DeadLetter) -> QueryResult<()> 
 /// Returns how many.
 pub fn forget_all(conn: &mut PgConnection) -> QueryResult<usize> {
     diesel::delete(dead_letters::table).execute(conn)
+}
+
+/// Delete up to `limit` records older than `age` whose message has been
+/// stored since (it was redriven, or republished by another tool, and
+/// stored: its row tells its status, and the record counts for nothing,
+/// not even for its batch). A record whose message is not stored is the
+/// index of a dead letter that may still be in `messages.dead`: it stays,
+/// whatever its age (redriving or purging the queue deletes those at
+/// once). Returns how many.
+pub fn prune_settled(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
+            SELECT d.ctid FROM dead_letters d
+             WHERE d.dead_lettered_at < now() - $1 * interval '1 millisecond'
+               AND EXISTS (SELECT 1 FROM messages m WHERE m.id = d.id)
+             LIMIT $2 FOR UPDATE OF d SKIP LOCKED))",
+    )
+    .bind::<BigInt, _>(millis(age))
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
 }

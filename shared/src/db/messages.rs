@@ -104,10 +104,31 @@ fn needs_extras(e: &Envelope) -> bool {
 
 /// Store `envelopes` in one transaction, skipping ids already stored; for
 /// the new rows that have a callback or a batch, owe their notifications
-/// and complete their batches in the same transaction.
+/// and complete their batches in the same transaction. Every envelope
+/// carries its own `created_at` (see [`store_checked`]).
 pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<StoreResult> {
-    let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
+    store_checked(conn, envelopes, &HashSet::new())
+}
+
+/// [`store`], where the ids in `undated` came without a `created_at` of
+/// their own. The key is (id, created_at), the partition key being part of
+/// it: a redelivery of a dated envelope hits its row, but an undated one
+/// may carry another time than its first delivery, so those ids are looked
+/// up by id alone first (each under a transaction lock of its id, so two
+/// deliveries of one id wait for each other) and skipped if stored.
+pub fn store_checked(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<StoreResult> {
     conn.transaction(|conn| {
+        let skip = skipped(conn, envelopes, undated)?;
+        let rows: Vec<NewMessage<'_>> = envelopes
+            .iter()
+            .zip(&skip)
+            .filter(|(_, skip)| !**skip)
+            .map(|(e, _)| NewMessage::from(e))
+            .collect();
         let mut new_ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
             // RETURNING under ON CONFLICT DO NOTHING yields only the rows
@@ -115,7 +136,7 @@ pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<Sto
             new_ids.extend(
                 diesel::insert_into(messages::table)
                     .values(chunk)
-                    .on_conflict(messages::id)
+                    .on_conflict((messages::id, messages::created_at))
                     .do_nothing()
                     .returning(messages::id)
                     .get_results::<Uuid>(conn)?,
@@ -130,6 +151,53 @@ pub fn store(conn: &mut PgConnection, envelopes: &[Envelope]) -> QueryResult<Sto
         }
         Ok(result)
     })
+}
+
+/// Which envelopes not to insert: an undated one whose id is stored
+/// already, or came earlier in this batch (under another time, maybe).
+fn skipped(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<Vec<bool>> {
+    let mut seen = stored_undated(conn, envelopes, undated)?;
+    Ok(envelopes
+        .iter()
+        .map(|e| undated.contains(&e.id) && !seen.insert(e.id))
+        .collect())
+}
+
+/// Of the envelopes whose ids are in `undated`, the ids already stored
+/// (under any `created_at`), after locking each id for this transaction
+/// (in one order: no deadlock between two consumers).
+fn stored_undated(
+    conn: &mut PgConnection,
+    envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
+) -> QueryResult<HashSet<Uuid>> {
+    let mut ids: Vec<Uuid> = envelopes
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| undated.contains(id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    ids.sort();
+    ids.dedup();
+    // The two-key form of the lock: a key space apart from the bigint
+    // locks (migrations, retention).
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(1835365491, hashtext(i::text))
+           FROM unnest($1) WITH ORDINALITY AS u(i, n) ORDER BY n",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(&ids)
+    .execute(conn)?;
+    let stored: Vec<Uuid> = messages::table
+        .filter(messages::id.eq_any(&ids))
+        .select(messages::id)
+        .load(conn)?;
+    Ok(stored.into_iter().collect())
 }
 
 #[derive(QueryableByName)]
@@ -147,31 +215,17 @@ fn try_insert_each(
 ) -> Result<Vec<RowOutcome>, DbError> {
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
-        let insert = |conn: &mut PgConnection| -> Result<RowOutcome, DbError> {
-            let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4) AS outcome")
-                .bind::<SqlUuid, _>(row.id)
-                .bind::<Text, _>(row.content)
-                .bind::<Timestamptz, _>(row.created_at)
-                .bind::<Nullable<SqlUuid>, _>(row.batch_id)
-                .get_result::<TryInsert>(conn)?;
-            Ok(RowOutcome::parse(&result.outcome))
-        };
-        let outcome = match row.kind {
-            None => insert(conn)?,
-            // `pipeline_try_insert` predates kinds: this slow path (after a
-            // failed batch insert) sets the kind of a row it inserted, in
-            // the insert's transaction, so no row is ever seen without it.
-            Some(kind) => conn.transaction(|conn| -> Result<RowOutcome, DbError> {
-                let outcome = insert(conn)?;
-                if outcome == RowOutcome::Inserted {
-                    diesel::update(messages::table.find(row.id))
-                        .set(messages::kind.eq(kind))
-                        .execute(conn)?;
-                }
-                Ok(outcome)
-            })?,
-        };
-        outcomes.push(outcome);
+        // The kind goes in with the row, in one statement: no row is ever
+        // seen without it, and the consumer's role may insert into
+        // messages but not update it.
+        let result = diesel::sql_query("SELECT pipeline_try_insert($1, $2, $3, $4, $5) AS outcome")
+            .bind::<SqlUuid, _>(row.id)
+            .bind::<Text, _>(row.content)
+            .bind::<Timestamptz, _>(row.created_at)
+            .bind::<Nullable<SqlUuid>, _>(row.batch_id)
+            .bind::<Nullable<Text>, _>(row.kind)
+            .get_result::<TryInsert>(conn)?;
+        outcomes.push(RowOutcome::parse(&result.outcome));
     }
     Ok(outcomes)
 }
@@ -184,14 +238,32 @@ fn try_insert_each(
 pub fn try_store_each(
     conn: &mut PgConnection,
     envelopes: &[Envelope],
+    undated: &HashSet<Uuid>,
 ) -> Result<(Vec<RowOutcome>, StoreResult), DbError> {
     let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
-    if !envelopes.iter().any(needs_extras) {
+    let checked = envelopes.iter().any(|e| undated.contains(&e.id));
+    if !checked && !envelopes.iter().any(needs_extras) {
         let outcomes = try_insert_each(conn, &rows)?;
         return Ok((outcomes, StoreResult::default()));
     }
     conn.transaction(|conn| -> Result<_, DbError> {
-        let outcomes = try_insert_each(conn, &rows)?;
+        let skip = skipped(conn, envelopes, undated)?;
+        let fresh: Vec<NewMessage<'_>> = rows
+            .iter()
+            .zip(&skip)
+            .filter(|(_, skip)| !**skip)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut inserted = try_insert_each(conn, &fresh)?.into_iter();
+        // An undated row stored before is a duplicate, as the key makes a
+        // dated one.
+        let outcomes: Vec<RowOutcome> = skip
+            .iter()
+            .map(|skip| match skip {
+                true => RowOutcome::Duplicate,
+                false => inserted.next().unwrap_or(RowOutcome::Duplicate),
+            })
+            .collect();
         let new_ids = envelopes
             .iter()
             .zip(&outcomes)
@@ -317,10 +389,11 @@ pub fn list_committed(
         .collect())
 }
 
-/// One stored message, if it is stored.
+/// One stored message, if it is stored. By id alone: each partition's
+/// primary key (id, created_at) answers it by its leading column.
 pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Message>> {
     messages::table
-        .find(id)
+        .filter(messages::id.eq(id))
         .select(Message::as_select())
         .first(conn)
         .optional()
@@ -331,7 +404,7 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Message>> {
 /// message may be both.
 pub fn status(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<MessageStatus>> {
     let row = messages::table
-        .find(id)
+        .filter(messages::id.eq(id))
         .select((Message::as_select(), messages::batch_id))
         .first::<(Message, Option<Uuid>)>(conn)
         .optional()?;

@@ -13,13 +13,17 @@
 //! can complete its batch, which owes a notification), never the other way.
 //! `schema.rs` is generated (`diesel migration run`, see `diesel.toml`).
 
+pub mod age;
 pub mod batches;
 pub mod dead_letters;
 pub mod error;
 pub mod idempotency_keys;
+pub mod lock;
+pub mod message_partitions;
 pub mod messages;
 pub mod migrations;
 pub mod pool;
+pub mod table_stats;
 pub mod webhook_deliveries;
 
 pub use error::{DbError, FailureClass, RowOutcome};

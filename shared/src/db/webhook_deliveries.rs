@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::age::millis;
 use crate::events::Notification;
 use crate::schema::webhook_deliveries;
 
@@ -120,15 +121,45 @@ pub fn resend_failed(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> 
 /// Delete up to `limit` deliveries delivered more than `age` ago (the outbox
 /// would grow for ever otherwise). Returns how many.
 pub fn prune_delivered(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM webhook_deliveries
-          WHERE id IN (SELECT id FROM webhook_deliveries
-                        WHERE status = 'delivered'
-                          AND delivered_at < now() - $1 * interval '1 second'
-                        LIMIT $2
-                        FOR UPDATE SKIP LOCKED)",
-    )
-    .bind::<BigInt, _>(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))
+    prune_where(conn, "status = 'delivered' AND delivered_at", age, limit)
+}
+
+/// Delete up to `limit` deliveries that finally failed and were owed more
+/// than `age` ago (a failed row has no time of its own; it failed at most
+/// `WEBHOOK_MAX_AGE_SECS` after it was owed). Returns how many.
+pub fn prune_failed(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
+    prune_where(conn, "status = 'failed' AND created_at", age, limit)
+}
+
+/// Delete up to `limit` pending deliveries due for more than `age`: no
+/// deliverer has claimed them for that long (none is configured: no
+/// `WEBHOOK_SECRET` anywhere), so they expire as delivered ones do. A
+/// deliverer that runs claims a due row within `WEBHOOK_POLL_MS`, and a
+/// claim or a retry moves `next_attempt_at` forward, so a row being
+/// delivered is never this overdue. Returns how many.
+pub fn expire_undelivered(
+    conn: &mut PgConnection,
+    age: Duration,
+    limit: i64,
+) -> QueryResult<usize> {
+    prune_where(conn, "status = 'pending' AND next_attempt_at", age, limit)
+}
+
+/// Delete up to `limit` rows where `status_and_time` (a status test and
+/// the time column, each covered by a partial index) is older than `age`.
+fn prune_where(
+    conn: &mut PgConnection,
+    status_and_time: &'static str,
+    age: Duration,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM webhook_deliveries
+             WHERE {status_and_time} < now() - $1 * interval '1 millisecond'
+             LIMIT $2 FOR UPDATE SKIP LOCKED))"
+    ))
+    .bind::<BigInt, _>(millis(age))
     .bind::<BigInt, _>(limit)
     .execute(conn)
 }

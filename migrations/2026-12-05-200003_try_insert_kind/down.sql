@@ -1,0 +1,1 @@
+DROP FUNCTION pipeline_try_insert(uuid, text, timestamptz, uuid, text);

@@ -1,0 +1,1 @@
+ALTER TABLE idempotency_keys ALTER COLUMN timed_ids SET DEFAULT true;
