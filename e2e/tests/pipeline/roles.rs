@@ -224,15 +224,16 @@ async fn the_pipeline_works_with_runtime_roles() {
     .await;
     let url = |p: &str| format!("{}{p}", producer.base);
 
-    // A message with an Idempotency-Key and a callback.
-    let res = producer
-        .client
-        .post(url("/messages"))
-        .header("Idempotency-Key", "roles-1")
-        .json(&json!({"content": "least privilege", "callback_url": receiver.url("/one")}))
-        .send()
-        .await
-        .unwrap();
+    // A message with an Idempotency-Key and a callback (sent twice below).
+    let keyed = || {
+        producer
+            .client
+            .post(url("/messages"))
+            .header("Idempotency-Key", "roles-1")
+            .json(&json!({"content": "least privilege", "callback_url": receiver.url("/one")}))
+            .send()
+    };
+    let res = keyed().await.unwrap();
     assert_eq!(res.status(), 202);
     let id = res.json::<Value>().await.unwrap()["id"]
         .as_str()
@@ -281,14 +282,7 @@ async fn the_pipeline_works_with_runtime_roles() {
         (Some(1), Some(1))
     );
     // The same key and body again: the same answer, no second message.
-    let res = producer
-        .client
-        .post(url("/messages"))
-        .header("Idempotency-Key", "roles-1")
-        .json(&json!({"content": "least privilege", "callback_url": receiver.url("/one")}))
-        .send()
-        .await
-        .unwrap();
+    let res = keyed().await.unwrap();
     assert_eq!(res.status(), 202);
 
     // Listings and the dashboard.
