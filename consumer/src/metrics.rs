@@ -78,6 +78,9 @@ pub struct Metrics {
     pub(crate) batch_size: Histogram,
     pub(crate) insert_seconds: Histogram,
     pub(crate) end_to_end_seconds: Histogram,
+    /// How late scheduled messages were stored: commit time minus
+    /// `deliver_at`.
+    pub(crate) scheduled_lateness_seconds: Histogram,
     pub(crate) webhooks_delivered: IntCounter,
     pub(crate) webhooks_failed: IntCounter,
     pub(crate) webhook_retries: IntCounter,
@@ -161,6 +164,11 @@ impl Metrics {
             "Time from the producer accepting a message (created_at) to its row being committed.",
             &END_TO_END_BUCKETS,
         )?;
+        let scheduled_lateness_seconds = histogram(
+            "pipeline_scheduled_lateness_seconds",
+            "Time from a scheduled message's deliver_at to its row being committed.",
+            &END_TO_END_BUCKETS,
+        )?;
         let webhooks_delivered = counter(
             "pipeline_webhooks_delivered_total",
             "Webhook notifications answered with a 2xx.",
@@ -225,6 +233,7 @@ impl Metrics {
             batch_size,
             insert_seconds,
             end_to_end_seconds,
+            scheduled_lateness_seconds,
             webhooks_delivered,
             webhooks_failed,
             webhook_retries,

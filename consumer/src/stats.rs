@@ -93,6 +93,12 @@ impl Stats {
                 self.metrics
                     .end_to_end_seconds
                     .observe(latency.as_secs_f64());
+                if let Some(due) = envelope.deliver_at {
+                    let late = (stored_at - due).to_std().unwrap_or(Duration::ZERO);
+                    self.metrics
+                        .scheduled_lateness_seconds
+                        .observe(late.as_secs_f64());
+                }
             }
         }
     }

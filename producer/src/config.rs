@@ -107,6 +107,9 @@ pub struct Settings {
     /// master secrets the consumers sign with, from which
     /// `GET /webhooks/signing-key` derives a destination's key.
     pub webhook_keys: Option<shared::webhook::SigningKeys>,
+    /// `MAX_SCHEDULE_AHEAD`, `SCHEDULE_*`: scheduled messages (see
+    /// `schedule::settings`).
+    pub schedule: crate::schedule::settings::ScheduleSettings,
 }
 
 impl Settings {
@@ -147,6 +150,7 @@ impl Settings {
                 })?,
             webhook_allowed_hosts: shared::webhook::settings::allowed_hosts(env)?,
             webhook_keys: shared::webhook::settings::signing_keys(env)?,
+            schedule: crate::schedule::settings::ScheduleSettings::from_env(env)?,
         })
     }
 }

@@ -64,6 +64,10 @@ pub enum ApiError {
     /// with a different request).
     #[error("{0}")]
     Unprocessable(String),
+    /// The resource is not in a state that allows this (a message already
+    /// stored cannot be cancelled).
+    #[error("{0}")]
+    Conflict(String),
     /// The body did not arrive within `BODY_TIMEOUT_MS`.
     #[error("request body not received in time (BODY_TIMEOUT_MS); send it faster or smaller")]
     RequestTimeout,
@@ -103,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BrokerUnavailable { .. }
             | ApiError::DatabaseUnavailable(_)

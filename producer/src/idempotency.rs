@@ -106,6 +106,7 @@ pub async fn message_id(
     content: &str,
     callback_url: Option<&str>,
     kind: &Kind,
+    schedule: Option<&str>,
 ) -> Result<Assigned, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(Assigned {
@@ -118,9 +119,11 @@ pub async fn message_id(
     // in whichever kind came first).
     let callback = callback_part(callback_url);
     let kind = kind_part(None, kind);
+    let schedule = schedule_part(None, schedule);
     let parts = std::iter::once(content)
         .chain(callback.as_deref())
-        .chain(kind.as_deref());
+        .chain(kind.as_deref())
+        .chain(schedule.as_deref());
     let binding = bind(
         state,
         Scope::Message,
@@ -155,6 +158,7 @@ pub async fn batch_ids(
     contents: &[String],
     callback_url: Option<&str>,
     kinds: &[Kind],
+    schedules: &[Option<String>],
 ) -> Result<BatchIds, ApiError> {
     let Some(key) = key(req)? else {
         return Ok(BatchIds {
@@ -169,11 +173,17 @@ pub async fn batch_ids(
         .enumerate()
         .filter_map(|(i, k)| kind_part(Some(i), k))
         .collect();
+    let schedules: Vec<String> = schedules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| schedule_part(Some(i), s.as_deref()))
+        .collect();
     let parts = contents
         .iter()
         .map(String::as_str)
         .chain(callback.as_deref())
-        .chain(kinds.iter().map(String::as_str));
+        .chain(kinds.iter().map(String::as_str))
+        .chain(schedules.iter().map(String::as_str));
     let binding = bind(state, Scope::Batch, &key, fingerprint(Scope::Batch, parts)).await?;
     let name = name_of(&key, &binding);
     Ok(BatchIds {
@@ -284,6 +294,17 @@ fn kind_part(index: Option<usize>, kind: &Kind) -> Option<String> {
     Some(match index {
         None => format!("\u{0}kind:{kind}"),
         Some(i) => format!("\u{0}kind:{i}:{kind}"),
+    })
+}
+
+/// The schedule as asked (`deliver_at=...` or `delay_seconds=...`) as one
+/// more fingerprinted part, none for a message sent at once (so earlier
+/// keys keep their fingerprints). It starts with NUL, as [`callback_part`].
+fn schedule_part(index: Option<usize>, asked: Option<&str>) -> Option<String> {
+    let asked = asked?;
+    Some(match index {
+        None => format!("\u{0}schedule:{asked}"),
+        Some(i) => format!("\u{0}schedule:{i}:{asked}"),
     })
 }
 

@@ -69,6 +69,7 @@ pub mod openapi;
 pub mod publisher;
 pub mod rates;
 pub mod routes;
+pub mod schedule;
 pub mod schemas;
 pub mod slots;
 pub mod startup;

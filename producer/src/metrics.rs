@@ -100,6 +100,8 @@ pub struct Metrics {
     /// Accepted messages per second over the last minutes (the dashboard's
     /// chart; Prometheus keeps only the running total).
     pub accepted_recent: RateWindow,
+    /// Scheduled messages: waiting, next due, dispatched and how late.
+    pub schedule: crate::schedule::metrics::ScheduleMetrics,
 }
 
 impl Metrics {
@@ -147,6 +149,7 @@ impl Metrics {
         registry.register(Box::new(database_up.clone()))?;
         let broker = BrokerMetrics::register(&registry)?;
         let retention = shared::retention::RetentionMetrics::register(&registry)?;
+        let schedule = crate::schedule::metrics::ScheduleMetrics::register(&registry)?;
         for endpoint in Endpoint::ALL {
             accepted.with_label_values(&[endpoint.label()]);
         }
@@ -163,6 +166,7 @@ impl Metrics {
             broker,
             retention,
             accepted_recent: RateWindow::default(),
+            schedule,
         })
     }
 

@@ -32,6 +32,7 @@ use crate::schemas::KIND_PATTERN;
         crate::messages::single::post_message,
         crate::messages::list::list_messages,
         crate::messages::single::get_message,
+        crate::messages::cancel::cancel_message,
         crate::batches::post_batch,
         crate::messages::tutorial::add_message,
         crate::events::stream,

@@ -23,7 +23,7 @@ pub const UNKNOWN_PATHS: Access = Api;
 fn table(batch_body_limit: usize) -> Vec<Resource> {
     use dashboard::{key, overview, page};
     use dead_letters::{browse, purge, redrive};
-    use messages::{list, single, tutorial};
+    use messages::{cancel, list, single, tutorial};
     vec![
         // The dashboard: the page and its assets hold no data.
         Resource::new("/dashboard", Public).get(page::page),
@@ -65,7 +65,9 @@ fn table(batch_body_limit: usize) -> Vec<Resource> {
         Resource::new("/webhooks/failed", Admin).get(webhooks::list_failed),
         Resource::new("/webhooks/failed/resend", Admin).post(webhooks::resend_failed),
         Resource::new("/webhooks/signing-key", Admin).get(webhooks::signing_key),
-        Resource::new("/messages/{id}", Api).get(single::get_message),
+        Resource::new("/messages/{id}", Api)
+            .get(single::get_message)
+            .delete(cancel::cancel_message),
         Resource::new("/add_message", Api).submit(tutorial::add_message),
         // For orchestrators and Prometheus.
         Resource::new("/healthz", Public).get(health::healthz),

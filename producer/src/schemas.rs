@@ -59,6 +59,17 @@ pub struct NewMessageBody {
         pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
     )]
     pub kind: Option<String>,
+    /// Deliver at this time instead of now (RFC 3339 with an offset); a
+    /// time not in the future is now. Not with `delay_seconds` (a 400).
+    /// Beyond `MAX_SCHEDULE_AHEAD` (default 365 days) is a 400: a rule the
+    /// schema cannot say. `null` is none.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deliver_at: Option<DateTime<Utc>>,
+    /// Deliver this many seconds from now instead of now (0: now). Not
+    /// with `deliver_at` (a 400); beyond `MAX_SCHEDULE_AHEAD` is a 400.
+    /// `null` is none.
+    #[schema(minimum = 0)]
+    pub delay_seconds: Option<u64>,
 }
 
 /// `{"content": "text"}` of the tutorial's `POST /add_message`, which has
@@ -78,6 +89,17 @@ pub struct AddMessageBody {
         pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"
     )]
     pub kind: Option<String>,
+    /// As `POST /messages`'s: deliver at this time instead of now (RFC 3339 with an offset); a
+    /// time not in the future is now. Not with `delay_seconds` (a 400).
+    /// Beyond `MAX_SCHEDULE_AHEAD` (default 365 days) is a 400: a rule the
+    /// schema cannot say. `null` is none.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deliver_at: Option<DateTime<Utc>>,
+    /// Deliver this many seconds from now instead of now (0: now). Not
+    /// with `deliver_at` (a 400); beyond `MAX_SCHEDULE_AHEAD` is a 400.
+    /// `null` is none.
+    #[schema(minimum = 0)]
+    pub delay_seconds: Option<u64>,
 }
 
 /// `[{"content": "text"}, …]` (1 to 1000 messages), or the object form
@@ -108,6 +130,22 @@ impl PartialSchema for NewBatchBody {
                                 .max_length(Some(shared::kind::MAX_LEN))
                                 .pattern(Some(KIND_PATTERN))
                                 .description(Some("One of KINDS (else a 400 naming them); absent or null: default")),
+                        )
+                        .property(
+                            "deliver_at",
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                                    utoipa::openapi::KnownFormat::DateTime,
+                                )))
+                                .description(Some("As POST /messages's: deliver at this time (RFC 3339 with an offset); not with delay_seconds")),
+                        )
+                        .property(
+                            "delay_seconds",
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                                .minimum(Some(0))
+                                .description(Some("As POST /messages's: deliver this many seconds from now; not with deliver_at")),
                         ),
                 )
                 .min_items(Some(1))
@@ -178,23 +216,29 @@ pub enum AdminRefusal {
 pub struct Queued {
     /// The message id (also in `Location`).
     pub id: Uuid,
-    /// Always `queued`.
+    /// `queued`, or `scheduled` with `deliver_at`.
     #[schema(inline)]
     pub status: QueuedStatus,
+    /// When a scheduled message is delivered (a retried Idempotency-Key
+    /// gets its first request's). Absent when queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
-/// The one status a 202 can report.
+/// What a 202 can report.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QueuedStatus {
     /// Confirmed by the broker, not yet stored.
     Queued,
+    /// Held (durably, in the database) until `deliver_at`.
+    Scheduled,
 }
 
 /// `202` of `POST /messages/batch`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchQueued {
-    /// Always `queued`.
+    /// `queued`, or `scheduled` when every item is scheduled.
     #[schema(inline)]
     pub status: QueuedStatus,
     /// The batch's id (`GET /batches/{id}`); derived from the
@@ -202,15 +246,59 @@ pub struct BatchQueued {
     pub batch_id: Uuid,
     /// The ids, in request order.
     pub ids: Vec<Uuid>,
+    /// When some items are scheduled: each item's `deliver_at`, in request
+    /// order (`null`: queued now). Absent when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<Vec<Option<DateTime<Utc>>>>,
 }
 
 /// `202` of `POST /add_message` (the tutorial's shape).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enqueued {
-    /// Always `Message enqueued`.
+    /// `Message enqueued`, or `Message scheduled`.
     pub message: String,
     /// The message id.
     pub job_id: Uuid,
+    /// `scheduled` when it is; absent otherwise (the tutorial's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub status: Option<QueuedStatus>,
+    /// When a scheduled message is delivered; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<DateTime<Utc>>,
+}
+
+/// `200` of `GET /messages/{id}`: stored or dead-lettered, or scheduled
+/// or cancelled.
+// A schema only: the handler serializes whichever it found.
+#[allow(dead_code)]
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+pub enum MessageState {
+    /// Stored or dead-lettered.
+    Settled(shared::events::MessageStatus),
+    /// Scheduled (waiting for `deliver_at`) or cancelled.
+    Waiting(shared::schedule::ScheduleStatus),
+}
+
+/// `200` of `DELETE /messages/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    /// The message id.
+    pub id: Uuid,
+    /// Always `cancelled`.
+    #[schema(inline)]
+    pub status: CancelledStatus,
+    /// When it would have been delivered.
+    pub deliver_at: DateTime<Utc>,
+}
+
+/// The status of a cancelled message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledStatus {
+    /// Never stored.
+    Cancelled,
 }
 
 /// One row of `GET /messages` (the tutorial's shape).

@@ -37,6 +37,8 @@ pub struct Application {
     publisher_task: tokio::task::JoinHandle<()>,
     /// Pruning expired idempotency keys, until shutdown.
     retention_task: tokio::task::JoinHandle<()>,
+    /// Publishing scheduled messages when due, until shutdown.
+    dispatcher_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -73,6 +75,13 @@ impl Application {
         )
         .with_metrics(metrics.retention.clone(), false);
         let retention_task = tokio::spawn(retention.run(shutdown.subscribe()));
+        let dispatcher = crate::schedule::dispatcher::Dispatcher::new(
+            &common.database_url,
+            publisher.clone(),
+            settings.schedule.clone(),
+            metrics.schedule.clone(),
+        );
+        let dispatcher_task = tokio::spawn(dispatcher.run(shutdown.subscribe()));
         if !publisher.wait_connected(common.amqp_timeout).await {
             log::warn!(
                 "RabbitMQ at {} is not reachable yet; serving 503s until it is",
@@ -95,6 +104,7 @@ impl Application {
             waiters: Slots::new("waiting lookups", "MAX_WAITERS", settings.max_waiters),
             idempotency_key_ttl: settings.common.idempotency_key_ttl,
             retention: settings.retention.clone(),
+            max_schedule_ahead: settings.schedule.max_ahead,
         };
         let max_body = settings.max_body_bytes;
         let max_batch_body = settings.max_batch_body_bytes;
@@ -166,6 +176,7 @@ impl Application {
             publisher,
             publisher_task,
             retention_task,
+            dispatcher_task,
             shutdown,
         })
     }
@@ -193,6 +204,7 @@ impl Application {
         let _ = self.shutdown.send(true);
         let _ = self.publisher_task.await;
         let _ = self.retention_task.await;
+        let _ = self.dispatcher_task.await;
         log::info!("producer stopped");
         result
     }

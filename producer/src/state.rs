@@ -34,6 +34,8 @@ pub struct AppState {
     pub idempotency_key_ttl: std::time::Duration,
     /// Every retention setting, for the dashboard.
     pub retention: shared::retention::RetentionSettings,
+    /// `MAX_SCHEDULE_AHEAD`: the furthest `deliver_at` accepted.
+    pub max_schedule_ahead: std::time::Duration,
 }
 
 impl AppState {

@@ -17,6 +17,9 @@
 //! * `batch` (optional `{"id", "total", "callback_url"}`): the batch the
 //!   message belongs to, so that the consumer settling its last item can
 //!   complete it.
+//! * `deliver_at` (optional RFC 3339): the time a scheduled message was due;
+//!   the consumer then settles (or, if cancelled, refuses) its row of
+//!   `scheduled_messages` in the transaction that stores it.
 //!
 //! Any AMQP client can publish such a message to the `messages` exchange
 //! (routing key ignored); see `docs/api.md`, "Publishing from other clients".
@@ -54,6 +57,13 @@ pub struct Envelope {
     /// `default`, so the common message is unchanged on the wire.
     #[serde(default, skip_serializing_if = "Kind::is_default")]
     pub kind: Kind,
+    /// When it was scheduled for (absent: sent at once). A scheduled
+    /// message is published by a dispatcher when it falls due; this tells
+    /// the consumer to settle its row of `scheduled_messages` (and to refuse
+    /// it if it was cancelled) in the transaction that stores it. Left out
+    /// of the JSON when absent: the common message is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 /// What each item of a batch carries about its batch: enough for whichever
@@ -193,6 +203,7 @@ impl Envelope {
             callback_url: None,
             batch: None,
             kind: Kind::default_kind(),
+            deliver_at: None,
         }
     }
 
@@ -276,6 +287,13 @@ impl Envelope {
             callback_url: extras.callback_url,
             batch: extras.batch,
             kind: kind_of(&value, properties),
+            // Read leniently, like the extras: it only says that a row of
+            // `scheduled_messages` may exist for this id.
+            deliver_at: value
+                .get("deliver_at")
+                .and_then(|v| v.as_str())
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc)),
         };
         Ok((envelope, dated))
     }

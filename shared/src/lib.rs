@@ -19,6 +19,9 @@
 //! * `events`: what became of a message or batch, in the shapes clients see:
 //!   status bodies, completion events (SSE, `?wait`), webhook bodies.
 //! * `readiness`: the `/readyz` body.
+//! * `schedule` → `duration`: the fields that schedule a message
+//!   (`deliver_at`, `delay_seconds`) read once, and a waiting message's
+//!   status body.
 //! * `metrics`: the broker metrics both binaries export.
 //! * `schema`: the Diesel schema, generated (`diesel.toml`).
 //!
@@ -37,7 +40,7 @@
 //!   with a key per destination, and the error categories clients are
 //!   told (see its docs).
 //! * `envelope` → `webhook`, `kind`, `dead_letter`: the message on the wire.
-//! * `db` → `schema`, `envelope`, `events`, `backoff`: PostgreSQL, one
+//! * `db` → `schema`, `envelope`, `events`, `schedule`, `backoff`: PostgreSQL, one
 //!   module per table plus pool, migrations and errors (see its docs).
 //! * `migrate` → `db`, `config`, `redact`, `roles`: who migrates and when
 //!   (the owner at startup, or the migration step).
@@ -64,6 +67,7 @@ pub mod readiness;
 pub mod redact;
 pub mod retention;
 pub mod roles;
+pub mod schedule;
 pub mod schema;
 pub mod tls;
 pub mod topology;

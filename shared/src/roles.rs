@@ -56,9 +56,13 @@ impl Runtime {
 ///   batches; settling a batch updates it; the outbox is claimed and
 ///   updated by the deliverer; the retention deletes what is past its age
 ///   from dead letters, batches and the outbox.
+/// * scheduled messages: the producer schedules them (insert), its
+///   dispatcher claims and marks them, `DELETE /messages/{id}` cancels
+///   (update), its retention prunes them (delete); the consumer marks the
+///   ones it stores delivered (update) after reading their state.
 /// * both read `__diesel_schema_migrations`, to check at startup that the
 ///   schema is migrated.
-pub const TABLE_PRIVILEGES: [(&str, &str, &str); 6] = [
+pub const TABLE_PRIVILEGES: [(&str, &str, &str); 7] = [
     ("messages", "SELECT", "SELECT, INSERT"),
     (
         "dead_letters",
@@ -75,6 +79,11 @@ pub const TABLE_PRIVILEGES: [(&str, &str, &str); 6] = [
         "webhook_deliveries",
         "SELECT, INSERT, UPDATE",
         "SELECT, INSERT, UPDATE, DELETE",
+    ),
+    (
+        "scheduled_messages",
+        "SELECT, INSERT, UPDATE, DELETE",
+        "SELECT, UPDATE",
     ),
     ("__diesel_schema_migrations", "SELECT", "SELECT"),
 ];

@@ -45,6 +45,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    scheduled_messages (id) {
+        id -> Uuid,
+        deliver_at -> Timestamptz,
+        body -> Text,
+        kind -> Text,
+        batch_id -> Nullable<Uuid>,
+        state -> Text,
+        created_at -> Timestamptz,
+        lease_until -> Nullable<Timestamptz>,
+        settled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (id) {
         id -> Uuid,
         subject_id -> Uuid,
@@ -66,5 +80,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     dead_letters,
     idempotency_keys,
     messages,
+    scheduled_messages,
     webhook_deliveries,
 );

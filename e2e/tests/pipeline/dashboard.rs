@@ -179,6 +179,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
             callback_url: None,
             batch: None,
             kind: Default::default(),
+            deliver_at: None,
         })
         .collect();
     shared::db::messages::store(&mut db.connect(), &rows).unwrap();

@@ -41,6 +41,11 @@ pub enum Item {
         content: Scalar,
         /// Its `kind`.
         kind: Scalar,
+        /// `deliver_at` and `delay_seconds` as sent (read by
+        /// `schedule::hold::requested`, which names what is wrong).
+        deliver_at: Option<serde_json::Value>,
+        /// See `deliver_at`.
+        delay_seconds: Option<serde_json::Value>,
     },
     /// Anything else (its value is skipped, not kept).
     NotAnObject,
@@ -103,6 +108,20 @@ impl Item {
                 Scalar::Other => Some(serde_json::Value::Bool(false)),
             },
             Item::NotAnObject => None,
+        }
+    }
+}
+
+impl Item {
+    /// The item's `deliver_at` and `delay_seconds`, as sent.
+    pub fn schedule(&self) -> (Option<&serde_json::Value>, Option<&serde_json::Value>) {
+        match self {
+            Item::Object {
+                deliver_at,
+                delay_seconds,
+                ..
+            } => (deliver_at.as_ref(), delay_seconds.as_ref()),
+            Item::NotAnObject => (None, None),
         }
     }
 }
@@ -205,10 +224,14 @@ impl<'de> Visitor<'de> for ItemVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
         let mut content = Scalar::Absent;
         let mut kind = Scalar::Absent;
+        let mut deliver_at = None;
+        let mut delay_seconds = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "content" => content = map.next_value()?,
                 "kind" => kind = map.next_value()?,
+                "deliver_at" => deliver_at = Some(map.next_value()?),
+                "delay_seconds" => delay_seconds = Some(map.next_value()?),
                 // Other fields are ignored, as by a single POST: skipped
                 // unread.
                 _ => {
@@ -216,7 +239,12 @@ impl<'de> Visitor<'de> for ItemVisitor {
                 }
             }
         }
-        Ok(Item::Object { content, kind })
+        Ok(Item::Object {
+            content,
+            kind,
+            deliver_at,
+            delay_seconds,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {

@@ -15,6 +15,7 @@
 pub mod body;
 
 use actix_web::http::header;
+use chrono::{DateTime, Utc};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use shared::envelope::BatchRef;
@@ -28,6 +29,7 @@ use crate::http::extract::JsonBody;
 use crate::idempotency;
 use crate::metrics::Endpoint;
 use crate::publisher::PublishError;
+use crate::schedule::hold;
 use crate::schemas::{BatchQueued, ErrorBody, NewBatchBody, QueuedStatus};
 
 use crate::state::AppState;
@@ -46,14 +48,14 @@ use body::{BatchBody, Item};
     request_body(content = NewBatchBody, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1-255 visible ASCII characters, no spaces. The same key and batch always yield the same ids; the same key with another batch is a 422")),
     responses(
-        (status = 202, description = "All confirmed", body = BatchQueued),
-        (status = 400, description = "Not an array or batch object, empty, over 1000, an invalid item (named by index), a refused callback_url, or a bad Idempotency-Key", body = ErrorBody),
+        (status = 202, description = "All confirmed, or held until their deliver_at (items with deliver_at or delay_seconds)", body = BatchQueued),
+        (status = 400, description = "Not an array or batch object, empty, over 1000, an invalid item (named by index, a bad schedule included), a refused callback_url, or a bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = ErrorBody),
         (status = 413, description = "Body larger than MAX_BATCH_BODY_BYTES", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json, or the body is compressed (Content-Encoding)", body = ErrorBody),
         (status = 422, description = "Idempotency-Key already used with a different batch", body = ErrorBody),
-        (status = 503, description = r#"Some not confirmed: {"error", "queued": [ids], "failed": [{"index", "id"}]}; or the database is down for an Idempotency-Key"#, body = ErrorBody,
+        (status = 503, description = r#"Some not confirmed: {"error", "queued": [ids], "failed": [{"index", "id"}]}; or the database is down for an Idempotency-Key or scheduled items"#, body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn post_batch(
@@ -71,6 +73,7 @@ pub async fn post_batch(
     }
     let mut contents = Vec::with_capacity(items.len());
     let mut kinds = Vec::with_capacity(items.len());
+    let mut schedules = Vec::with_capacity(items.len());
     for (i, mut item) in items.into_iter().enumerate() {
         if matches!(item, Item::NotAnObject) {
             return Err(ApiError::BadRequest(format!(
@@ -87,6 +90,14 @@ pub async fn post_batch(
                 .kind(item.kind().as_ref())
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
+        // Each item may be scheduled on its own (or not at all).
+        let (deliver_at, delay_seconds) = item.schedule();
+        schedules.push(hold::requested(
+            &state,
+            deliver_at,
+            delay_seconds,
+            &format!("item {i}: "),
+        )?);
     }
     // Last, as it may wait for DNS: after every check that cannot.
     let callback_url = match callback_url.optional_text() {
@@ -97,18 +108,28 @@ pub async fn post_batch(
         }
     };
     // Bound before publishing: see `idempotency` for why.
-    let ids =
-        idempotency::batch_ids(&state, &req, &contents, callback_url.as_deref(), &kinds).await?;
+    let asked: Vec<Option<String>> = schedules.iter().map(|s| s.asked.clone()).collect();
+    let ids = idempotency::batch_ids(
+        &state,
+        &req,
+        &contents,
+        callback_url.as_deref(),
+        &kinds,
+        &asked,
+    )
+    .await?;
     let batch_id = ids.batch;
     let mut envelopes: Vec<Envelope> = ids
         .items
         .iter()
         .zip(contents)
         .zip(kinds)
-        .map(|((id, content), kind)| Envelope {
+        .zip(&schedules)
+        .map(|(((id, content), kind), schedule)| Envelope {
             // Every retry of a keyed batch carries the time of the first.
             created_at: ids.created_at,
             kind,
+            deliver_at: schedule.deliver_at,
             ..Envelope::with_id(*id, content)
         })
         .collect();
@@ -124,7 +145,37 @@ pub async fn post_batch(
         }
     }
 
-    let results = state.publisher.publish_many(&envelopes).await;
+    // The scheduled items first, in one transaction: if the database
+    // cannot take them, nothing of the batch was accepted (a plain 503).
+    let later: Vec<Envelope> = envelopes
+        .iter()
+        .filter(|e| e.deliver_at.is_some())
+        .cloned()
+        .collect();
+    let mut deliver_at: Option<Vec<Option<DateTime<Utc>>>> = None;
+    if !later.is_empty() {
+        let mut held = hold::hold(&state, &later).await?.into_iter();
+        deliver_at = Some(
+            envelopes
+                .iter()
+                .map(|e| e.deliver_at.and_then(|_| held.next()))
+                .collect(),
+        );
+    }
+    let now: Vec<Envelope> = envelopes
+        .iter()
+        .filter(|e| e.deliver_at.is_none())
+        .cloned()
+        .collect();
+    let mut published = state.publisher.publish_many(&now).await.into_iter();
+    // Each item's outcome in request order: a held one is accepted.
+    let results: Vec<Result<(), PublishError>> = envelopes
+        .iter()
+        .map(|e| match e.deliver_at {
+            Some(_) => Ok(()),
+            None => published.next().unwrap_or(Err(PublishError::NotConnected)),
+        })
+        .collect();
     let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
     let failed: Vec<(usize, &PublishError)> = results
         .iter()
@@ -137,10 +188,16 @@ pub async fn post_batch(
         .metrics
         .record_accepted(Endpoint::Batch, ids.len() - failed.len());
     if failed.is_empty() {
+        let status = if now.is_empty() {
+            QueuedStatus::Scheduled
+        } else {
+            QueuedStatus::Queued
+        };
         return Ok(HttpResponse::Accepted().json(BatchQueued {
-            status: QueuedStatus::Queued,
+            status,
             batch_id,
             ids,
+            deliver_at,
         }));
     }
     log::warn!(

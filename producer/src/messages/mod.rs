@@ -1,7 +1,8 @@
-//! Messages: one message in and its status out (`single`), the stored ones
-//! in commit order (`list`), and the Flask + RQ tutorial's endpoint
-//! (`tutorial`).
+//! Messages: one message in and its status out (`single`), a scheduled
+//! one cancelled (`cancel`), the stored ones in commit order (`list`), and
+//! the Flask + RQ tutorial's endpoint (`tutorial`).
 
+pub mod cancel;
 pub mod list;
 pub mod single;
 pub mod tutorial;

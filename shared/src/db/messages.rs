@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::batches;
 use super::dead_letters;
 use super::error::{DbError, RowOutcome};
+use super::scheduled_messages;
 use super::webhook_deliveries;
 use crate::envelope::{BatchRef, Envelope};
 use crate::events::{BatchStatus, MessageStatus, Notification};
@@ -154,16 +155,24 @@ pub fn store_checked(
 }
 
 /// Which envelopes not to insert: an undated one whose id is stored
-/// already, or came earlier in this batch (under another time, maybe).
+/// already, or came earlier in this batch (under another time, maybe); and
+/// a scheduled one that was cancelled (the others have their rows of
+/// `scheduled_messages` marked delivered, in this transaction).
 fn skipped(
     conn: &mut PgConnection,
     envelopes: &[Envelope],
     undated: &HashSet<Uuid>,
 ) -> QueryResult<Vec<bool>> {
     let mut seen = stored_undated(conn, envelopes, undated)?;
+    let scheduled: Vec<Uuid> = envelopes
+        .iter()
+        .filter(|e| e.deliver_at.is_some())
+        .map(|e| e.id)
+        .collect();
+    let cancelled = scheduled_messages::settle_for_store(conn, &scheduled)?;
     Ok(envelopes
         .iter()
-        .map(|e| undated.contains(&e.id) && !seen.insert(e.id))
+        .map(|e| cancelled.contains(&e.id) || (undated.contains(&e.id) && !seen.insert(e.id)))
         .collect())
 }
 
@@ -241,7 +250,10 @@ pub fn try_store_each(
     undated: &HashSet<Uuid>,
 ) -> Result<(Vec<RowOutcome>, StoreResult), DbError> {
     let rows: Vec<NewMessage<'_>> = envelopes.iter().map(NewMessage::from).collect();
-    let checked = envelopes.iter().any(|e| undated.contains(&e.id));
+    // Undated and scheduled rows are checked first (see `skipped`).
+    let checked = envelopes
+        .iter()
+        .any(|e| undated.contains(&e.id) || e.deliver_at.is_some());
     if !checked && !envelopes.iter().any(needs_extras) {
         let outcomes = try_insert_each(conn, &rows)?;
         return Ok((outcomes, StoreResult::default()));

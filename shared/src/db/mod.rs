@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! messages ──► dead_letters ──► batches ──► webhook_deliveries ──► events (shapes)
-//!    │              │              ▲
-//!    └──────────────┴──────────────┘          pool, migrations, error: used by all
+//!    │  │           │              ▲
+//!    │  └───────────┴──────────────┘          pool, migrations, error: used by all
+//!    └──► scheduled_messages (a stored scheduled message settles its row)
 //! ```
 //!
 //! A table's module may call the modules to its right (storing a message
@@ -23,6 +24,7 @@ pub mod message_partitions;
 pub mod messages;
 pub mod migrations;
 pub mod pool;
+pub mod scheduled_messages;
 pub mod table_stats;
 pub mod webhook_deliveries;
 

@@ -8,12 +8,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 
 /// Every table of the pipeline, and the column its age is read from.
-pub const TABLES: [(&str, &str); 5] = [
+pub const TABLES: [(&str, &str); 6] = [
     ("messages", "created_at"),
     ("dead_letters", "dead_lettered_at"),
     ("idempotency_keys", "created_at"),
     ("batches", "created_at"),
     ("webhook_deliveries", "created_at"),
+    ("scheduled_messages", "created_at"),
 ];
 
 /// One table's figures.

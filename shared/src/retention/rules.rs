@@ -2,13 +2,13 @@
 //! `DELETE` of one table's module (`crate::db`), run again until it
 //! deletes less than a batch. Each binary prunes what its database role
 //! may delete: the producer the idempotency keys (the consumer's role
-//! never sees them), the consumer the rest.
+//! never sees them) and the scheduled messages, the consumer the rest.
 
 use std::time::Duration;
 
 use diesel::prelude::*;
 
-use crate::db::{batches, dead_letters, idempotency_keys, webhook_deliveries};
+use crate::db::{batches, dead_letters, idempotency_keys, scheduled_messages, webhook_deliveries};
 
 /// A bounded delete: `(connection, age, most rows)` → rows deleted.
 pub type Prune = fn(&mut PgConnection, Duration, i64) -> QueryResult<usize>;
@@ -31,6 +31,15 @@ impl Rule {
             name: "idempotency_keys_expired",
             age: ttl,
             prune: idempotency_keys::prune_expired,
+        }
+    }
+
+    /// Scheduled messages delivered or cancelled more than `age` ago.
+    pub fn scheduled(age: Duration) -> Self {
+        Self {
+            name: "scheduled_settled",
+            age,
+            prune: scheduled_messages::prune_settled,
         }
     }
 

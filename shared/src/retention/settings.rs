@@ -33,6 +33,10 @@ pub struct RetentionSettings {
     pub webhooks: Duration,
     /// `IDEMPOTENCY_KEY_TTL` (default `24h`, read with the common settings).
     pub idempotency_keys: Duration,
+    /// `SCHEDULE_RETENTION` (default `30d`): rows of scheduled messages
+    /// that were delivered or cancelled, this long after (a cancelled
+    /// message answers `cancelled` until then). Waiting ones stay.
+    pub scheduled: Duration,
 }
 
 impl RetentionSettings {
@@ -47,6 +51,7 @@ impl RetentionSettings {
                 3600 * env.number_in("WEBHOOK_RETENTION_HOURS", 168u64, 1..=24 * 365)?,
             ),
             idempotency_keys,
+            scheduled: env.duration_or("SCHEDULE_RETENTION", 30 * DAY, SECOND)?,
         })
     }
 
@@ -57,6 +62,7 @@ impl RetentionSettings {
             "interval": d(self.schedule.interval),
             "batch": self.schedule.batch,
             "idempotency_key_ttl": d(self.idempotency_keys),
+            "scheduled": d(self.scheduled),
             "dead_letters": d(self.dead_letters),
             "batches": d(self.batches),
             "webhooks": d(self.webhooks),
@@ -65,9 +71,13 @@ impl RetentionSettings {
         })
     }
 
-    /// The producer's rules: the idempotency keys.
+    /// The producer's rules: the idempotency keys, and the scheduled
+    /// messages its dispatcher is done with.
     pub fn producer_rules(&self) -> Vec<Rule> {
-        vec![Rule::idempotency_keys(self.idempotency_keys)]
+        vec![
+            Rule::idempotency_keys(self.idempotency_keys),
+            Rule::scheduled(self.scheduled),
+        ]
     }
 
     /// The consumer's rules: every table it writes (not the idempotency
