@@ -24,6 +24,7 @@ mod redrive;
 mod retention;
 mod retries;
 mod roles;
+mod scheduled;
 mod shutdown;
 mod slow_body;
 mod tail;

@@ -39,9 +39,8 @@ pub fn requested(
         state.max_schedule_ahead,
     )
     .map_err(|e| ApiError::BadRequest(format!("{prefix}{e}")))?;
-    let given = |name: &str, v: Option<&Value>| {
-        v.filter(|v| !v.is_null()).map(|v| format!("{name}={v}"))
-    };
+    let given =
+        |name: &str, v: Option<&Value>| v.filter(|v| !v.is_null()).map(|v| format!("{name}={v}"));
     Ok(Requested {
         deliver_at: at,
         asked: given("deliver_at", deliver_at).or_else(|| given("delay_seconds", delay_seconds)),
@@ -55,33 +54,43 @@ pub async fn hold(
     state: &AppState,
     envelopes: &[Envelope],
 ) -> Result<Vec<DateTime<Utc>>, ApiError> {
-    let rows: Vec<(uuid::Uuid, DateTime<Utc>, String, String, Option<uuid::Uuid>)> = envelopes
+    // Owned, to move onto the blocking thread.
+    struct Row {
+        id: uuid::Uuid,
+        deliver_at: DateTime<Utc>,
+        body: String,
+        kind: String,
+        batch_id: Option<uuid::Uuid>,
+    }
+    let rows: Vec<Row> = envelopes
         .iter()
-        .map(|e| {
-            (
-                e.id,
-                e.deliver_at.unwrap_or(e.created_at),
-                String::from_utf8_lossy(&e.to_body()).into_owned(),
-                e.kind.as_str().to_owned(),
-                e.batch.as_ref().map(|b| b.id),
-            )
+        .map(|e| Row {
+            id: e.id,
+            deliver_at: e.deliver_at.unwrap_or(e.created_at),
+            body: String::from_utf8_lossy(&e.to_body()).into_owned(),
+            kind: e.kind.as_str().to_owned(),
+            batch_id: e.batch.as_ref().map(|b| b.id),
         })
         .collect();
     let held = state
         .with_db(move |conn| {
             let new: Vec<NewScheduled<'_>> = rows
                 .iter()
-                .map(|(id, deliver_at, body, kind, batch_id)| NewScheduled {
-                    id: *id,
-                    deliver_at: *deliver_at,
-                    body,
-                    kind,
-                    batch_id: *batch_id,
+                .map(|r| NewScheduled {
+                    id: r.id,
+                    deliver_at: r.deliver_at,
+                    body: &r.body,
+                    kind: &r.kind,
+                    batch_id: r.batch_id,
                 })
                 .collect();
             Ok(scheduled_messages::schedule(conn, &new)?)
         })
         .await?;
-    state.metrics.schedule.scheduled.inc_by(envelopes.len() as u64);
+    state
+        .metrics
+        .schedule
+        .scheduled
+        .inc_by(envelopes.len() as u64);
     Ok(held)
 }
