@@ -57,7 +57,9 @@ pub async fn post_message(
     envelope.callback_url = callback_url;
     envelope.kind = kind;
     state.publish(&envelope).await?;
-    state.metrics.record_accepted(Endpoint::Single, 1);
+    state
+        .metrics
+        .record_accepted(Endpoint::Single, [&envelope.kind]);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/messages/{}", envelope.id)))
         .json(Queued {

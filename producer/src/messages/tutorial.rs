@@ -39,7 +39,9 @@ pub async fn add_message(
     let mut envelope = Envelope::new(content);
     envelope.kind = state.kind(body.get("kind"))?;
     state.publish(&envelope).await?;
-    state.metrics.record_accepted(Endpoint::AddMessage, 1);
+    state
+        .metrics
+        .record_accepted(Endpoint::AddMessage, [&envelope.kind]);
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/messages/{}", envelope.id)))
         .json(Enqueued {
