@@ -71,7 +71,9 @@ bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_director
 run_id="dash_$$_$(date +%s)"
 db="browser_${run_id}"
 prefix="${run_id}."
-common=(AMQP_URL="$AMQP" DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX="$prefix" RUST_LOG=info)
+# Two kinds, so the overview's kind table and the messages' kind filter
+# have something to show (the consumer consumes both).
+common=(AMQP_URL="$AMQP" DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX="$prefix" KINDS=default,email RUST_LOG=info)
 # One retry queue (1 s), so the run is quick and tear-down knows its names.
 consumer_env=(METRICS_ADDR=127.0.0.1:0 RETRY_BASE_MS=1000 RETRY_MAX_MS=1000 MAX_ATTEMPTS=2)
 work=$(mktemp -d)

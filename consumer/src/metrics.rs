@@ -5,6 +5,7 @@
 //! count only their own work. Recording goes through [`crate::stats::Stats`].
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use shared::kind::{Kind, Kinds};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
 
 /// Why a message was dead-lettered: the `reason` label.
@@ -71,6 +72,10 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) deliveries: IntCounter,
     pub(crate) rows_stored: IntCounter,
+    /// `rows_stored` by kind: one series per configured kind, created up
+    /// front; a worker stores only its configured kind's queue, so no
+    /// label value ever comes from a message.
+    rows_stored_by_kind: IntCounterVec,
     pub(crate) duplicates: IntCounter,
     dead_lettered: IntCounterVec,
     pub(crate) retries: IntCounter,
@@ -102,9 +107,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered (every `reason` series
-    /// created at 0, so `rate()` sees the first dead letter).
-    pub fn new() -> Result<Self, MetricsError> {
+    /// A fresh registry with every metric registered (every `reason` and
+    /// every kind of `kinds` created at 0, so `rate()` sees the first one).
+    pub fn new(kinds: &Kinds) -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| -> Result<IntCounter, MetricsError> {
             let c = IntCounter::new(name, help)?;
@@ -126,6 +131,17 @@ impl Metrics {
             "pipeline_consumer_rows_stored_total",
             "Rows newly inserted (committed) into PostgreSQL.",
         )?;
+        let rows_stored_by_kind = IntCounterVec::new(
+            Opts::new(
+                "pipeline_consumer_rows_stored_by_kind_total",
+                "Rows newly inserted (committed) into PostgreSQL, by kind (the configured KINDS).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(rows_stored_by_kind.clone()))?;
+        for kind in kinds.all() {
+            rows_stored_by_kind.with_label_values(&[kind.as_str()]);
+        }
         let duplicates = counter(
             "pipeline_consumer_duplicates_total",
             "Deliveries whose id was already stored (redeliveries); acked without a new row.",
@@ -226,6 +242,7 @@ impl Metrics {
             registry,
             deliveries,
             rows_stored,
+            rows_stored_by_kind,
             duplicates,
             dead_lettered,
             retries,
@@ -246,6 +263,12 @@ impl Metrics {
             dead_letters_queued,
             dead_letter_alert_depth,
         })
+    }
+
+    /// The stored-rows counter of `kind` (a configured kind: the kind of
+    /// the queue a worker consumes).
+    pub(crate) fn rows_stored_of(&self, kind: &Kind) -> IntCounter {
+        self.rows_stored_by_kind.with_label_values(&[kind.as_str()])
     }
 
     /// The dead-letter counter for `reason`.

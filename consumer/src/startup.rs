@@ -39,7 +39,7 @@ impl Application {
         let pool = shared::migrate::migrate_and_pool(&settings.common).await?;
         // One registry per application, not the global one: tests run
         // several consumers in one process.
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(&settings.common.kinds)?);
         metrics
             .dead_letter_alert_depth
             .set(i64::from(settings.dead_letter_alert_depth));

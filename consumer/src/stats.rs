@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared::kind::Kind;
 use shared::Envelope;
 use uuid::Uuid;
 
@@ -74,11 +75,15 @@ impl Stats {
     /// end-to-end latency is `stored_at - created_at`.
     pub fn record_stored(
         &self,
+        kind: &Kind,
         envelopes: &[Envelope],
         new_ids: &[Uuid],
         stored_at: DateTime<Utc>,
     ) {
         self.metrics.rows_stored.inc_by(new_ids.len() as u64);
+        self.metrics
+            .rows_stored_of(kind)
+            .inc_by(new_ids.len() as u64);
         self.metrics
             .duplicates
             .inc_by(envelopes.len().saturating_sub(new_ids.len()) as u64);
@@ -167,17 +172,23 @@ impl std::fmt::Debug for Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::kind::Kinds;
 
     #[test]
     fn stats_and_metrics_keep_one_set_of_books() {
-        let metrics = Arc::new(Metrics::new().unwrap());
+        let metrics = Arc::new(Metrics::new(&Kinds::default()).unwrap());
         let stats = Stats::new(metrics.clone());
         stats.record_session();
         stats.record_session();
         stats.record_received(3);
         let envelopes: Vec<Envelope> = (0..3).map(|i| Envelope::new(format!("m{i}"))).collect();
         let stored_at = Utc::now();
-        stats.record_stored(&envelopes, &[envelopes[0].id, envelopes[2].id], stored_at);
+        stats.record_stored(
+            &Kind::default_kind(),
+            &envelopes,
+            &[envelopes[0].id, envelopes[2].id],
+            stored_at,
+        );
         stats.record_dead_lettered(DeadLetterReason::Rejected);
 
         let s = stats.snapshot();

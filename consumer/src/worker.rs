@@ -186,7 +186,8 @@ impl Worker {
             .iter()
             .all(|s| matches!(s, Stored::New | Stored::Duplicate))
         {
-            self.stats.record_stored(&envelopes, &new_ids, Utc::now());
+            self.stats
+                .record_stored(kind, &envelopes, &new_ids, Utc::now());
         } else {
             let committed: Vec<Envelope> = envelopes
                 .iter()
@@ -194,9 +195,14 @@ impl Worker {
                 .filter(|(_, s)| matches!(s, Stored::New | Stored::Duplicate))
                 .map(|(e, _)| e.clone())
                 .collect();
-            self.stats.record_stored(&committed, &new_ids, Utc::now());
+            self.stats
+                .record_stored(kind, &committed, &new_ids, Utc::now());
         }
-        self.announce(Event::Stored { ids: new_ids }).await;
+        self.announce(Event::Stored {
+            ids: new_ids,
+            kind: Some(kind.as_str().to_owned()),
+        })
+        .await;
         self.after_commit(committed.completed, committed.owed).await;
 
         // Decide.
@@ -465,7 +471,7 @@ impl Worker {
     /// skipped while the broker blocks publishing, errors only logged.
     /// Clients use it as a hint and read the database for the truth.
     async fn announce(&self, event: Event) {
-        if matches!(&event, Event::Stored { ids } if ids.is_empty()) {
+        if matches!(&event, Event::Stored { ids, .. } if ids.is_empty()) {
             return;
         }
         let Ok(body) = serde_json::to_vec(&event) else {

@@ -39,10 +39,11 @@ async function waitFor(what, timeoutMs, check) {
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ': ' + last.message : ''}`);
 }
 
-async function post(content, key) {
+async function post(content, key, kind) {
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` };
   if (key) headers['idempotency-key'] = key;
-  const res = await fetch(`${BASE}/messages`, { method: 'POST', headers, body: JSON.stringify({ content }) });
+  const body = kind ? { content, kind } : { content };
+  const res = await fetch(`${BASE}/messages`, { method: 'POST', headers, body: JSON.stringify(body) });
   assert.equal(res.status, 202, `POST /messages answered ${res.status}`);
   return (await res.json()).id;
 }
@@ -130,6 +131,38 @@ try {
       await sleep(6000); // the last chart step completes
     }
     await shot('overview');
+  });
+
+  await step('each kind has its row, and the message list filters by kind', async () => {
+    // The script configures KINDS=default,email.
+    const emails = [];
+    for (let i = 0; i < 3; i++) emails.push(await post(`email ${i}`, null, 'email'));
+    await waitFor('the emails stored', 15_000, async () =>
+      (await Promise.all(emails.map(storedStatus))).every((s) => s === 'stored'));
+    const row = page.locator('#ov-kinds tr[data-kind="email"]');
+    await waitFor('the email row', 10_000, async () => (await row.count()) === 1);
+    assert.equal(await page.locator('#ov-kinds tbody tr').count(), 2, 'default and email');
+    await waitFor('a consumer on the email queue', 10_000, async () =>
+      digits(await row.locator('td.consumers').textContent()) >= 1);
+    assert.equal(digits(await row.locator('td.ready').textContent()), 0, 'nothing left waiting');
+    await shot('overview-kinds');
+    await page.click('nav a[data-view="messages"]');
+    await page.locator('#view-messages').waitFor({ state: 'visible' });
+    await waitFor('the kind choices', 10_000, async () =>
+      (await page.locator('#msg-kind option[value="email"]').count()) === 1);
+    await page.selectOption('#msg-kind', 'email');
+    const rows = page.locator('#msg-table tbody tr');
+    await waitFor('only the emails listed', 10_000, async () => {
+      const kinds = await page.locator('#msg-table tbody td.kind').allTextContents();
+      return kinds.length === emails.length && kinds.every((k) => k === 'email');
+    });
+    const listed = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+    assert.deepEqual([...listed].sort(), [...emails].sort());
+    await page.selectOption('#msg-kind', '');
+    await waitFor('every kind listed again', 10_000, async () =>
+      (await page.locator('#msg-table tbody td.kind', { hasText: 'default' }).count()) > 0);
+    await page.click('nav a[data-view="overview"]');
+    await page.locator('#view-overview').waitFor({ state: 'visible' });
   });
 
   let postedId;

@@ -240,7 +240,19 @@
     inFlight.title = known ? 'from the RabbitMQ management API (sampled every few seconds)'
       : 'RabbitMQ does not report unacknowledged deliveries over AMQP: set RABBITMQ_MANAGEMENT_URL on the producer';
     drawChart(o.series, o.step_secs);
+    renderKinds(o.kinds || []);
     renderStorage(o.tables, o.retention);
+  }
+  // Each configured kind's row; the names also fill the messages filter.
+  function renderKinds(kinds) {
+    $('ov-kinds').tBodies[0].replaceChildren(...kinds.map((k) => el('tr', { 'data-kind': k.kind },
+      el('th', { scope: 'row', text: k.kind }),
+      el('td', { class: 'ready', text: k.queue ? fmtCount(k.queue.ready) : '–', title: k.queue ? k.queue.queues + ' queue(s)' : 'the broker did not answer' }),
+      el('td', { class: 'consumers', text: k.queue ? fmtCount(k.queue.consumers) : '–' }),
+      el('td', { class: 'accepted', text: fmtRate(k.rates.accepted) }),
+      el('td', { class: 'stored', text: fmtRate(k.rates.stored) }),
+      el('td', { class: 'dead hide-narrow', text: fmtRate(k.rates.dead_lettered) }))));
+    setKindChoices(kinds.map((k) => k.kind));
   }
   function fmtBytes(n) {
     if (n == null) return '–';
@@ -304,15 +316,37 @@
 
   // ---------- messages ----------
   const pages = { cursors: [null], index: 0, next: null };
+  // The kinds to filter by: the configured ones, as the overview lists them.
+  let kindChoices = null;
+  function setKindChoices(names) {
+    if (kindChoices && kindChoices.join(',') === names.join(',')) return;
+    kindChoices = names;
+    const select = $('msg-kind');
+    const chosen = select.value;
+    select.replaceChildren(el('option', { value: '', text: 'all kinds' }),
+      ...names.map((n) => el('option', { value: n, text: n })));
+    select.value = names.includes(chosen) ? chosen : '';
+  }
+  async function loadKindChoices() {
+    if (kindChoices) return;
+    try {
+      const o = await api('dashboard/api/overview');
+      setKindChoices((o.kinds || []).map((k) => k.kind));
+    } catch (_) { /* the list still works unfiltered */ }
+  }
   async function loadMessages() {
+    loadKindChoices();
     const cursor = pages.cursors[pages.index];
-    const path = 'dashboard/api/messages?limit=25' + (cursor ? '&before=' + encodeURIComponent(cursor) : '');
+    const kind = $('msg-kind').value;
+    const path = 'dashboard/api/messages?limit=25' + (cursor ? '&before=' + encodeURIComponent(cursor) : '') +
+      (kind ? '&kind=' + encodeURIComponent(kind) : '');
     const tbody = $('msg-table').tBodies[0];
     try {
       const page = await api(path);
       tbody.replaceChildren(...page.messages.map((m) => el('tr', { 'data-id': m.id },
         timeCell(m.created_at),
         el('td', { class: 'id' }, idLink(m.id)),
+        el('td', { class: 'kind', text: m.kind || 'default' }),
         el('td', { class: 'preview', text: m.preview + (m.truncated ? '…' : '') }),
         el('td', { class: 'time hide-narrow', text: fmtTime(m.stored_at), title: m.stored_at }))));
       pages.next = page.next;
@@ -336,6 +370,12 @@
     loadMessages();
   });
   $('msg-refresh').addEventListener('click', () => { pages.index = 0; loadMessages(); });
+  // Another kind is another list: from its first page.
+  $('msg-kind').addEventListener('change', () => {
+    pages.cursors = [null];
+    pages.index = 0;
+    loadMessages();
+  });
   $('lookup-id').addEventListener('submit', (e) => {
     e.preventDefault();
     const id = $('lookup-id-input').value.trim();
@@ -359,7 +399,7 @@
   function fill(id, text) { $(id).textContent = text == null || text === '' ? '–' : String(text); }
   async function loadMessage(id) {
     shownMessage = id;
-    for (const f of ['m-created', 'm-stored', 'm-latency', 'm-dead-at', 'm-attempts', 'm-reason', 'm-batch', 'm-webhook', 'm-content']) fill(f, null);
+    for (const f of ['m-kind', 'm-created', 'm-stored', 'm-latency', 'm-dead-at', 'm-attempts', 'm-reason', 'm-batch', 'm-webhook', 'm-content']) fill(f, null);
     $('m-id').textContent = id;
     $('m-actions').hidden = true;
     badge($('m-status'), 'loading');
@@ -379,6 +419,7 @@
     }
     if (shownMessage !== id) return;
     badge($('m-status'), m.status);
+    fill('m-kind', m.kind);
     fill('m-created', m.created_at && fmtTime(m.created_at) + '  (' + m.created_at + ')');
     fill('m-stored', m.stored_at && fmtTime(m.stored_at) + '  (' + m.stored_at + ')');
     if (m.created_at && m.stored_at) {

@@ -1,8 +1,10 @@
 //! `GET /events[?ids=a,b]`: completion events as Server-Sent Events.
 //!
-//! Each event is `data: {"type": "stored", "ids": […]}` or `data: {"type":
-//! "dead_lettered", "id", "reason"}`; with `ids`, only events about those
-//! ids (narrowed to them) are sent. A comment line every 15 s keeps proxies
+//! Each event is `data: {"type": "stored", "ids": […], "kind"}`, `data:
+//! {"type": "dead_lettered", "id", "reason", "kind"}` or `data: {"type":
+//! "batch_completed", …}`; with `ids`, only events about those ids
+//! (narrowed to them) are sent. `kind` is relayed as the consumer sent it
+//! (a consumer of before kinds sends none). A comment line every 15 s keeps proxies
 //! from closing an idle stream. Best effort: the database is the truth.
 
 use std::time::Duration;
@@ -41,7 +43,7 @@ pub fn parse_ids(text: &str) -> Result<Vec<Uuid>, ApiError> {
 #[utoipa::path(get, path = "/events", tag = "events",
     params(("ids" = Option<Vec<uuid::Uuid>>, Query, style = Form, explode = false, description = "Comma-separated message ids to follow; all events when absent")),
     responses(
-        (status = 200, description = r#"text/event-stream: data: {"type": "stored", "ids"} / {"type": "dead_lettered", "id", "reason"}"#, content_type = "text/event-stream"),
+        (status = 200, description = r#"text/event-stream: data: {"type": "stored", "ids", "kind"} / {"type": "dead_lettered", "id", "reason", "kind"} / {"type": "batch_completed", "id", "status", "total", "stored", "dead_lettered"}; kind: the messages' kind of work (absent from a consumer of before kinds)"#, content_type = "text/event-stream"),
         (status = 400, description = "An id is not a UUID", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 403, description = "No API_TOKEN, and the request was not addressed to localhost, 127.0.0.1 or [::1]", body = ErrorBody),

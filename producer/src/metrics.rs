@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use shared::kind::{Kind, Kinds};
 use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
 
 use crate::rates::RateWindow;
@@ -102,13 +103,25 @@ pub struct Metrics {
     pub accepted_recent: RateWindow,
     /// Scheduled messages: waiting, next due, dispatched and how late.
     pub schedule: crate::schedule::metrics::ScheduleMetrics,
+    /// Per configured kind, in `KINDS` order: its series of
+    /// `pipeline_producer_messages_accepted_by_kind_total` (resolved once)
+    /// and its own recent window (the dashboard's per-kind rates). Only
+    /// configured kinds: a label value never comes from a request.
+    by_kind: Vec<KindCounts>,
+}
+
+/// What is counted for one kind.
+struct KindCounts {
+    kind: Kind,
+    accepted: IntCounter,
+    recent: RateWindow,
 }
 
 impl Metrics {
     /// A fresh registry with every metric registered. Every label value is
     /// created up front, so each series exists (at 0) from the first scrape
     /// and `rate()` sees its first increment.
-    pub fn new() -> Result<Self, MetricsError> {
+    pub fn new(kinds: &Kinds) -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let accepted = IntCounterVec::new(
             Opts::new(
@@ -133,7 +146,16 @@ impl Metrics {
             )
             .buckets(FAST_BUCKETS.to_vec()),
         )?;
+        let accepted_by_kind = IntCounterVec::new(
+            Opts::new(
+                "pipeline_producer_messages_accepted_by_kind_total",
+                "Messages confirmed by the broker and answered 202, by kind \
+                 (the configured KINDS; every endpoint together).",
+            ),
+            &["kind"],
+        )?;
         registry.register(Box::new(accepted.clone()))?;
+        registry.register(Box::new(accepted_by_kind.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(confirm_seconds.clone()))?;
         let broker_blocked = IntGauge::new(
@@ -156,6 +178,15 @@ impl Metrics {
         for reason in Rejection::ALL {
             rejected.with_label_values(&[reason.label()]);
         }
+        let by_kind = kinds
+            .all()
+            .iter()
+            .map(|kind| KindCounts {
+                kind: kind.clone(),
+                accepted: accepted_by_kind.with_label_values(&[kind.as_str()]),
+                recent: RateWindow::default(),
+            })
+            .collect();
         Ok(Self {
             registry,
             accepted,
@@ -167,16 +198,42 @@ impl Metrics {
             retention,
             accepted_recent: RateWindow::default(),
             schedule,
+            by_kind,
         })
     }
 
-    /// `n` messages accepted through `endpoint`.
-    pub fn record_accepted(&self, endpoint: Endpoint, n: usize) {
+    /// Messages of `kinds` (one entry each) accepted through `endpoint`.
+    pub fn record_accepted<'a>(
+        &self,
+        endpoint: Endpoint,
+        kinds: impl IntoIterator<Item = &'a Kind>,
+    ) {
+        let now = chrono::Utc::now().timestamp();
+        // Per kind, in KINDS order: a handful of kinds, so a linear find.
+        let mut counts = vec![0u64; self.by_kind.len()];
+        let mut n = 0u64;
+        for kind in kinds {
+            n += 1;
+            if let Some(i) = self.by_kind.iter().position(|k| k.kind == *kind) {
+                counts[i] += 1;
+            }
+        }
+        for (k, count) in self.by_kind.iter().zip(counts) {
+            if count > 0 {
+                k.accepted.inc_by(count);
+                k.recent.record(now, count);
+            }
+        }
         self.accepted
             .with_label_values(&[endpoint.label()])
-            .inc_by(n as u64);
-        self.accepted_recent
-            .record(chrono::Utc::now().timestamp(), n as u64);
+            .inc_by(n);
+        self.accepted_recent.record(now, n);
+    }
+
+    /// Each configured kind, in `KINDS` order, with its accepted messages
+    /// per second over the last minutes.
+    pub fn accepted_recent_by_kind(&self) -> impl Iterator<Item = (&Kind, &RateWindow)> {
+        self.by_kind.iter().map(|k| (&k.kind, &k.recent))
     }
 
     /// One submission refused.
@@ -218,10 +275,24 @@ mod tests {
 
     #[test]
     fn every_series_exists_from_the_start() {
-        let metrics = Metrics::new().unwrap();
-        metrics.record_accepted(Endpoint::Batch, 3);
+        let kinds = Kinds::parse("email").unwrap();
+        let metrics = Metrics::new(&kinds).unwrap();
+        let email = Kind::parse("email").unwrap();
+        let default = Kind::default_kind();
+        let sms = Kind::parse("sms").unwrap();
+        metrics.record_accepted(Endpoint::Batch, [&email, &default, &email, &sms]);
+        metrics.record_accepted(Endpoint::Single, []);
         let text = metrics.render().unwrap();
-        assert!(text.contains("pipeline_producer_messages_accepted_total{endpoint=\"batch\"} 3\n"));
+        assert!(text.contains("pipeline_producer_messages_accepted_total{endpoint=\"batch\"} 4\n"));
+        assert!(
+            text.contains("pipeline_producer_messages_accepted_by_kind_total{kind=\"email\"} 2\n")
+        );
+        assert!(text
+            .contains("pipeline_producer_messages_accepted_by_kind_total{kind=\"default\"} 1\n"));
+        assert!(
+            !text.contains("sms"),
+            "a kind not configured is no label value"
+        );
         assert!(text.contains("pipeline_producer_messages_accepted_total{endpoint=\"single\"} 0\n"));
         assert!(text.contains(
             "pipeline_producer_messages_rejected_total{reason=\"payload_too_large\"} 0\n"

@@ -39,10 +39,11 @@ pub struct NewMessageBody {
     #[schema(min_length = 1, pattern = "^[^\\u0000]*$")]
     pub content: String,
     /// Where to POST a signed notification once the message is stored or
-    /// dead-lettered: http(s), on port 80 or 443, not to a private or local
-    /// address, unless `WEBHOOK_ALLOWED_HOSTS` lists the host (and port): a
-    /// rule JSON Schema cannot say, so such a URL is a 400 though it
-    /// matches this schema. `null` is none.
+    /// dead-lettered (its `data` says the message's fields and `kind`):
+    /// http(s), on port 80 or 443, not to a private or local address,
+    /// unless `WEBHOOK_ALLOWED_HOSTS` lists the host (and port): a rule
+    /// JSON Schema cannot say, so such a URL is a 400 though it matches
+    /// this schema. `null` is none.
     // The pattern is `CALLBACK_URL_PATTERN`, repeated because the derive
     // wants a literal (the unit test in `openapi` checks both).
     #[schema(

@@ -54,7 +54,7 @@ impl Application {
             .map_err(anyhow::Error::msg)?;
         // One registry per application, not the global one: tests run
         // several producers in one process.
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(&common.kinds)?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (publisher, publisher_task) = crate::publisher::start(
             PublisherConfig {

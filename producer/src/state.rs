@@ -57,6 +57,16 @@ impl AppState {
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
+    /// The configured kind `name` (a query's `kind`): a 400 naming the
+    /// configured kinds if it is malformed or not one of them.
+    pub fn kind_named(&self, name: &str) -> Result<Kind, ApiError> {
+        self.publisher
+            .topology()
+            .kinds
+            .check(name)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
     /// Run `work` on a channel of its own (see `Publisher::with_channel`);
     /// a 503 when the broker cannot give one.
     pub async fn with_channel<T, W>(&self, reason: &str, work: W) -> Result<T, ApiError>

@@ -38,8 +38,9 @@ pub enum MessageStatus {
         /// Its batch: in the webhook body, not in the status body.
         #[serde(skip)]
         batch_id: Option<Uuid>,
-        /// Its kind of work: in the status body, not in the webhook body
-        /// (whose bytes receivers already verify).
+        /// Its kind of work: in the status body, and in the webhook body
+        /// after its id (added there in issue 17: the other bytes are as
+        /// before).
         kind: String,
     },
     /// In `messages.dead`.
@@ -121,6 +122,11 @@ pub enum Event {
     Stored {
         /// The ids.
         ids: Vec<Uuid>,
+        /// Their kind: a consumer's worker stores one kind's queue, so
+        /// the rows of one commit share it. Absent from a consumer of
+        /// before kinds (a rolling upgrade): then not relayed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     /// This id was dead-lettered.
     DeadLettered {
@@ -128,6 +134,9 @@ pub enum Event {
         id: Uuid,
         /// Why.
         reason: String,
+        /// Its kind, as for `Stored`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     /// Every item of this batch is settled (announced once per completion).
     BatchCompleted {
@@ -149,10 +158,16 @@ impl From<&MessageStatus> for Event {
     /// rows of one commit together, as one `Stored` with all their ids.
     fn from(state: &MessageStatus) -> Event {
         match state {
-            MessageStatus::Stored { id, .. } => Event::Stored { ids: vec![*id] },
-            MessageStatus::DeadLettered { id, reason, .. } => Event::DeadLettered {
+            MessageStatus::Stored { id, kind, .. } => Event::Stored {
+                ids: vec![*id],
+                kind: Some(kind.clone()),
+            },
+            MessageStatus::DeadLettered {
+                id, reason, kind, ..
+            } => Event::DeadLettered {
                 id: *id,
                 reason: reason.clone(),
+                kind: Some(kind.clone()),
             },
         }
     }
@@ -174,7 +189,7 @@ impl Event {
     /// Whether the event concerns `id`.
     pub fn mentions(&self, id: &Uuid) -> bool {
         match self {
-            Event::Stored { ids } => ids.contains(id),
+            Event::Stored { ids, .. } => ids.contains(id),
             Event::DeadLettered { id: dead, .. } => dead == id,
             Event::BatchCompleted { id: batch, .. } => batch == id,
         }
@@ -183,9 +198,12 @@ impl Event {
     /// The event narrowed to `ids` (None if nothing is left).
     pub fn only(&self, ids: &[Uuid]) -> Option<Event> {
         match self {
-            Event::Stored { ids: stored } => {
+            Event::Stored { ids: stored, kind } => {
                 let kept: Vec<Uuid> = stored.iter().filter(|i| ids.contains(i)).copied().collect();
-                (!kept.is_empty()).then_some(Event::Stored { ids: kept })
+                (!kept.is_empty()).then(|| Event::Stored {
+                    ids: kept,
+                    kind: kind.clone(),
+                })
             }
             Event::DeadLettered { id, .. } | Event::BatchCompleted { id, .. } => {
                 ids.contains(id).then(|| self.clone())
@@ -217,7 +235,7 @@ impl Notification {
                 timestamp,
                 stored_at,
                 batch_id,
-                kind: _,
+                kind,
             } => Notification::render(
                 "message.stored",
                 *id,
@@ -226,6 +244,7 @@ impl Notification {
                 // In jsonb's key order (see the module docs).
                 &StoredData {
                     id: *id,
+                    kind,
                     status: "stored",
                     content,
                     batch_id: *batch_id,
@@ -239,7 +258,7 @@ impl Notification {
                 attempts,
                 dead_lettered_at,
                 batch_id,
-                kind: _,
+                kind,
             } => Notification::render(
                 "message.dead_lettered",
                 *id,
@@ -247,6 +266,7 @@ impl Notification {
                 *dead_lettered_at,
                 &DeadLetteredData {
                     id: *id,
+                    kind,
                     reason,
                     status: "dead_lettered",
                     attempts: *attempts,
@@ -322,6 +342,7 @@ struct Body<'a, D> {
 #[derive(Serialize)]
 struct StoredData<'a> {
     id: Uuid,
+    kind: &'a str,
     status: &'a str,
     content: &'a str,
     batch_id: Option<Uuid>,
@@ -332,6 +353,7 @@ struct StoredData<'a> {
 #[derive(Serialize)]
 struct DeadLetteredData<'a> {
     id: Uuid,
+    kind: &'a str,
     reason: &'a str,
     status: &'a str,
     attempts: i32,
@@ -411,10 +433,22 @@ mod tests {
     #[test]
     fn json_shape_and_filtering() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let e = Event::Stored { ids: vec![a, b] };
+        let kind = Some("email".to_owned());
+        let e = Event::Stored {
+            ids: vec![a, b],
+            kind: kind.clone(),
+        };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "stored");
-        assert_eq!(e.only(&[b]), Some(Event::Stored { ids: vec![b] }));
+        assert_eq!(json["kind"], "email");
+        assert_eq!(e.only(&[b]), Some(Event::Stored { ids: vec![b], kind }));
+        // From a consumer of before kinds: no kind, and none relayed.
+        let old: Event =
+            serde_json::from_str(&format!(r#"{{"type":"stored","ids":["{a}"]}}"#)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            format!(r#"{{"type":"stored","ids":["{a}"]}}"#)
+        );
         assert_eq!(e.only(&[Uuid::new_v4()]), None);
         assert!(e.mentions(&a));
     }
@@ -455,7 +489,8 @@ mod tests {
             Event::from(&dead),
             Event::DeadLettered {
                 id,
-                reason: "invalid_message".into()
+                reason: "invalid_message".into(),
+                kind: Some("default".into()),
             }
         );
 
@@ -494,7 +529,7 @@ mod tests {
         assert_eq!(
             n.payload,
             format!(
-                "{{\"id\": \"{id}\", \"data\": {{\"id\": \"{id}\", \"status\": \"stored\", \
+                "{{\"id\": \"{id}\", \"data\": {{\"id\": \"{id}\", \"kind\": \"email\", \"status\": \"stored\", \
                  \"content\": \"a\\\"b\\\\c\\n\\u0001é\u{7f}\", \"batch_id\": null, \
                  \"stored_at\": \"2025-11-24T16:00:01.000000Z\", \"timestamp\": \
                  \"2025-11-24T16:00:00.120000Z\"}}, \"type\": \"message.stored\", \

@@ -38,7 +38,11 @@ async fn every_producer_replica_streams_completion_events() {
     let consumer = spawn_consumer(&db, &broker, &[]).await;
     for stream in [&mut s1, &mut s2] {
         let event = stream.next().await;
-        assert_eq!(event, json!({"type": "stored", "ids": [id]}), "not {other}");
+        assert_eq!(
+            event,
+            json!({"type": "stored", "ids": [id], "kind": "default"}),
+            "not {other}"
+        );
     }
     drop((s1, s2));
     consumer.stop().await;

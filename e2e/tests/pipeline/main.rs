@@ -16,6 +16,7 @@ mod hardening;
 mod headers;
 mod idempotency;
 mod kinds;
+mod kinds_visible;
 mod metrics;
 mod openapi;
 mod partitions;

@@ -275,3 +275,80 @@ async fn consumer_listener_stops_with_the_consumer() {
         .await;
     assert!(after.is_err(), "still answering after stop: {after:?}");
 }
+
+const ACCEPTED_BY_KIND: &str = "pipeline_producer_messages_accepted_by_kind_total";
+const STORED_BY_KIND: &str = "pipeline_consumer_rows_stored_by_kind_total";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_and_stored_are_counted_per_configured_kind() {
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email,profile").await;
+    let producer = spawn_producer(&db, &broker, &[]).await;
+
+    // Every configured kind's series exists before anything happened.
+    let m = producer.metrics().await;
+    for kind in ["default", "email", "profile"] {
+        assert_eq!(m.value(ACCEPTED_BY_KIND, &[("kind", kind)]), 0.0, "{kind}");
+    }
+    producer.post_message(&json!({"content": "a"})).await;
+    producer
+        .post_message(&json!({"content": "b", "kind": "email"}))
+        .await;
+    let items = json!([
+        {"content": "c", "kind": "email"},
+        {"content": "d", "kind": "profile"},
+        {"content": "e"},
+    ]);
+    assert_eq!(
+        producer.post_json("/messages/batch", &items).await.status(),
+        202
+    );
+    assert_eq!(
+        producer
+            .post_json("/add_message", &json!({"content": "f", "kind": "profile"}))
+            .await
+            .status(),
+        202
+    );
+    // Refused kinds never become label values.
+    for kind in ["sms", "Nope"] {
+        let res = producer
+            .post_json("/messages", &json!({"content": "x", "kind": kind}))
+            .await;
+        assert_eq!(res.status(), 400);
+    }
+    let m = producer.metrics().await;
+    assert_eq!(m.value(ACCEPTED_BY_KIND, &[("kind", "default")]), 2.0);
+    assert_eq!(m.value(ACCEPTED_BY_KIND, &[("kind", "email")]), 2.0);
+    assert_eq!(m.value(ACCEPTED_BY_KIND, &[("kind", "profile")]), 2.0);
+    assert_eq!(m.get(ACCEPTED_BY_KIND, &[("kind", "sms")]), None);
+    // The endpoint counter is unchanged by kinds.
+    assert_eq!(m.value(ACCEPTED, &[("endpoint", "single")]), 2.0);
+    assert_eq!(m.value(ACCEPTED, &[("endpoint", "batch")]), 3.0);
+
+    // A consumer of email only: its stored rows are all email, and every
+    // configured kind has its series.
+    let consumer = spawn_consumer(&db, &broker, &[("CONSUME_KINDS", "email")]).await;
+    let m = wait_for("two emails stored", Duration::from_secs(15), || async {
+        let m = consumer.metrics().await;
+        (m.value(STORED_BY_KIND, &[("kind", "email")]) == 2.0).then_some(m)
+    })
+    .await;
+    assert_eq!(m.value(STORED_BY_KIND, &[("kind", "default")]), 0.0);
+    assert_eq!(m.value(STORED_BY_KIND, &[("kind", "profile")]), 0.0);
+    assert_eq!(m.value("pipeline_consumer_rows_stored_total", &[]), 2.0);
+    consumer.stop().await;
+
+    // One of every kind stores the rest, each under its own kind.
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+    let m = wait_for("the rest stored", Duration::from_secs(15), || async {
+        let m = consumer.metrics().await;
+        (m.value("pipeline_consumer_rows_stored_total", &[]) == 4.0).then_some(m)
+    })
+    .await;
+    assert_eq!(m.value(STORED_BY_KIND, &[("kind", "default")]), 2.0);
+    assert_eq!(m.value(STORED_BY_KIND, &[("kind", "profile")]), 2.0);
+    assert_eq!(m.value(STORED_BY_KIND, &[("kind", "email")]), 0.0);
+    consumer.stop().await;
+    producer.stop().await;
+}

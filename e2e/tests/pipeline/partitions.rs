@@ -202,7 +202,7 @@ fn an_existing_table_becomes_the_first_partition_in_place() {
     // such transactions for a moment: wait for the horizon to pass.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let page = loop {
-        let page = shared::db::messages::list_committed(&mut conn, None, 2000).unwrap();
+        let page = shared::db::messages::list_committed(&mut conn, None, 2000, None).unwrap();
         if page.len() == 1000 || std::time::Instant::now() > deadline {
             break page;
         }

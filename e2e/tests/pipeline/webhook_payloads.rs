@@ -3,7 +3,8 @@
 //! version during a rolling upgrade, so they serve here as the oracle):
 //! each event is owed once by the old function in a transaction rolled
 //! back, once by the new code, and the two bodies compared with their
-//! clock readings masked.
+//! clock readings masked. A message's body has gained its `kind` (issue
+//! 17), after the id, in jsonb's key order: the one difference allowed.
 //!
 
 use chrono::{DateTime, Utc};
@@ -64,6 +65,14 @@ fn masked(body: &str, times: &[DateTime<Utc>]) -> String {
     }
 }
 
+/// The old body of message `id` with the `kind` field the new one adds
+/// (jsonb's order: `"id"`, then `"kind"`, then the longer keys).
+fn with_kind(old: &str, id: Uuid, kind: &str) -> String {
+    let at = format!("\"data\": {{\"id\": \"{id}\"");
+    assert!(old.contains(&at), "{old}");
+    old.replacen(&at, &format!("{at}, \"kind\": \"{kind}\""), 1)
+}
+
 /// Run `f` in a transaction that is rolled back, returning what it read.
 fn rolled_back<T>(conn: &mut PgConnection, f: impl FnOnce(&mut PgConnection) -> T) -> T {
     let mut out = None;
@@ -103,7 +112,10 @@ fn rust_bodies_are_the_bytes_sql_wrote() {
             .unwrap();
         payload_of(c, stored.id).1
     });
-    assert_eq!(masked(&new, &[]), masked(&old, &[]));
+    assert_eq!(
+        masked(&new, &[]),
+        masked(&with_kind(&old, stored.id, "default"), &[])
+    );
     assert!(
         new.contains("\"stored_at\": \"") && new.ends_with("Z\"}"),
         "{new}"
@@ -156,7 +168,10 @@ fn rust_bodies_are_the_bytes_sql_wrote() {
     ];
     let (kind, new_dead) = payload_of(&mut conn, dead_id);
     assert_eq!(kind, "message.dead_lettered");
-    assert_eq!(masked(&new_dead, &times), old_dead);
+    assert_eq!(
+        masked(&new_dead, &times),
+        with_kind(&old_dead, dead_id, "default")
+    );
     let (kind, new_batch) = payload_of(&mut conn, batch.id);
     assert_eq!(kind, "batch.completed");
     assert_eq!(masked(&new_batch, &times), old_batch);
@@ -201,5 +216,49 @@ fn a_message_twice_in_one_batch_owes_one_notification() {
         db.scalar("SELECT count(*) AS n FROM webhook_deliveries"),
         1,
         "one message, one notification"
+    );
+}
+
+/// A message of another kind says so in its notification, stored or
+/// dead-lettered.
+#[test]
+fn a_notification_says_its_kind() {
+    let db = TestDb::new();
+    let mut conn = db.connect();
+    shared::db::run_migrations(&mut conn).unwrap();
+    let mut message = Envelope::new("mail".into());
+    message.callback_url = Some(URL.into());
+    message.kind = shared::kind::Kind::parse("email").unwrap();
+    shared::db::messages::store(&mut conn, std::slice::from_ref(&message)).unwrap();
+    let (_, body) = payload_of(&mut conn, message.id);
+    let id = message.id;
+    assert!(
+        body.starts_with(&format!(
+            "{{\"id\": \"{id}\", \"data\": {{\"id\": \"{id}\", \"kind\": \"email\", \"status\": \"stored\", "
+        )),
+        "{body}"
+    );
+
+    let record = DeadLetter {
+        id: Uuid::new_v4(),
+        reason: "max_attempts".into(),
+        attempts: 5,
+        dead_lettered_at: Utc::now(),
+        batch_id: None,
+        kind: "profile".into(),
+    };
+    let extras = Extras {
+        callback_url: Some(URL.into()),
+        batch: None,
+    };
+    dead_letters::record(&mut conn, &record, &extras, true).unwrap();
+    let (event, body) = payload_of(&mut conn, record.id);
+    assert_eq!(event, "message.dead_lettered");
+    let id = record.id;
+    assert!(
+        body.contains(&format!(
+            "\"data\": {{\"id\": \"{id}\", \"kind\": \"profile\", \"reason\": \"max_attempts\", "
+        )),
+        "{body}"
     );
 }

@@ -184,9 +184,14 @@ pub async fn post_batch(
         .collect();
     // Confirmed messages are accepted even when others of the batch were not:
     // the broker has them, and the 503 below lists them as queued.
-    state
-        .metrics
-        .record_accepted(Endpoint::Batch, ids.len() - failed.len());
+    state.metrics.record_accepted(
+        Endpoint::Batch,
+        envelopes
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(e, _)| &e.kind),
+    );
     if failed.is_empty() {
         let status = if now.is_empty() {
             QueuedStatus::Scheduled

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::db::dead_letters::DeadLetter;
 use shared::db::messages::Message;
+use shared::kind::Kind;
 use shared::schema::messages;
 use uuid::Uuid;
 
@@ -29,20 +30,26 @@ const PREVIEW_CHARS: usize = 120;
 pub struct LatestParams {
     limit: Option<String>,
     before: Option<String>,
+    kind: Option<String>,
 }
 
 /// Stored messages newest first (by acceptance time, then id), before the
-/// keyset cursor `before`. Walks the `(created_at, id)` index backwards.
+/// keyset cursor `before`; with `kind`, of that kind only. Walks the
+/// `(created_at, id)` index backwards.
 fn latest(
     conn: &mut PgConnection,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
+    kind: Option<&Kind>,
 ) -> QueryResult<Vec<Message>> {
     let mut query = messages::table
         .select(Message::as_select())
         .order((messages::created_at.desc(), messages::id.desc()))
         .limit(limit)
         .into_boxed();
+    if let Some(kind) = kind {
+        query = query.filter(messages::kind.eq(kind.as_str().to_owned()));
+    }
     if let Some((ts, id)) = before {
         query = query.filter(
             messages::created_at
@@ -61,15 +68,18 @@ fn preview(content: &str) -> (String, bool) {
     }
 }
 
-/// `GET /dashboard/api/messages?limit=&before=`: the latest stored
-/// messages, newest first, with a content preview.
+/// `GET /dashboard/api/messages?limit=&before=&kind=`: the latest stored
+/// messages (of one kind, with `kind`), newest first, with a content
+/// preview and their kind.
 #[utoipa::path(get, path = "/dashboard/api/messages", tag = "dashboard",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 25"),
            ("before" = Option<String>, Query, pattern = "^(0|-?[1-9][0-9]{0,15})_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-            description = "Opaque: the previous page's \"next\" cursor, unchanged")),
+            description = "Opaque: the previous page's \"next\" cursor, unchanged"),
+           ("kind" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$",
+            description = "Only messages of this kind (one of KINDS); every kind when absent")),
     responses(
-        (status = 200, description = r#"{"messages": [{"id", "preview", "truncated", "created_at", "stored_at"}], "next": cursor or null}, newest first"#),
-        (status = 400, description = "Bad limit or cursor"),
+        (status = 200, description = r#"{"messages": [{"id", "kind", "preview", "truncated", "created_at", "stored_at"}], "next": cursor or null}, newest first"#),
+        (status = 400, description = "Bad limit or cursor, or kind malformed or not one of KINDS (the error names them)"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 503, description = "Database unavailable; see Retry-After"),
     ))]
@@ -94,10 +104,15 @@ pub async fn latest_messages(
             })
         })
         .transpose()?;
+    let kind = params
+        .kind
+        .as_deref()
+        .map(|name| state.kind_named(name))
+        .transpose()?;
     // One extra row tells whether an older page exists.
     let fetch = limit as i64 + 1;
     let mut rows = state
-        .with_db(move |conn| Ok(latest(conn, before, fetch)?))
+        .with_db(move |conn| Ok(latest(conn, before, fetch, kind.as_ref())?))
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -113,6 +128,7 @@ pub async fn latest_messages(
             let (text, truncated) = preview(&m.content);
             json!({
                 "id": m.id,
+                "kind": m.kind,
                 "preview": text,
                 "truncated": truncated,
                 "created_at": m.created_at,
@@ -129,7 +145,7 @@ pub async fn latest_messages(
 #[utoipa::path(get, path = "/dashboard/api/messages/{id}", tag = "dashboard",
     params(("id" = uuid::Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = r#"{"id", "status": "stored|dead_lettered", "content", "created_at", "stored_at", "dead_letter": {"reason", "attempts", "dead_lettered_at"} or null}"#),
+        (status = 200, description = r#"{"id", "status": "stored|dead_lettered", "kind", "content", "created_at", "stored_at", "dead_letter": {"reason", "attempts", "dead_lettered_at", "kind"} or null}"#),
         (status = 400, description = "id is not a UUID"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
         (status = 404, description = r#"{"status": "not_found"}: neither stored nor dead-lettered (still queued, or never accepted)"#),
@@ -149,20 +165,22 @@ pub async fn message_detail(
         })
         .await?;
     let dead_letter = dead.as_ref().map(|d| {
-        json!({ "reason": d.reason, "attempts": d.attempts, "dead_lettered_at": d.dead_lettered_at })
+        json!({ "reason": d.reason, "attempts": d.attempts, "dead_lettered_at": d.dead_lettered_at, "kind": d.kind })
     });
     let body = match (&row, &dead) {
         (Some(m), _) => json!({
             "id": id,
             "status": "stored",
+            "kind": m.kind,
             "content": m.content,
             "created_at": m.created_at,
             "stored_at": m.stored_at,
             "dead_letter": dead_letter,
         }),
-        (None, Some(_)) => json!({
+        (None, Some(d)) => json!({
             "id": id,
             "status": "dead_lettered",
+            "kind": d.kind,
             "content": Value::Null,
             "created_at": Value::Null,
             "stored_at": Value::Null,

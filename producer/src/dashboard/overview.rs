@@ -14,6 +14,11 @@
 //!   (in flight) deliveries through AMQP: `in_flight` comes from its
 //!   management API when `RABBITMQ_MANAGEMENT_URL` is set, else it is null
 //!   (the page says "n/a" rather than guess).
+//! * `kinds`: per configured kind (`KINDS` order), the same figures for
+//!   that kind alone: its queue's (over every shard) ready messages and
+//!   consumers, from the same passive declares; its accepted counts from
+//!   this producer's per-kind window (`crate::metrics`); its stored and
+//!   dead-lettered counts from the same database query, grouped by kind.
 //!
 //! The database part is cached per worker: seconds older than
 //! `SETTLED_SECS` do not change any more, so each poll only counts the
@@ -63,25 +68,45 @@ pub struct Cache {
 struct CacheInner {
     /// Every second before this one is settled and in `seconds`.
     settled_until: i64,
-    /// unix second → (stored, dead-lettered).
-    seconds: BTreeMap<i64, (u64, u64)>,
+    /// unix second → its counts.
+    seconds: BTreeMap<i64, Second>,
     /// The unsettled seconds of the last query, and when it ran.
-    recent: BTreeMap<i64, (u64, u64)>,
+    recent: BTreeMap<i64, Second>,
     fetched: Option<Instant>,
 }
 
 impl CacheInner {
     /// Settled and recent counts from `start` on.
-    fn counts_from(&self, start: i64) -> BTreeMap<i64, (u64, u64)> {
-        let mut all: BTreeMap<i64, (u64, u64)> =
-            self.seconds.range(start..).map(|(k, v)| (*k, *v)).collect();
-        all.extend(self.recent.iter().map(|(k, v)| (*k, *v)));
+    fn counts_from(&self, start: i64) -> BTreeMap<i64, Second> {
+        let mut all: BTreeMap<i64, Second> = self
+            .seconds
+            .range(start..)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        all.extend(self.recent.iter().map(|(k, v)| (*k, v.clone())));
         all
+    }
+}
+
+/// One second's rows: stored and dead-lettered, in all and per configured
+/// kind (`KINDS` order; a kind no longer configured counts in all only).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Second {
+    stored: u64,
+    dead: u64,
+    by_kind: Vec<(u64, u64)>,
+}
+
+impl Second {
+    fn of_kind(&self, i: usize) -> (u64, u64) {
+        self.by_kind.get(i).copied().unwrap_or_default()
     }
 }
 
 #[derive(QueryableByName)]
 struct SecondCount {
+    #[diesel(sql_type = Text)]
+    category: String,
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = BigInt)]
@@ -90,43 +115,61 @@ struct SecondCount {
     n: i64,
 }
 
-/// Rows stored and dead-lettered per second since `since`.
+/// Rows stored and dead-lettered per second and kind since `since`.
 fn counts_since(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<Vec<SecondCount>> {
     diesel::sql_query(
-        "SELECT 'stored' AS kind, floor(extract(epoch FROM stored_at))::int8 AS second, \
-                count(*)::int8 AS n \
-           FROM messages WHERE stored_at >= $1 GROUP BY 2 \
+        "SELECT 'stored' AS category, kind, \
+                floor(extract(epoch FROM stored_at))::int8 AS second, count(*)::int8 AS n \
+           FROM messages WHERE stored_at >= $1 GROUP BY 2, 3 \
          UNION ALL \
-         SELECT 'dead', floor(extract(epoch FROM dead_lettered_at))::int8, count(*)::int8 \
-           FROM dead_letters WHERE dead_lettered_at >= $1 GROUP BY 2",
+         SELECT 'dead', kind, floor(extract(epoch FROM dead_lettered_at))::int8, count(*)::int8 \
+           FROM dead_letters WHERE dead_lettered_at >= $1 GROUP BY 2, 3",
     )
     .bind::<Timestamptz, _>(since)
     .load(conn)
 }
 
+/// The broker's answer: the store queue's and dead-letter queue's figures
+/// (the overview's `queue`), and per configured kind its queues' (in
+/// `KINDS` order).
+struct QueueFigures {
+    queue: Value,
+    kinds: Vec<Value>,
+}
+
 /// The queue figures, or `None` when the broker cannot say.
-async fn queue_figures(state: &AppState) -> Option<Value> {
+async fn queue_figures(state: &AppState) -> Option<QueueFigures> {
     let topology = state.publisher.topology();
     let passive = QueueDeclareOptions {
         passive: true, // only ask; never create or change the queue
         ..QueueDeclareOptions::default()
     };
     let ask = async |channel: &lapin::Channel| {
-        let store = channel
-            .queue_declare(
-                topology.store_queue.as_str().into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await?;
-        let dead = channel
-            .queue_declare(
-                topology.dead_queue.as_str().into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await?;
-        Ok::<_, lapin::Error>((store, dead))
+        let declare = async |name: &str| {
+            channel
+                .queue_declare(name.into(), passive, FieldTable::default())
+                .await
+        };
+        let store = declare(&topology.store_queue).await?;
+        let dead = declare(&topology.dead_queue).await?;
+        // Each kind over all its queues (a sharded kind has several); the
+        // default kind's is the store queue, asked again for simplicity.
+        let mut kinds = Vec::with_capacity(topology.kinds.all().len());
+        for kind in topology.kinds.all() {
+            let queues = topology.shard_queues_of(kind);
+            let (mut ready, mut consumers) = (0u64, 0u64);
+            for queue in &queues {
+                let q = declare(queue).await?;
+                ready += u64::from(q.message_count());
+                consumers += u64::from(q.consumer_count());
+            }
+            kinds.push(json!({
+                "queues": queues.len(),
+                "ready": ready,
+                "consumers": consumers,
+            }));
+        }
+        Ok::<_, lapin::Error>((store, dead, kinds))
     };
     let answer = state
         .publisher
@@ -136,11 +179,14 @@ async fn queue_figures(state: &AppState) -> Option<Value> {
         .await
         .ok()?;
     match answer {
-        Ok(Ok((store, dead))) => Some(json!({
-            "ready": store.message_count(),
-            "consumers": store.consumer_count(),
-            "dead": dead.message_count(),
-        })),
+        Ok(Ok((store, dead, kinds))) => Some(QueueFigures {
+            queue: json!({
+                "ready": store.message_count(),
+                "consumers": store.consumer_count(),
+                "dead": dead.message_count(),
+            }),
+            kinds,
+        }),
         Ok(Err(e)) => {
             log::warn!("overview: cannot read queue depths: {e}");
             None
@@ -168,7 +214,7 @@ fn rate(per_second: &[u64]) -> f64 {
 /// `GET /dashboard/api/overview`.
 #[utoipa::path(get, path = "/dashboard/api/overview", tag = "dashboard",
     responses(
-        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "broker": "up|down", "database": "up|down", "tables": [{"table", "rows", "bytes"}] or null, "retention": {"interval", "batch", "idempotency_key_ttl", "dead_letters", "batches", "webhooks", "messages", "message_partition"}}. Always 200: a service that is down is reported, not an error."#),
+        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "kinds": [{"kind", "queue": {"queues", "ready", "consumers"} (over the kind's shards) or null, "rates": {"accepted", "stored", "dead_lettered"}, "totals": {…}}] (each configured kind, in KINDS order), "broker": "up|down", "database": "up|down", "tables": [{"table", "rows", "bytes"}] or null, "retention": {"interval", "batch", "idempotency_key_ttl", "dead_letters", "batches", "webhooks", "messages", "message_partition"}}. Always 200: a service that is down is reported, not an error."#),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
     ))]
 pub async fn overview(
@@ -188,9 +234,9 @@ pub async fn overview(
     let accepted = state.metrics.accepted_recent.counts(start, rate_end);
     let (mut stored, mut dead) = (Vec::new(), Vec::new());
     for second in start..rate_end {
-        let (s, d) = db_seconds.get(&second).copied().unwrap_or_default();
-        stored.push(s);
-        dead.push(d);
+        let counts = db_seconds.get(&second);
+        stored.push(counts.map_or(0, |c| c.stored));
+        dead.push(counts.map_or(0, |c| c.dead));
     }
     let chart_len = (end - start) as usize;
     let series = |v: &[u64]| buckets(&v[..chart_len]);
@@ -205,14 +251,52 @@ pub async fn overview(
         }
     };
     // Both asked at once: each waits at most 2 s.
-    let (mut queue, in_flight) = if broker_up {
+    let (figures, in_flight) = if broker_up {
         tokio::join!(queue_figures(&state), in_flight)
     } else {
         (None, in_flight.await)
     };
+    let (mut queue, kind_queues) = match figures {
+        Some(f) => (Some(f.queue), f.kinds),
+        None => (None, Vec::new()),
+    };
     if let Some(Value::Object(figures)) = queue.as_mut() {
         figures.insert("in_flight".into(), json!(in_flight));
     }
+    // The metrics' kinds, the topology's and the database counts' are one
+    // list (`KINDS`), in one order: an index names the same kind in each.
+    let per_kind: Vec<Value> = state
+        .metrics
+        .accepted_recent_by_kind()
+        .enumerate()
+        .map(|(i, (kind, window))| {
+            let accepted = window.counts(start, rate_end);
+            let (mut stored, mut dead) = (Vec::new(), Vec::new());
+            for second in start..rate_end {
+                let (s, d) = db_seconds
+                    .get(&second)
+                    .map(|c| c.of_kind(i))
+                    .unwrap_or_default();
+                stored.push(s);
+                dead.push(d);
+            }
+            let db = |v: Value| if database_up { v } else { Value::Null };
+            json!({
+                "kind": kind,
+                "queue": kind_queues.get(i),
+                "rates": {
+                    "accepted": rate(&accepted),
+                    "stored": db(json!(rate(&stored))),
+                    "dead_lettered": db(json!(rate(&dead))),
+                },
+                "totals": {
+                    "accepted": total(&accepted),
+                    "stored": db(json!(total(&stored))),
+                    "dead_lettered": db(json!(total(&dead))),
+                },
+            })
+        })
+        .collect();
     // Catalog and statistics only: cheap enough for every poll.
     let tables = if database_up {
         state
@@ -245,6 +329,7 @@ pub async fn overview(
                 "dead_lettered": series(&dead),
             },
             "queue": queue,
+            "kinds": per_kind,
             "broker": if broker_up { "up" } else { "down" },
             "database": if database_up { "up" } else { "down" },
             "tables": tables,
@@ -259,7 +344,7 @@ async fn database_counts(
     cache: &Cache,
     start: i64,
     now_sec: i64,
-) -> (bool, BTreeMap<i64, (u64, u64)>) {
+) -> (bool, BTreeMap<i64, Second>) {
     let from = {
         let inner = cache.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.fetched.is_some_and(|at| at.elapsed() < REUSE_FOR) {
@@ -277,21 +362,35 @@ async fn database_counts(
     let Ok(rows) = fresh else {
         return (false, inner.seconds.clone());
     };
-    let mut recent: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    let kinds = state.publisher.topology().kinds.all();
+    let mut recent: BTreeMap<i64, Second> = BTreeMap::new();
     for row in rows {
-        let entry = recent.entry(row.second).or_default();
+        let entry = recent.entry(row.second).or_insert_with(|| Second {
+            by_kind: vec![(0, 0); kinds.len()],
+            ..Second::default()
+        });
         let n = u64::try_from(row.n).unwrap_or(0);
-        if row.kind == "stored" {
-            entry.0 = n;
+        let of_kind = kinds
+            .iter()
+            .position(|k| k.as_str() == row.kind)
+            .and_then(|i| entry.by_kind.get_mut(i));
+        if row.category == "stored" {
+            entry.stored += n;
+            if let Some(counts) = of_kind {
+                counts.0 += n;
+            }
         } else {
-            entry.1 = n;
+            entry.dead += n;
+            if let Some(counts) = of_kind {
+                counts.1 += n;
+            }
         }
     }
     // Keep what has settled (another request may have done the same: the
     // counts are exact, so writing them twice is harmless).
     let settled = now_sec - SETTLED_SECS;
     for second in from..settled {
-        let counts = recent.get(&second).copied().unwrap_or_default();
+        let counts = recent.get(&second).cloned().unwrap_or_default();
         inner.seconds.insert(second, counts);
     }
     inner.settled_until = inner.settled_until.max(settled);

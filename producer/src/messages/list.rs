@@ -1,5 +1,6 @@
-//! `GET /messages?limit=&cursor=`: the stored messages in commit order,
-//! page by page, and the position after each page for tailing.
+//! `GET /messages?limit=&cursor=&kind=`: the stored messages in commit
+//! order, page by page, and the position after each page for tailing; with
+//! `kind`, only that kind's.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -22,16 +23,20 @@ pub struct ListParams {
     // A string, so that a non-number gets an error naming `limit`.
     limit: Option<String>,
     cursor: Option<String>,
+    kind: Option<String>,
 }
 
-/// `GET /messages?limit=&cursor=`: stored messages in commit order, in the
-/// tutorial's shape `{"id", "content", "timestamp"}`. When more rows follow,
-/// a `Link: <…>; rel="next"` header gives the next page's URL; the `Cursor`
-/// header always carries the position after this page, for tailing.
+/// `GET /messages?limit=&cursor=&kind=`: stored messages in commit order
+/// (of one kind, with `kind`), in the tutorial's shape `{"id", "content",
+/// "timestamp"}`. When more rows follow, a `Link: <…>; rel="next"` header
+/// gives the next page's URL; the `Cursor` header always carries the
+/// position after this page, for tailing.
 #[utoipa::path(get, path = "/messages", tag = "messages",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, default 100"),
            ("cursor" = Option<String>, Query, pattern = "^(0|[1-9][0-9]{0,17})_(0|-?[1-9][0-9]{0,15})_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-            description = "Opaque: from the Cursor or Link header of a previous page, unchanged")),
+            description = "Opaque: from the Cursor or Link header of a previous page, unchanged"),
+           ("kind" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,62}$",
+            description = "Only messages of this kind (one of KINDS); every kind when absent. The Link header's next page keeps it; a cursor is only meaningful with the same kind")),
     responses(
         (status = 200, description = "Stored messages in commit order (see docs/api.md, Paging and tailing: a client following cursors sees every row exactly once, even one that commits late)",
             body = [ListedMessage],
@@ -39,7 +44,7 @@ pub struct ListParams {
                 ("Link" = String, description = r#"<URL of the next page>; rel="next", when more rows follow now"#),
                 ("Cursor" = String, description = "Opaque position after this page's last row (or the given cursor when the page is empty): pass it as ?cursor= to continue, now or later"),
             )),
-        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 400, description = "Bad limit or cursor, or kind malformed or not one of KINDS (the error names them)", body = ErrorBody),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -63,10 +68,28 @@ pub async fn list_messages(
             })
         })
         .transpose()?;
+    let kind = params
+        .kind
+        .as_deref()
+        .map(|name| state.kind_named(name))
+        .transpose()?;
+    // The next page's URL keeps the filter (a checked kind name needs no
+    // escaping: `[a-z0-9_-]` only).
+    let filter = kind
+        .as_ref()
+        .map(|k| format!("&kind={k}"))
+        .unwrap_or_default();
     // One extra row tells whether there is a next page.
     let fetch = i64::from(limit) + 1;
     let mut rows = state
-        .with_db(move |conn| Ok(shared::db::messages::list_committed(conn, after, fetch)?))
+        .with_db(move |conn| {
+            Ok(shared::db::messages::list_committed(
+                conn,
+                after,
+                fetch,
+                kind.as_ref(),
+            )?)
+        })
         .await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -78,7 +101,7 @@ pub async fn list_messages(
     };
     if let Some(here) = &here {
         if has_more {
-            let next = format!("</messages?limit={limit}&cursor={here}>; rel=\"next\"");
+            let next = format!("</messages?limit={limit}&cursor={here}{filter}>; rel=\"next\"");
             response.insert_header((header::LINK, next));
         }
         response.insert_header((CURSOR_HEADER, here.as_str()));

@@ -82,7 +82,9 @@ pub async fn post_message(
         state.publish(&envelope).await?;
         (QueuedStatus::Queued, None)
     };
-    state.metrics.record_accepted(Endpoint::Single, 1);
+    state
+        .metrics
+        .record_accepted(Endpoint::Single, [&envelope.kind]);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/messages/{}", envelope.id)))
         .json(Queued {

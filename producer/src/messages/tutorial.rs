@@ -66,7 +66,9 @@ pub async fn add_message(
             deliver_at: None,
         }
     };
-    state.metrics.record_accepted(Endpoint::AddMessage, 1);
+    state
+        .metrics
+        .record_accepted(Endpoint::AddMessage, [&envelope.kind]);
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/messages/{}", envelope.id)))
         .json(answer))

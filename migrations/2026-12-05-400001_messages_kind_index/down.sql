@@ -1,0 +1,1 @@
+DROP INDEX messages_kind_txid_created_at_id_idx;
