@@ -103,9 +103,10 @@ pub const DEAD_QUEUE_DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Browsing hands every letter it read back by closing its channel, and a
 /// quorum queue counts that as a delivery: RabbitMQ 4.x drops a message of
 /// a queue without a dead-letter exchange at its default limit of 20.
-/// Unlimited (`-1`) is 4.x only (3.x would drop at the first return), and no
-/// limit at all makes 4.x requeue at the back, which would reorder the
-/// queue on every browse; a limit set keeps returns at the head on both.
+/// Unlimited (`-1`) is a 4.x value (the same declaration must mean the same
+/// on 3.10), and no limit at all makes 4.x requeue at the back of the
+/// whole queue; with a limit set, returns go before the letters never
+/// handed out on both (see the producer's `dead_letters::hand_back`).
 pub const DEAD_QUEUE_DELIVERY_LIMIT: i32 = i32::MAX;
 
 /// What [`Topology::declare_on`] found of `messages.dead`.
@@ -339,32 +340,47 @@ impl Topology {
     }
 
     /// Every queue with its arguments, in declaration order.
+    ///
+    /// Shards 1 and up of every sharded kind come first. Their leaders are
+    /// placed by `x-queue-leader-locator: balanced` (the node leading the
+    /// fewest quorum queues when each is created), and every process
+    /// declares at startup, the producer and each consumer at once on a
+    /// fresh cluster. Declared after the other queues, which lead from the
+    /// node of whichever client created them, the shards met counts that
+    /// those concurrent declarations were changing, and three nodes ended
+    /// with 0 + 3 + 1 or 0 + 2 + 2 of four shards (seen in
+    /// `scripts/cluster-test.sh`; members were complete every time).
+    /// Declared first, each shard is created after the one before it (a
+    /// declaration returns once the queue exists) with nothing else created
+    /// in between, so they go to distinct nodes: with shard 0 anywhere,
+    /// four shards over three nodes are 2 + 1 + 1.
     fn queues(&self) -> Vec<(String, FieldTable)> {
-        let mut queues = vec![
-            (self.store_queue.clone(), self.store_queue_arguments()),
-            (self.dead_queue.clone(), self.dead_queue_arguments()),
-            (
-                self.dead_index_queue.clone(),
-                self.dead_index_queue_arguments(),
-            ),
-        ];
+        let sharded = || self.kinds.all().iter().filter(|k| !k.is_default());
+        let mut queues = Vec::new();
+        for kind in sharded() {
+            for queue in self.shard_queues_of(kind).into_iter().skip(1) {
+                let mut args = self.store_queue_arguments();
+                // Leaders spread over the cluster's nodes: a sharded kind
+                // is the path past one queue's (one node's) ceiling. Not on
+                // shard 0: it is the kind's queue of before, declared as it
+                // was.
+                args.insert("x-queue-leader-locator".into(), long_string("balanced"));
+                queues.push((queue, args));
+            }
+        }
+        queues.push((self.store_queue.clone(), self.store_queue_arguments()));
+        queues.push((self.dead_queue.clone(), self.dead_queue_arguments()));
+        queues.push((
+            self.dead_index_queue.clone(),
+            self.dead_index_queue_arguments(),
+        ));
         for delay in &self.retry_delays {
             queues.push((self.retry_queue(*delay), self.retry_queue_arguments(*delay)));
         }
         // Every other kind: a store queue with the store queue's every
         // argument, and its own delay queues.
-        for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
-            for (shard, queue) in self.shard_queues_of(kind).into_iter().enumerate() {
-                let mut args = self.store_queue_arguments();
-                if shard > 0 {
-                    // Leaders spread over the cluster's nodes: a sharded
-                    // kind is the path past one queue's (one node's)
-                    // ceiling. Not on shard 0: it is the kind's queue of
-                    // before, declared as it was.
-                    args.insert("x-queue-leader-locator".into(), long_string("balanced"));
-                }
-                queues.push((queue, args));
-            }
+        for kind in sharded() {
+            queues.push((self.store_queue_of(kind), self.store_queue_arguments()));
             for delay in &self.retry_delays {
                 queues.push((
                     self.retry_queue_of(kind, *delay),
@@ -746,16 +762,34 @@ mod tests {
             seen[usize::from(shard)] += 1;
         }
         assert!(seen.iter().all(|n| *n > 50), "spread: {seen:?}");
-        let args: Vec<FieldTable> = t
-            .queues()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("p.messages.store.email"))
-            .map(|(_, a)| a)
-            .collect();
-        assert_eq!(args[0], t.store_queue_arguments(), "shard 0 as before");
+        let queues = t.queues();
+        let args = |name: &str| {
+            queues
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, a)| a.clone())
+                .unwrap()
+        };
         assert_eq!(
-            args[3].inner().get("x-queue-leader-locator"),
+            args("p.messages.store.email"),
+            t.store_queue_arguments(),
+            "shard 0 as before"
+        );
+        assert_eq!(
+            args("p.messages.store.email.3")
+                .inner()
+                .get("x-queue-leader-locator"),
             Some(&long_string("balanced"))
+        );
+        // The balanced shards are declared before any other queue.
+        let names: Vec<&str> = queues.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names[..3],
+            [
+                "p.messages.store.email.1",
+                "p.messages.store.email.2",
+                "p.messages.store.email.3"
+            ]
         );
     }
 
