@@ -15,6 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::amqp::ConnectError;
 use shared::db::PgPool;
+use shared::dead_queue_migration;
 use shared::kind::Kind;
 use shared::topology::DeadQueue;
 use tokio::sync::{watch, Notify};
@@ -101,7 +102,16 @@ pub async fn run(
             .map_err(SessionError::Declare)?;
         // The classic dead-letter queue of before becomes the quorum one, in
         // the background (see `dead_migration`); it ends with the session.
-        let _migration = (dead_queue == DeadQueue::NeedsMigration).then(|| {
+        // Consumers also resume a migration a crash interrupted (its holding
+        // queue still exists: one passive declare, which the broker answers
+        // with 404 on a channel of its own in the usual case).
+        let resume = dead_queue == DeadQueue::Ready
+            && matches!(
+                dead_queue_migration::interrupted(&connection, &topology.dead_queue_migration())
+                    .await,
+                Ok(true)
+            );
+        let _migration = (dead_queue == DeadQueue::NeedsMigration || resume).then(|| {
             AbortOnDropHandle::new(tokio::spawn(dead_migration::run(
                 settings.common.amqp_nodes.clone(),
                 node.clone(),

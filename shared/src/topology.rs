@@ -114,9 +114,11 @@ pub const DEAD_QUEUE_DELIVERY_LIMIT: i32 = i32::MAX;
 pub enum DeadQueue {
     /// The quorum queue, declared and bound.
     Ready,
-    /// Still the classic queue of before issue 17, or a migration to the
-    /// quorum one was interrupted: run [`crate::dead_queue_migration::run`]
-    /// with [`Topology::dead_queue_migration`].
+    /// Still the classic queue of before issue 17: run
+    /// [`crate::dead_queue_migration::run`] with
+    /// [`Topology::dead_queue_migration`]. (`Ready` does not tell whether a
+    /// migration was interrupted after the quorum queue was declared: see
+    /// [`crate::dead_queue_migration::interrupted`].)
     NeedsMigration,
     /// Not declared this time (logged); it was on an earlier start.
     Unknown,
@@ -477,14 +479,14 @@ impl Topology {
             let _ = channel.close(200, "declared".into()).await;
             Ok::<_, lapin::Error>(DeadQueue::Ready)
         };
-        let state = match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, attempt).await {
+        match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, attempt).await {
             Ok(Ok(state)) => state,
             Ok(Err(e)) => {
                 log::warn!(
                     "cannot declare {}: {e}; going on without it",
                     self.dead_queue
                 );
-                return DeadQueue::Unknown;
+                DeadQueue::Unknown
             }
             Err(_) => {
                 log::warn!(
@@ -492,23 +494,8 @@ impl Topology {
                      before, whose node may be down?); going on without it",
                     self.dead_queue
                 );
-                return DeadQueue::Unknown;
-            }
-        };
-        if state == DeadQueue::NeedsMigration {
-            return state;
-        }
-        // Quorum already: unless a migration stopped midway.
-        let plan = self.dead_queue_migration();
-        let look = crate::dead_queue_migration::interrupted(connection, &plan);
-        match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, look).await {
-            Ok(Ok(true)) => DeadQueue::NeedsMigration,
-            Ok(Ok(false)) => DeadQueue::Ready,
-            Ok(Err(e)) => {
-                log::warn!("cannot look for {}: {e}", plan.holding);
                 DeadQueue::Unknown
             }
-            Err(_) => DeadQueue::Unknown,
         }
     }
 

@@ -338,3 +338,84 @@ async fn a_classic_dead_letter_queue_is_migrated_in_place_without_losing_a_lette
     second.stop().await;
     producer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_interrupted_midway_is_resumed_by_the_next_consumer() {
+    const N: usize = 5;
+    let db = TestDb::new();
+    let broker = TestBroker::new().await;
+    let topology = broker.topology.clone();
+    // What a consumer that died during the second move leaves: the quorum
+    // messages.dead, and the holding queue bound to the dead-letter
+    // exchange with letters still in it.
+    let holding = topology.dead_queue_migration().holding;
+    let channel = broker.channel().await;
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            holding.as_str().into(),
+            options,
+            topology.dead_queue_arguments(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            holding.as_str().into(),
+            topology.dead_letter_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_unbind(
+            topology.dead_queue.as_str().into(),
+            topology.dead_letter_exchange.as_str().into(),
+            "".into(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = channel.close(200, "".into()).await;
+    let letters: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(format!("held during the migration {i}")))
+        .collect();
+    for envelope in &letters {
+        broker
+            .publish_to(
+                &topology.dead_letter_exchange,
+                &envelope.to_body(),
+                envelope.properties(),
+            )
+            .await;
+    }
+    assert_eq!(broker.depth(&topology.dead_queue).await, 0);
+
+    let consumer = spawn_consumer(&db, &broker, &[]).await;
+    wait_for(
+        "the letters back in messages.dead and the holding queue gone",
+        Duration::from_secs(30),
+        || async {
+            (!exists(&broker, &holding).await
+                && broker.depth(&topology.dead_queue).await as usize == N)
+                .then_some(())
+        },
+    )
+    .await;
+    let moved = broker.take_all(&topology.dead_queue).await;
+    let ids: Vec<String> = moved
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(&m.delivery.data).unwrap()["id"].to_string())
+        .collect();
+    let expected: Vec<String> = letters
+        .iter()
+        .map(|e| Value::String(e.id.to_string()).to_string())
+        .collect();
+    assert_eq!(ids, expected, "every letter, in order");
+    consumer.stop().await;
+}
