@@ -10,7 +10,8 @@
 //!
 //! * `startup` → `session`, `webhooks`, `health`, `config`, `stats`,
 //!   `metrics`, `signal`: builds the application and supervises sessions.
-//! * `session` → `worker`, `dead_index`, `dead_depth`, `outbound`, `config`, `stats`:
+//! * `session` → `worker`, `dead_index`, `dead_depth`, `dead_migration`,
+//!   `outbound`, `config`, `stats`:
 //!   one broker session (a consuming and a publishing connection), with a
 //!   channel and batch loop per consumed queue (each kind's, and the queue
 //!   of unknown kinds).
@@ -18,6 +19,8 @@
 //!   `metrics`: storing and settling one batch of deliveries of one queue
 //!   (or dead-lettering those of an unknown kind).
 //! * `dead_index` → `database`: recording the dead letters the broker made.
+//! * `dead_migration`: moving the classic `messages.dead` of before into
+//!   the quorum one, in the background (`shared::dead_queue_migration`).
 //! * `dead_depth` → `stats`: the depth of `messages.dead`, against
 //!   `DEAD_LETTER_ALERT_DEPTH`.
 //! * `webhooks/` → `database`, `metrics`: the outbox deliverer (`mod.rs`)
@@ -37,6 +40,7 @@ pub mod database;
 pub mod dead_depth;
 pub mod dead_index;
 pub mod dead_letter;
+pub mod dead_migration;
 pub mod health;
 pub mod metrics;
 pub mod outbound;

@@ -15,13 +15,16 @@ use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use shared::amqp::ConnectError;
 use shared::db::PgPool;
+use shared::dead_queue_migration;
 use shared::kind::Kind;
+use shared::topology::DeadQueue;
 use tokio::sync::{watch, Notify};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Settings;
 use crate::dead_depth;
 use crate::dead_index;
+use crate::dead_migration;
 use crate::outbound::{Outbound, OutboundError};
 use crate::stats::Stats;
 use crate::worker::{Worker, WorkerError};
@@ -91,15 +94,42 @@ pub async fn run(
     };
     let outbound = Arc::new(outbound);
     stats.set_node(Some(&node));
-    let result = consume(
-        settings,
-        pool,
-        stats,
-        owed,
-        shutdown,
-        &connection,
-        outbound.clone(),
-    )
+    let result = async {
+        let topology = settings.topology();
+        let dead_queue = topology
+            .declare_on(&connection)
+            .await
+            .map_err(SessionError::Declare)?;
+        // The classic dead-letter queue of before becomes the quorum one, in
+        // the background (see `dead_migration`); it ends with the session.
+        // Consumers also resume a migration a crash interrupted (its holding
+        // queue still exists: one passive declare, which the broker answers
+        // with 404 on a channel of its own in the usual case).
+        let resume = dead_queue == DeadQueue::Ready
+            && matches!(
+                dead_queue_migration::interrupted(&connection, &topology.dead_queue_migration())
+                    .await,
+                Ok(true)
+            );
+        let _migration = (dead_queue == DeadQueue::NeedsMigration || resume).then(|| {
+            AbortOnDropHandle::new(tokio::spawn(dead_migration::run(
+                settings.common.amqp_nodes.clone(),
+                node.clone(),
+                settings.common.amqp_timeout,
+                topology,
+            )))
+        });
+        consume(
+            settings,
+            pool,
+            stats,
+            owed,
+            shutdown,
+            &connection,
+            outbound.clone(),
+        )
+        .await
+    }
     .await;
     stats.set_node(None);
     outbound.close().await;
@@ -123,10 +153,6 @@ async fn consume(
     outbound: Arc<Outbound>,
 ) -> Result<Ended, SessionError> {
     let topology = settings.topology();
-    topology
-        .declare_on(connection)
-        .await
-        .map_err(SessionError::Declare)?;
     // Dead letters made anywhere are recorded by a task on a channel of its
     // own (its acks must not mix with the store queue's multiple-acks). It
     // ends with the session, by any path.

@@ -26,8 +26,11 @@
 //! * `schema`: the Diesel schema, generated (`diesel.toml`).
 //!
 //! Above them:
-//! * `topology` → `kind`: the exchanges and queues (each kind's), declared
-//!   from one place.
+//! * `dead_queue_migration` → `publish`: the classic `messages.dead` of
+//!   before becomes the quorum one in place (a move through a holding
+//!   queue, under a lock), losing no dead letter.
+//! * `topology` → `kind`, `dead_queue_migration`: the exchanges and queues
+//!   (each kind's), declared from one place.
 //! * `dead_letter` → `kind`, `topology`: the headers a dead letter
 //!   carries, their one reader, the categories clients are told, and the
 //!   kind a dead letter is of.
@@ -56,6 +59,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod dead_letter;
+pub mod dead_queue_migration;
 pub mod duration;
 pub mod envelope;
 pub mod events;

@@ -33,6 +33,7 @@ use std::borrow::Cow;
 
 use uuid::Uuid;
 
+use crate::dead_queue_migration::Plan;
 use crate::kind::{Kind, Kinds};
 
 /// The shard of message `id` among `shards`: a stable hash (the id's own
@@ -94,9 +95,34 @@ pub struct Topology {
 /// The default [`Topology::initial_group_size`].
 pub const INITIAL_GROUP_SIZE: i32 = 3;
 
-/// Longest wait for declaring the classic dead-letter queue when (re)connecting;
+/// Longest wait for declaring the dead-letter queue when (re)connecting;
 /// see [`Topology::declare_dead_queue_on`].
 pub const DEAD_QUEUE_DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `x-delivery-limit` of the dead-letter queue: one no browse ever reaches.
+/// Browsing hands every letter it read back by closing its channel, and a
+/// quorum queue counts that as a delivery: RabbitMQ 4.x drops a message of
+/// a queue without a dead-letter exchange at its default limit of 20.
+/// Unlimited (`-1`) is a 4.x value (the same declaration must mean the same
+/// on 3.10), and no limit at all makes 4.x requeue at the back of the
+/// whole queue; with a limit set, returns go before the letters never
+/// handed out on both (see the producer's `dead_letters::hand_back`).
+pub const DEAD_QUEUE_DELIVERY_LIMIT: i32 = i32::MAX;
+
+/// What [`Topology::declare_on`] found of `messages.dead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadQueue {
+    /// The quorum queue, declared and bound.
+    Ready,
+    /// Still the classic queue of before issue 17: run
+    /// [`crate::dead_queue_migration::run`] with
+    /// [`Topology::dead_queue_migration`]. (`Ready` does not tell whether a
+    /// migration was interrupted after the quorum queue was declared: see
+    /// [`crate::dead_queue_migration::interrupted`].)
+    NeedsMigration,
+    /// Not declared this time (logged); it was on an earlier start.
+    Unknown,
+}
 
 impl Default for Topology {
     fn default() -> Self {
@@ -281,10 +307,28 @@ impl Topology {
     /// The arguments of the dead-letter queue.
     pub fn dead_queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
-        // Classic: a browsing reader that rejects with requeue puts messages
-        // back in their original place, so inspecting keeps the order.
-        args.insert("x-queue-type".into(), long_string("classic"));
+        // Quorum: replicated, so losing one node neither loses the dead
+        // letters nor blocks dead-lettering. No dead-letter exchange: a
+        // letter leaves only by redrive or purge.
+        args.insert("x-queue-type".into(), long_string("quorum"));
+        self.insert_group_size(&mut args);
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(DEAD_QUEUE_DELIVERY_LIMIT),
+        );
         args
+    }
+
+    /// How the classic `messages.dead` of before becomes the quorum one
+    /// (`messages.dead.migrating` holds the letters in between).
+    pub fn dead_queue_migration(&self) -> Plan {
+        Plan {
+            queue: self.dead_queue.clone(),
+            holding: format!("{}.migrating", self.dead_queue),
+            lock: format!("{}.migration-lock", self.dead_queue),
+            exchange: self.dead_letter_exchange.clone(),
+            arguments: self.dead_queue_arguments(),
+        }
     }
 
     /// The arguments of the dead-letter index queue.
@@ -298,32 +342,47 @@ impl Topology {
     }
 
     /// Every queue with its arguments, in declaration order.
+    ///
+    /// Shards 1 and up of every sharded kind come first. Their leaders are
+    /// placed by `x-queue-leader-locator: balanced` (the node leading the
+    /// fewest quorum queues when each is created), and every process
+    /// declares at startup, the producer and each consumer at once on a
+    /// fresh cluster. Declared after the other queues, which lead from the
+    /// node of whichever client created them, the shards met counts that
+    /// those concurrent declarations were changing, and three nodes ended
+    /// with 0 + 3 + 1 or 0 + 2 + 2 of four shards (seen in
+    /// `scripts/cluster-test.sh`; members were complete every time).
+    /// Declared first, each shard is created after the one before it (a
+    /// declaration returns once the queue exists) with nothing else created
+    /// in between, so they go to distinct nodes: with shard 0 anywhere,
+    /// four shards over three nodes are 2 + 1 + 1.
     fn queues(&self) -> Vec<(String, FieldTable)> {
-        let mut queues = vec![
-            (self.store_queue.clone(), self.store_queue_arguments()),
-            (self.dead_queue.clone(), self.dead_queue_arguments()),
-            (
-                self.dead_index_queue.clone(),
-                self.dead_index_queue_arguments(),
-            ),
-        ];
+        let sharded = || self.kinds.all().iter().filter(|k| !k.is_default());
+        let mut queues = Vec::new();
+        for kind in sharded() {
+            for queue in self.shard_queues_of(kind).into_iter().skip(1) {
+                let mut args = self.store_queue_arguments();
+                // Leaders spread over the cluster's nodes: a sharded kind
+                // is the path past one queue's (one node's) ceiling. Not on
+                // shard 0: it is the kind's queue of before, declared as it
+                // was.
+                args.insert("x-queue-leader-locator".into(), long_string("balanced"));
+                queues.push((queue, args));
+            }
+        }
+        queues.push((self.store_queue.clone(), self.store_queue_arguments()));
+        queues.push((self.dead_queue.clone(), self.dead_queue_arguments()));
+        queues.push((
+            self.dead_index_queue.clone(),
+            self.dead_index_queue_arguments(),
+        ));
         for delay in &self.retry_delays {
             queues.push((self.retry_queue(*delay), self.retry_queue_arguments(*delay)));
         }
         // Every other kind: a store queue with the store queue's every
         // argument, and its own delay queues.
-        for kind in self.kinds.all().iter().filter(|k| !k.is_default()) {
-            for (shard, queue) in self.shard_queues_of(kind).into_iter().enumerate() {
-                let mut args = self.store_queue_arguments();
-                if shard > 0 {
-                    // Leaders spread over the cluster's nodes: a sharded
-                    // kind is the path past one queue's (one node's)
-                    // ceiling. Not on shard 0: it is the kind's queue of
-                    // before, declared as it was.
-                    args.insert("x-queue-leader-locator".into(), long_string("balanced"));
-                }
-                queues.push((queue, args));
-            }
+        for kind in sharded() {
+            queues.push((self.store_queue_of(kind), self.store_queue_arguments()));
             for delay in &self.retry_delays {
                 queues.push((
                     self.retry_queue_of(kind, *delay),
@@ -357,9 +416,9 @@ impl Topology {
     /// grow`. Every queue is checked on its own, so a mix of old and new
     /// queues works too.
     ///
-    /// `messages.dead` (classic, so not replicated) comes last and may fail:
-    /// see [`Topology::declare_dead_queue_on`].
-    pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<()> {
+    /// `messages.dead` comes last, may fail, and may still be the classic
+    /// queue of before: see [`Topology::declare_dead_queue_on`].
+    pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<DeadQueue> {
         let mut channel = connection.create_channel().await?;
         self.declare_exchanges(&channel).await?;
         let legacy = Self {
@@ -390,42 +449,53 @@ impl Topology {
         }
         self.declare_bindings(&channel, false).await?;
         let _ = channel.close(200, "declared".into()).await;
-        self.declare_dead_queue_on(connection).await;
-        Ok(())
+        Ok(self.declare_dead_queue_on(connection).await)
     }
 
-    /// Declare `messages.dead` and its binding on a channel of its own,
-    /// waiting at most [`DEAD_QUEUE_DECLARE_TIMEOUT`]; a failure is logged,
-    /// not returned.
+    /// Declare `messages.dead` (quorum) and its binding on a channel of its
+    /// own, waiting at most [`DEAD_QUEUE_DECLARE_TIMEOUT`]; a failure is
+    /// logged, not returned.
     ///
-    /// The dead-letter queue is a classic queue, which lives on the one node
-    /// that first declared it. In a cluster, while that node is down or cut
-    /// off, declaring it from another node fails (`NOT_FOUND … process is
-    /// stopped`) or waits for that node to come back; every process that
-    /// lost its own node would then be unable to reconnect anywhere until
-    /// that one node returns (seen in `scripts/cluster-test.sh`: 20 s and
-    /// more with no 202). The queue and its binding exist by then (the first
-    /// start declared them), so going on without them loses nothing; a later
-    /// reconnect declares them again.
-    async fn declare_dead_queue_on(&self, connection: &lapin::Connection) {
+    /// Until it is migrated it is the classic queue of before issue 17:
+    /// declaring it as quorum is refused and [`DeadQueue::NeedsMigration`]
+    /// says so (the classic queue keeps its binding and takes the dead
+    /// letters meanwhile). A classic queue lives on one node: while that
+    /// node is down, declaring it may fail or wait (seen in
+    /// `scripts/cluster-test.sh`: 20 s and more with no 202), and every
+    /// reconnect would wait with it; the queue and its binding exist by then
+    /// (the first start declared them), so going on without them loses
+    /// nothing.
+    async fn declare_dead_queue_on(&self, connection: &lapin::Connection) -> DeadQueue {
         let attempt = async {
             let channel = connection.create_channel().await?;
-            declare_queue(&channel, &self.dead_queue, self.dead_queue_arguments()).await?;
+            match declare_queue(&channel, &self.dead_queue, self.dead_queue_arguments()).await {
+                Ok(()) => {}
+                Err(e) if crate::dead_queue_migration::is_other_queue_type(&e) => {
+                    return Ok(DeadQueue::NeedsMigration)
+                }
+                Err(e) => return Err(e),
+            }
             bind(&channel, &self.dead_queue, &self.dead_letter_exchange).await?;
             let _ = channel.close(200, "declared".into()).await;
-            Ok::<(), lapin::Error>(())
+            Ok::<_, lapin::Error>(DeadQueue::Ready)
         };
         match tokio::time::timeout(DEAD_QUEUE_DECLARE_TIMEOUT, attempt).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::warn!(
-                "cannot declare {} (a classic queue: its node may be down): {e}; going on without it",
-                self.dead_queue
-            ),
-            Err(_) => log::warn!(
-                "declaring {} took over {DEAD_QUEUE_DECLARE_TIMEOUT:?} (a classic queue: its node \
-                 may be down); going on without it",
-                self.dead_queue
-            ),
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => {
+                log::warn!(
+                    "cannot declare {}: {e}; going on without it",
+                    self.dead_queue
+                );
+                DeadQueue::Unknown
+            }
+            Err(_) => {
+                log::warn!(
+                    "declaring {} took over {DEAD_QUEUE_DECLARE_TIMEOUT:?} (the classic queue of \
+                     before, whose node may be down?); going on without it",
+                    self.dead_queue
+                );
+                DeadQueue::Unknown
+            }
         }
     }
 
@@ -505,6 +575,7 @@ impl Topology {
         let mut queues = vec![
             self.store_queue.clone(),
             self.dead_queue.clone(),
+            self.dead_queue_migration().holding,
             self.dead_index_queue.clone(),
         ];
         queues.extend(self.retry_delays.iter().map(|d| self.retry_queue(*d)));
@@ -678,16 +749,34 @@ mod tests {
             seen[usize::from(shard)] += 1;
         }
         assert!(seen.iter().all(|n| *n > 50), "spread: {seen:?}");
-        let args: Vec<FieldTable> = t
-            .queues()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("p.messages.store.email"))
-            .map(|(_, a)| a)
-            .collect();
-        assert_eq!(args[0], t.store_queue_arguments(), "shard 0 as before");
+        let queues = t.queues();
+        let args = |name: &str| {
+            queues
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, a)| a.clone())
+                .unwrap()
+        };
         assert_eq!(
-            args[3].inner().get("x-queue-leader-locator"),
+            args("p.messages.store.email"),
+            t.store_queue_arguments(),
+            "shard 0 as before"
+        );
+        assert_eq!(
+            args("p.messages.store.email.3")
+                .inner()
+                .get("x-queue-leader-locator"),
             Some(&long_string("balanced"))
+        );
+        // The balanced shards are declared before any other queue.
+        let names: Vec<&str> = queues.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names[..3],
+            [
+                "p.messages.store.email.1",
+                "p.messages.store.email.2",
+                "p.messages.store.email.3"
+            ]
         );
     }
 

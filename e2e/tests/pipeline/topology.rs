@@ -62,8 +62,8 @@ async fn declaring_is_idempotent_and_the_queue_types_are_in_force() {
         .expect("declaring the topology a second time");
     let _ = channel.close(200, "".into()).await;
 
-    // The store queue really is a quorum queue and the dead-letter queue a
-    // classic one: declaring either as the other type is refused.
+    // The store queue and both dead-letter queues really are quorum queues
+    // (replicated): declaring any of them as a classic queue is refused.
     let mut classic = topology.store_queue_arguments();
     classic.insert(
         "x-queue-type".into(),
@@ -72,9 +72,21 @@ async fn declaring_is_idempotent_and_the_queue_types_are_in_force() {
     let refused = declare_with(&broker, &topology.store_queue, classic).await;
     let err = refused.expect_err("the store queue accepted x-queue-type=classic");
     assert!(err.contains("x-queue-type"), "{err}");
-    let refused = declare_with(&broker, &topology.dead_queue, queue_type("quorum")).await;
-    let err = refused.expect_err("the dead-letter queue accepted x-queue-type=quorum");
-    assert!(err.contains("x-queue-type"), "{err}");
+    for queue in [&topology.dead_queue, &topology.dead_index_queue] {
+        let refused = declare_with(&broker, queue, queue_type("classic")).await;
+        let err = refused.expect_err(&format!("{queue} accepted x-queue-type=classic"));
+        assert!(err.contains("x-queue-type"), "{err}");
+    }
+    // The dead-letter queue has no dead-letter exchange of its own (nothing
+    // leaves it but by redrive or purge), and a delivery limit no browse
+    // reaches (RabbitMQ 4.x would otherwise drop a dead letter after 20
+    // returns).
+    let dead_args = topology.dead_queue_arguments();
+    assert!(!dead_args.inner().contains_key("x-dead-letter-exchange"));
+    assert_eq!(
+        dead_args.inner().get("x-delivery-limit"),
+        Some(&AMQPValue::LongInt(i32::MAX))
+    );
 
     // Every other argument is in force too: declaring the store queue with
     // any one of them changed is refused, naming that argument.

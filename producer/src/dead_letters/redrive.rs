@@ -15,12 +15,13 @@ use crate::error::ApiError;
 use crate::schemas::{AdminRefusal, ErrorBody, Redriven};
 use crate::state::AppState;
 
+use super::hand_back::{hand_back, SCAN};
 use super::params::Params;
 
 /// The most dead letters looked through for the id. Every one looked at is
-/// held unacknowledged until the end (then handed back in its place), so
+/// held unacknowledged until the end (then handed back in order), so
 /// the search is bounded; a longer queue is redriven or purged whole.
-pub const MAX_SCAN: usize = 10_000;
+pub const MAX_SCAN: usize = SCAN;
 
 /// `POST /dead-letters/redrive?limit=N`: move up to N (default all, in
 /// pages of 1000) back to the `messages` exchange. Each is republished and
@@ -169,8 +170,7 @@ pub async fn redrive_one(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    // Closing the channel hands every other dead letter looked at back to
-    // its place.
+    // Every other dead letter looked at goes back in its order.
     let found = state
         .with_channel("redrove one", async |channel| {
             find_and_move(channel, &state, id).await
@@ -191,6 +191,9 @@ async fn find_and_move(channel: &Channel, state: &AppState, id: Uuid) -> Result<
         .confirm_select(ConfirmSelectOptions { nowait: false })
         .await
         .map_err(|e| state.broker_unavailable(e))?;
+    // Every letter looked at before it, handed back in order at the end.
+    let mut looked = Vec::new();
+    let mut found = false;
     for _ in 0..MAX_SCAN {
         let got = channel
             .basic_get(
@@ -199,14 +202,20 @@ async fn find_and_move(channel: &Channel, state: &AppState, id: Uuid) -> Result<
             )
             .await
             .map_err(|e| state.broker_unavailable(e))?;
-        let Some(msg) = got else { return Ok(false) };
+        let Some(msg) = got else { break };
         // The id the consumer stores it by (body `id`, else `message_id`).
-        if dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties) != Some(id) {
-            continue; // left unacked: back in place when the channel closes
+        // Once found, the rest is read on too: handing back every letter
+        // is what keeps the order (see `hand_back`).
+        if found
+            || dead_letter::message_uuid(&msg.delivery.data, &msg.delivery.properties) != Some(id)
+        {
+            looked.push(msg.delivery.acker.clone());
+            continue;
         }
         // Exactly as redriving all does it (record, confirm, then ack).
         move_one(channel, state, msg).await?;
-        return Ok(true);
+        found = true;
     }
-    Ok(false)
+    hand_back(looked, state.publisher.publish_timeout()).await;
+    Ok(found)
 }
