@@ -6,8 +6,10 @@
 //! message) reads one index per partition: a month keeps that to twelve a
 //! year. With a retention, a shorter partition drops sooner after its age
 //! (a whole partition goes once its newest possible row is past it): `day`
-//! suits a retention of weeks. `hour` is for tests, `minute` for soaks.
+//! suits a retention of weeks. `hour` is for tests; `minute` and a few
+//! seconds (`10s`) for soaks, whose windows last minutes.
 
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Days, Months, TimeZone, Timelike, Utc};
@@ -23,6 +25,12 @@ pub const AHEAD: usize = 2;
 /// The length of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionSize {
+    /// A few seconds, a divisor of 60 (`10s`): soaks only. The size on
+    /// disk under a retention saws by one partition's rows (they go in one
+    /// `DROP`), so a soak of minutes that wants it flat within 10 % needs
+    /// ten partitions or more in its window. Never for production: every
+    /// lookup by id reads one index per partition.
+    Seconds(u32),
     /// A minute: soaks only (a run of minutes rolls several partitions);
     /// thousands of partitions a day would slow every lookup by id.
     Minute,
@@ -37,9 +45,18 @@ pub enum PartitionSize {
 }
 
 impl PartitionSize {
-    /// `hour`, `day`, `week` or `month`.
+    /// `day`, `week` or `month` (`hour`, `minute` or `<n>s` with `n`
+    /// dividing 60: tests and soaks).
     pub fn parse(text: &str) -> Option<Self> {
-        match text.trim() {
+        let text = text.trim();
+        if let Some(seconds) = text.strip_suffix('s') {
+            // A divisor of 60, so that the periods tile each minute.
+            return match seconds.parse::<u32>() {
+                Ok(n) if n > 0 && n < 60 && 60 % n == 0 => Some(Self::Seconds(n)),
+                _ => None,
+            };
+        }
+        match text {
             "minute" => Some(Self::Minute),
             "hour" => Some(Self::Hour),
             "day" => Some(Self::Day),
@@ -49,28 +66,18 @@ impl PartitionSize {
         }
     }
 
-    /// The name [`Self::parse`] reads.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Minute => "minute",
-            Self::Hour => "hour",
-            Self::Day => "day",
-            Self::Week => "week",
-            Self::Month => "month",
-        }
-    }
-
     /// The start of the period holding `t`.
     pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
         let day = Utc
             .with_ymd_and_hms(t.year(), t.month(), t.day(), 0, 0, 0)
             .single()
             .unwrap_or(t);
+        let minute = day
+            + chrono::Duration::hours(i64::from(t.hour()))
+            + chrono::Duration::minutes(i64::from(t.minute()));
         match self {
-            Self::Minute => {
-                day + chrono::Duration::hours(i64::from(t.hour()))
-                    + chrono::Duration::minutes(i64::from(t.minute()))
-            }
+            Self::Seconds(n) => minute + chrono::Duration::seconds(i64::from(t.second() / n * n)),
+            Self::Minute => minute,
             Self::Hour => day + chrono::Duration::hours(i64::from(t.hour())),
             Self::Day => day,
             Self::Week => day - Days::new(u64::from(t.weekday().num_days_from_monday())),
@@ -84,11 +91,26 @@ impl PartitionSize {
     /// The start of the period after the one starting at `start`.
     pub fn next(self, start: DateTime<Utc>) -> DateTime<Utc> {
         match self {
+            Self::Seconds(n) => start + chrono::Duration::seconds(i64::from(n)),
             Self::Minute => start + chrono::Duration::minutes(1),
             Self::Hour => start + chrono::Duration::hours(1),
             Self::Day => start + Days::new(1),
             Self::Week => start + Days::new(7),
             Self::Month => start + Months::new(1),
+        }
+    }
+}
+
+/// The name [`PartitionSize::parse`] reads.
+impl fmt::Display for PartitionSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Seconds(n) => write!(f, "{n}s"),
+            Self::Minute => f.write_str("minute"),
+            Self::Hour => f.write_str("hour"),
+            Self::Day => f.write_str("day"),
+            Self::Week => f.write_str("week"),
+            Self::Month => f.write_str("month"),
         }
     }
 }
@@ -111,7 +133,7 @@ impl MessagePartitions {
             Some(text) => PartitionSize::parse(&text).ok_or_else(|| {
                 ConfigError::new(
                     "MESSAGE_PARTITION",
-                    format!("{text:?} is not day, week or month (or hour, minute for tests)"),
+                    format!("{text:?} is not day, week or month (or hour, minute or <n>s with n dividing 60, for tests and soaks)"),
                 )
             })?,
         };
@@ -201,6 +223,30 @@ mod tests {
         );
         assert_eq!(PartitionSize::parse("week"), Some(PartitionSize::Week));
         assert_eq!(PartitionSize::parse("year"), None);
+    }
+
+    #[test]
+    fn second_periods_tile_the_minute() {
+        let ten = PartitionSize::parse("10s").unwrap();
+        assert_eq!(ten, PartitionSize::Seconds(10));
+        assert_eq!(ten.to_string(), "10s");
+        let t = at("2026-12-05T21:47:13.5Z");
+        assert_eq!(ten.start(t), at("2026-12-05T21:47:10Z"));
+        assert_eq!(ten.next(ten.start(t)), at("2026-12-05T21:47:20Z"));
+        assert_eq!(
+            ten.next(at("2026-12-05T21:59:50Z")),
+            at("2026-12-05T22:00:00Z")
+        );
+        for bad in ["7s", "0s", "60s", "s", "-5s"] {
+            assert_eq!(PartitionSize::parse(bad), None, "{bad}");
+        }
+        for (size, name) in [
+            (PartitionSize::Minute, "minute"),
+            (PartitionSize::Month, "month"),
+        ] {
+            assert_eq!(PartitionSize::parse(name), Some(size));
+            assert_eq!(size.to_string(), name);
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl RetentionSettings {
             "batches": d(self.batches),
             "webhooks": d(self.webhooks),
             "messages": self.messages.retention.map_or_else(|| "forever".to_owned(), d),
-            "message_partition": self.messages.size.as_str(),
+            "message_partition": self.messages.size.to_string(),
         })
     }
 
