@@ -143,7 +143,7 @@ log "producer at $base (pid $producer_pid), consumer pid $consumer_pid, database
 
 # --- the test ----------------------------------------------------------------
 SHOWCASE=$update_screenshots BASE_URL=$base API_TOKEN=$api_token ADMIN_TOKEN=$admin_token AMQP_URL=$AMQP \
-  TOPOLOGY_PREFIX=$prefix CONSUMER_PID=$consumer_pid ARTIFACTS=$ARTIFACTS \
+  DATABASE_URL="$PG_SERVER/$db" TOPOLOGY_PREFIX=$prefix CONSUMER_PID=$consumer_pid ARTIFACTS=$ARTIFACTS \
   node e2e/browser/dashboard.test.mjs
 
 if [ "$update_screenshots" = 1 ]; then

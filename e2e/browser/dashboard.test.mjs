@@ -4,11 +4,12 @@
 // asks and saves a screenshot of each screen in $ARTIFACTS.
 //
 // Environment (set by the script): BASE_URL, API_TOKEN, ADMIN_TOKEN,
-// AMQP_URL, TOPOLOGY_PREFIX, CONSUMER_PID, ARTIFACTS.
+// AMQP_URL, DATABASE_URL, TOPOLOGY_PREFIX, CONSUMER_PID, ARTIFACTS.
 import { chromium } from 'playwright-core';
 import amqp from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 
 const env = (name) => {
@@ -21,6 +22,7 @@ const API_TOKEN = env('API_TOKEN');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const PREFIX = env('TOPOLOGY_PREFIX');
 const ARTIFACTS = env('ARTIFACTS');
+const DATABASE_URL = env('DATABASE_URL');
 mkdirSync(ARTIFACTS, { recursive: true });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -46,6 +48,19 @@ async function post(content, key, kind) {
   const res = await fetch(`${BASE}/messages`, { method: 'POST', headers, body: JSON.stringify(body) });
   assert.equal(res.status, 202, `POST /messages answered ${res.status}`);
   return (await res.json()).id;
+}
+
+// Scheduled for later: its id.
+async function schedule(content, delaySeconds) {
+  const res = await fetch(`${BASE}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` },
+    body: JSON.stringify({ content, delay_seconds: delaySeconds }),
+  });
+  assert.equal(res.status, 202, `POST /messages (scheduled) answered ${res.status}`);
+  const body = await res.json();
+  assert.equal(body.status, 'scheduled');
+  return body.id;
 }
 
 async function storedStatus(id) {
@@ -197,6 +212,53 @@ try {
     await page.fill('#lookup-key-input', 'browser-test-key-1');
     await page.click('#lookup-key button');
     await waitFor('the keyed message', 10_000, async () => (await page.textContent('#m-id')) === keyedId && (await page.textContent('#m-status')) === 'stored');
+  });
+
+  await step('the overview counts scheduled messages; one is cancelled from its page, one too late', async () => {
+    const early = await schedule('scheduled in the browser test', 3600);
+    const later = await schedule('scheduled later in the browser test', 7200);
+    await page.click('nav a[data-view="overview"]');
+    await waitFor('2 scheduled on the overview', 10_000, async () => (await page.textContent('#ov-scheduled')) === '2');
+    assert.notEqual(await page.textContent('#ov-next-due'), 'none');
+    const rows = page.locator('#sched-table tbody tr');
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.id)), [early, later], 'soonest first');
+    await shot('overview-scheduled');
+    // Its page, from the overview's list.
+    await page.click(`#sched-table tbody tr[data-id="${early}"] td.id a`);
+    await waitFor('the scheduled message page', 10_000, async () => (await page.textContent('#m-status')) === 'scheduled');
+    assert.equal(await page.textContent('#m-sched-kind'), 'default');
+    assert.equal(await page.textContent('#m-content'), 'scheduled in the browser test');
+    assert.equal(await page.locator('#m-cancel').isVisible(), true, 'cancel offered');
+    await shot('message-scheduled');
+    await page.click('#m-cancel');
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    assert.equal(await page.textContent('#confirm-cancel'), 'Keep it');
+    await page.click('#confirm-ok');
+    await waitFor('status cancelled', 10_000, async () => (await page.textContent('#m-status')) === 'cancelled');
+    assert.match(await page.textContent('#notice'), /^Cancelled/);
+    assert.notEqual(await page.textContent('#m-cancelled-at'), '–');
+    assert.equal(await page.locator('#m-cancel').isVisible(), false, 'no cancel once cancelled');
+    assert.equal(await storedStatus(early), 'cancelled', 'the API says cancelled too');
+    await shot('message-cancelled');
+    // Too late: the page shows `later` scheduled, then it falls due (moved
+    // to now in the database) and is stored before the click.
+    await page.goto(`${BASE}/dashboard#/messages/${later}`);
+    await waitFor('the later one scheduled', 10_000, async () => (await page.textContent('#m-status')) === 'scheduled');
+    execFileSync('psql', ['-q', DATABASE_URL, '-c', `UPDATE scheduled_messages SET deliver_at = now() WHERE id = '${later}'`]);
+    await waitFor('the later one stored', 15_000, async () => (await storedStatus(later)) === 'stored');
+    await page.click('#m-cancel');
+    await page.click('#confirm-ok');
+    await waitFor('the page shows it stored', 10_000, async () => (await page.textContent('#m-status')) === 'stored');
+    assert.match(await page.textContent('#notice'), /^Not cancelled: .*already stored: too late/);
+    // Chromium logs every 4xx answer as a console error: this one was asked for.
+    const expected = consoleErrors.findIndex((m) => /status of 409 \(Conflict\)/.test(m));
+    assert.notEqual(expected, -1, 'the DELETE was answered 409');
+    consoleErrors.splice(expected, 1);
+    assert.equal(await page.locator('#m-schedule').isVisible(), false);
+    await page.click('nav a[data-view="overview"]');
+    await waitFor('none scheduled on the overview', 10_000, async () => (await page.textContent('#ov-scheduled')) === '0');
+    assert.equal(await page.textContent('#ov-next-due'), 'none');
+    assert.equal(await page.locator('#sched-empty').isVisible(), true);
   });
 
   const poisonId = randomUUID();

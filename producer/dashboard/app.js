@@ -105,9 +105,10 @@
   }
 
   // ---------- confirmation ----------
-  function confirmAction(text, okLabel, danger) {
+  function confirmAction(text, okLabel, danger, keepLabel = 'Cancel') {
     const dialog = $('confirm');
     $('confirm-text').textContent = text;
+    $('confirm-cancel').textContent = keepLabel;
     const ok = $('confirm-ok');
     ok.textContent = okLabel;
     ok.className = danger ? 'danger' : '';
@@ -242,6 +243,7 @@
     drawChart(o.series, o.step_secs);
     renderKinds(o.kinds || []);
     renderStorage(o.tables, o.retention);
+    renderScheduled(o.scheduled);
   }
   // Each configured kind's row; the names also fill the messages filter.
   function renderKinds(kinds) {
@@ -269,6 +271,7 @@
       idempotency_keys: r.idempotency_key_ttl,
       batches: r.batches + ' once completed',
       webhook_deliveries: r.webhooks,
+      scheduled_messages: r.scheduled ? 'waiting ones always; ' + r.scheduled + ' once stored or cancelled' : null,
     };
     const body = $('ov-tables');
     const rows = (tables || []).map((t) => {
@@ -402,6 +405,7 @@
     for (const f of ['m-kind', 'm-created', 'm-stored', 'm-latency', 'm-dead-at', 'm-attempts', 'm-reason', 'm-batch', 'm-webhook', 'm-content']) fill(f, null);
     $('m-id').textContent = id;
     $('m-actions').hidden = true;
+    hideSchedule();
     badge($('m-status'), 'loading');
     if (!UUID_RE.test(id)) { badge($('m-status'), 'not_found'); notice('Not a message id: ' + id, 'bad'); return; }
     let m;
@@ -435,6 +439,7 @@
     }
     fill('m-content', m.content == null ? (m.status === 'dead_lettered' ? 'In the dead-letter queue (see Dead letters).' : null) : m.content);
     $('m-actions').hidden = !(m.status === 'dead_lettered' && access.admin && isUuid(id));
+    showSchedule(m);
     // Batch and webhook state, once the API has them: read from the public
     // GET /messages/{id}, whose fields grow with those features.
     try {
@@ -463,6 +468,51 @@
     } catch (e) {
       notice('Redrive failed: ' + adminError(e), 'bad');
     }
+  });
+
+  // ---------- scheduled messages ----------
+  // The overview's count, next due and soonest 20; a scheduled message's
+  // fields and its Cancel button, which sends the API's own
+  // DELETE /messages/{id} with the API token.
+  function renderScheduled(s) {
+    $('ov-scheduled').textContent = s ? fmtCount(s.waiting) : '–';
+    const next = $('ov-next-due');
+    next.textContent = s ? (s.next_due ? fmtTime(s.next_due) : 'none') : '–';
+    next.title = (s && s.next_due) || '';
+    const list = s ? s.next : [];
+    $('sched-table').tBodies[0].replaceChildren(...list.map((m) => el('tr', { 'data-id': m.id },
+      timeCell(m.deliver_at),
+      el('td', { class: 'id' }, idLink(m.id)),
+      el('td', { class: 'kind', text: m.kind }))));
+    $('sched-empty').hidden = !s || list.length > 0;
+  }
+  function hideSchedule() {
+    for (const f of ['m-deliver-at', 'm-sched-kind', 'm-cancelled-at']) fill(f, null);
+    $('m-schedule').hidden = true;
+    $('m-schedule-actions').hidden = true;
+  }
+  function showSchedule(m) {
+    if (m.status !== 'scheduled' && m.status !== 'cancelled') return;
+    fill('m-deliver-at', fmtTime(m.deliver_at) + '  (' + m.deliver_at + ')');
+    fill('m-sched-kind', m.kind);
+    fill('m-cancelled-at', m.cancelled_at && fmtTime(m.cancelled_at) + '  (' + m.cancelled_at + ')');
+    $('m-schedule').hidden = false;
+    $('m-schedule-actions').hidden = !(m.status === 'scheduled' && isUuid(m.id));
+    if (m.status === 'scheduled') fill('m-stored', 'not yet: due ' + fmtTime(m.deliver_at));
+    else fill('m-stored', 'never: cancelled');
+  }
+  $('m-cancel').addEventListener('click', async () => {
+    const id = shownMessage;
+    if (!isUuid(id)) return;
+    if (!await confirmAction('Cancel scheduled message ' + id + '? It will never be stored.', 'Cancel the message', true, 'Keep it')) return;
+    try {
+      await api('messages/' + encodeURIComponent(id), { method: 'DELETE' });
+      notice('Cancelled: ' + id + ' will never be stored.', 'ok');
+    } catch (e) {
+      if (e.status === 401) return; // asked for the API token
+      notice((e.status === 409 ? 'Not cancelled: ' : 'Cancel failed: ') + e.message, 'bad');
+    }
+    if (shownMessage === id) await loadMessage(id);
   });
 
   // ---------- dead letters ----------

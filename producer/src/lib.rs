@@ -24,7 +24,8 @@
 //! * `dead_letters/`: `browse`, `redrive` (all or one), `purge`; their
 //!   shared query is `params`.
 //! * `dashboard/`: `page` (the page, its assets, which tokens it needs),
-//!   `overview`, `messages`, `key`.
+//!   `overview`, `messages`, `scheduled` (its figures and pages of
+//!   scheduled messages), `key`.
 //! * `webhooks` (the failed-delivery tools, a destination's signing key),
 //!   `events` (SSE), `health` (probes and `/metrics`).
 //!

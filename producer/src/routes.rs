@@ -39,7 +39,8 @@ fn table(batch_body_limit: usize) -> Vec<Resource> {
         Resource::new("/dashboard/api/access", Public).get(page::access),
         Resource::new("/dashboard/api/overview", Api)
             .get(overview::overview)
-            .app_data(web::Data::new(overview::Cache::default())),
+            .app_data(web::Data::new(overview::Cache::default()))
+            .app_data(web::Data::new(dashboard::scheduled::Cache::default())),
         Resource::new("/dashboard/api/messages", Api).get(dashboard::messages::latest_messages),
         Resource::new("/dashboard/api/messages/{id}", Api).get(dashboard::messages::message_detail),
         Resource::new("/dashboard/api/idempotency-key", Api).get(key::id_for_key),

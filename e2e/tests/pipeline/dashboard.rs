@@ -472,3 +472,122 @@ async fn in_flight_comes_from_the_management_api_when_one_is_configured() {
     assert_eq!(in_flight(vec![]).await, Value::Null);
     handle.stop(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_are_counted_listed_shown_and_cancelled() {
+    use chrono::DateTime;
+    let db = TestDb::new();
+    let broker = TestBroker::with_kinds("email").await;
+    let producer = spawn_producer(&db, &broker, &[("KINDS", "default,email")]).await;
+    let time = |v: &Value| -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+
+    // Nothing scheduled yet: zero, no next due, an empty list.
+    let o = producer.get_json("/dashboard/api/overview").await;
+    assert_eq!(o["scheduled"]["waiting"], 0, "{o}");
+    assert!(o["scheduled"]["next_due"].is_null(), "{o}");
+    assert_eq!(o["scheduled"]["next"], json!([]), "{o}");
+
+    // Three scheduled, due in an hour, in two hours and in ten minutes, and
+    // one sent at once (no consumer runs: it stays queued, not scheduled).
+    let mut scheduled = Vec::new();
+    for (content, kind, delay) in [
+        ("in an hour", "default", 3600),
+        ("in two hours", "email", 7200),
+        ("in ten minutes", "default", 600),
+    ] {
+        let res = producer
+            .post_json(
+                "/messages",
+                &json!({ "content": content, "kind": kind, "delay_seconds": delay }),
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "scheduled", "{body}");
+        let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+        scheduled.push((id, time(&body["deliver_at"]), kind, content));
+    }
+    let now_id = producer.post_message(&json!({ "content": "now" })).await;
+
+    // The overview counts them, names the next due, and lists them soonest
+    // first with their kinds (the overview may answer from its cache for a
+    // second: wait for the new figures).
+    let o = wait_for("3 scheduled", Duration::from_secs(10), || async {
+        let o = producer.get_json("/dashboard/api/overview").await;
+        (o["scheduled"]["waiting"] == 3).then_some(o)
+    })
+    .await;
+    assert_eq!(time(&o["scheduled"]["next_due"]), scheduled[2].1, "{o}");
+    let next = o["scheduled"]["next"].as_array().unwrap();
+    let listed: Vec<(Uuid, DateTime<Utc>, &str)> = next
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().parse().unwrap(),
+                time(&s["deliver_at"]),
+                s["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(Uuid, DateTime<Utc>, &str)> = [2, 0, 1]
+        .iter()
+        .map(|&i| (scheduled[i].0, scheduled[i].1, scheduled[i].2))
+        .collect();
+    assert_eq!(listed, expected);
+
+    // A scheduled message's page: its status, time, kind and content.
+    let detail = |id: Uuid| {
+        let producer = &producer;
+        async move {
+            producer
+                .get_status_json(&format!("/dashboard/api/messages/{id}"))
+                .await
+        }
+    };
+    let (id, deliver_at, kind, content) = scheduled[1];
+    let (status, m) = detail(id).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["status"], "scheduled", "{m}");
+    assert_eq!(time(&m["deliver_at"]), deliver_at);
+    assert_eq!(m["kind"], kind);
+    assert_eq!(m["content"], content);
+    assert!(m["created_at"].is_string(), "{m}");
+    assert!(
+        m["stored_at"].is_null() && m["cancelled_at"].is_null(),
+        "{m}"
+    );
+    // Queued but not stored, and unknown: not found, as before.
+    assert_eq!(detail(now_id).await.0, 404);
+    assert_eq!(detail(Uuid::new_v4()).await.0, 404);
+
+    // Cancelled (the page's button sends this DELETE with the API token):
+    // its page says so, and the overview no longer counts or lists it.
+    let res = send(producer.request(Method::DELETE, &format!("/messages/{id}"))).await;
+    assert_eq!(res.status(), 200);
+    let (status, m) = detail(id).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["status"], "cancelled", "{m}");
+    assert_eq!(time(&m["deliver_at"]), deliver_at);
+    assert_eq!(m["kind"], kind);
+    assert!(time(&m["cancelled_at"]) <= Utc::now(), "{m}");
+    let o = wait_for("2 scheduled", Duration::from_secs(10), || async {
+        let o = producer.get_json("/dashboard/api/overview").await;
+        (o["scheduled"]["waiting"] == 2).then_some(o)
+    })
+    .await;
+    let still: Vec<&str> = o["scheduled"]["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        still,
+        vec![scheduled[2].0.to_string(), scheduled[0].0.to_string()]
+    );
+    producer.stop().await;
+}

@@ -145,10 +145,10 @@ pub async fn latest_messages(
 #[utoipa::path(get, path = "/dashboard/api/messages/{id}", tag = "dashboard",
     params(("id" = uuid::Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = r#"{"id", "status": "stored|dead_lettered", "kind", "content", "created_at", "stored_at", "dead_letter": {"reason", "attempts", "dead_lettered_at", "kind"} or null}"#),
+        (status = 200, description = r#"{"id", "status": "stored|dead_lettered|scheduled|cancelled", "kind", "content", "created_at", "stored_at", "dead_letter": {"reason", "attempts", "dead_lettered_at", "kind"} or null}; a scheduled or cancelled message (not stored) adds "deliver_at" and "cancelled_at" (null unless cancelled); cancel one with DELETE /messages/{id}"#),
         (status = 400, description = "id is not a UUID"),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
-        (status = 404, description = r#"{"status": "not_found"}: neither stored nor dead-lettered (still queued, or never accepted)"#),
+        (status = 404, description = r#"{"status": "not_found"}: neither stored, dead-lettered, scheduled nor cancelled (still queued, or never accepted)"#),
         (status = 503, description = "Database unavailable; see Retry-After"),
     ))]
 pub async fn message_detail(
@@ -187,10 +187,13 @@ pub async fn message_detail(
             "dead_letter": dead_letter,
         }),
         (None, None) => {
+            if let Some(waiting) = super::scheduled::message_detail(&state, id).await? {
+                return Ok(HttpResponse::Ok().json(waiting));
+            }
             return Ok(HttpResponse::NotFound().json(json!({
                 "error": format!("message {id} is neither stored nor dead-lettered (still queued, or never accepted)"),
                 "status": "not_found",
-            })))
+            })));
         }
     };
     Ok(HttpResponse::Ok().json(body))

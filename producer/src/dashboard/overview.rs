@@ -40,6 +40,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{json, Value};
 
+use super::scheduled;
 use crate::management::InFlight;
 use crate::state::AppState;
 
@@ -214,13 +215,14 @@ fn rate(per_second: &[u64]) -> f64 {
 /// `GET /dashboard/api/overview`.
 #[utoipa::path(get, path = "/dashboard/api/overview", tag = "dashboard",
     responses(
-        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "kinds": [{"kind", "queue": {"queues", "ready", "consumers"} (over the kind's shards) or null, "rates": {"accepted", "stored", "dead_lettered"}, "totals": {…}}] (each configured kind, in KINDS order), "broker": "up|down", "database": "up|down", "tables": [{"table", "rows", "bytes"}] or null, "retention": {"interval", "batch", "idempotency_key_ttl", "dead_letters", "batches", "webhooks", "messages", "message_partition"}}. Always 200: a service that is down is reported, not an error."#),
+        (status = 200, description = r#"{"now", "step_secs", "window_secs", "rates": {"accepted", "stored", "dead_lettered"} (per second, last 10 s), "totals": {…} (last 5 min), "series": {"start", "accepted": [...], "stored": [...], "dead_lettered": [...]} (per step), "queue": {"ready", "consumers", "dead", "in_flight" (null without RABBITMQ_MANAGEMENT_URL)} or null, "kinds": [{"kind", "queue": {"queues", "ready", "consumers"} (over the kind's shards) or null, "rates": {"accepted", "stored", "dead_lettered"}, "totals": {…}}] (each configured kind, in KINDS order), "broker": "up|down", "database": "up|down", "tables": [{"table", "rows", "bytes"}] or null, "retention": {"interval", "batch", "idempotency_key_ttl", "dead_letters", "batches", "webhooks", "messages", "message_partition"}, "scheduled": {"waiting" (messages waiting for their deliver_at), "next_due" (the earliest deliver_at, or null), "next": [{"id", "deliver_at", "kind"}] (the 20 soonest)} or null (database down)}. Always 200: a service that is down is reported, not an error."#),
         (status = 401, description = "API_TOKEN is set and the bearer token is missing or wrong"),
     ))]
 pub async fn overview(
     state: web::Data<AppState>,
     cache: web::Data<Cache>,
     in_flight: Option<web::Data<InFlight>>,
+    scheduled_cache: web::Data<scheduled::Cache>,
 ) -> HttpResponse {
     let now = Utc::now();
     let now_sec = now.timestamp();
@@ -306,6 +308,11 @@ pub async fn overview(
     } else {
         None
     };
+    let scheduled = if database_up {
+        scheduled::overview_figures(&state, &scheduled_cache, REUSE_FOR).await
+    } else {
+        Value::Null
+    };
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(json!({
@@ -334,6 +341,7 @@ pub async fn overview(
             "database": if database_up { "up" } else { "down" },
             "tables": tables,
             "retention": state.retention.describe(),
+            "scheduled": scheduled,
         }))
 }
 

@@ -335,6 +335,45 @@ pub fn waiting(conn: &mut PgConnection) -> QueryResult<Waiting> {
     Ok(Waiting { count, next_due })
 }
 
+/// A waiting message, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Upcoming {
+    /// The message id.
+    pub id: Uuid,
+    /// When it falls due.
+    pub deliver_at: DateTime<Utc>,
+    /// Its kind.
+    pub kind: String,
+}
+
+/// The first `limit` messages waiting, soonest first: the first entries
+/// of the due index, so as cheap with a million waiting as with ten.
+pub fn upcoming(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Upcoming>> {
+    scheduled_messages::table
+        .filter(scheduled_messages::state.eq(state::SCHEDULED))
+        .select((
+            scheduled_messages::id,
+            scheduled_messages::deliver_at,
+            scheduled_messages::kind,
+        ))
+        .order((
+            scheduled_messages::deliver_at.asc(),
+            scheduled_messages::id.asc(),
+        ))
+        .limit(limit)
+        .load(conn)
+}
+
+/// The envelope (JSON) a scheduled message will be published with, while
+/// its row is kept (see `prune_settled`).
+pub fn body(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<String>> {
+    scheduled_messages::table
+        .filter(scheduled_messages::id.eq(id))
+        .select(scheduled_messages::body)
+        .first(conn)
+        .optional()
+}
+
 /// The earliest `deliver_at` still waiting, if any (the dispatcher's
 /// sleep): the first entry of the due index.
 pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
