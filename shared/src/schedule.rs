@@ -29,7 +29,9 @@ pub enum ScheduleError {
     #[error("give deliver_at or delay_seconds, not both")]
     Both,
     /// `deliver_at` is not an RFC 3339 string with an offset.
-    #[error("deliver_at must be an RFC 3339 date-time with an offset (e.g. 2026-12-24T09:00:00+01:00)")]
+    #[error(
+        "deliver_at must be an RFC 3339 date-time with an offset (e.g. 2026-12-24T09:00:00+01:00)"
+    )]
     BadTime,
     /// `delay_seconds` is not a whole number of seconds, 0 or more.
     #[error("delay_seconds must be a whole number of seconds, 0 or more")]
@@ -147,7 +149,12 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        let both = requested(Some(&json!("2027-01-01T00:00:00Z")), Some(&json!(5)), now(), YEAR);
+        let both = requested(
+            Some(&json!("2027-01-01T00:00:00Z")),
+            Some(&json!(5)),
+            now(),
+            YEAR,
+        );
         assert_eq!(both, Err(ScheduleError::Both));
         for bad in [json!("tomorrow"), json!("2027-01-01T00:00:00"), json!(5)] {
             let e = requested(Some(&bad), None, now(), YEAR).unwrap_err();

@@ -15,8 +15,8 @@
 pub mod body;
 
 use actix_web::http::header;
-use chrono::{DateTime, Utc};
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shared::envelope::BatchRef;
 use shared::events::BatchStatus;

@@ -58,8 +58,8 @@ pub async fn cancel_message(
         (Cancel::NotScheduled, true) => Err(ApiError::Conflict(format!(
             "message {id} was not scheduled and is stored: nothing to cancel"
         ))),
-        (Cancel::NotScheduled, false) => Err(ApiError::NotFound(format!(
-            "no scheduled message {id}"
-        ))),
+        (Cancel::NotScheduled, false) => {
+            Err(ApiError::NotFound(format!("no scheduled message {id}")))
+        }
     }
 }

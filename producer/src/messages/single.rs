@@ -4,8 +4,8 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
-use shared::envelope::content_from_json;
 use shared::db::{messages, scheduled_messages};
+use shared::envelope::content_from_json;
 use shared::events::MessageStatus;
 use shared::schedule::ScheduleStatus;
 use shared::Envelope;
@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use crate::callbacks;
 use crate::error::ApiError;
-use crate::schedule::hold;
 use crate::http::extract::JsonBody;
 use crate::idempotency;
 use crate::metrics::Endpoint;
+use crate::schedule::hold;
 use crate::schemas::{
     ErrorBody, MessageState, NewMessageBody, NotFound, NotFoundStatus, Queued, QueuedStatus,
 };
@@ -52,7 +52,12 @@ pub async fn post_message(
     }
     let content = content_from_json(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let kind = state.kind(body.get("kind"))?;
-    let schedule = hold::requested(&state, body.get("deliver_at"), body.get("delay_seconds"), "")?;
+    let schedule = hold::requested(
+        &state,
+        body.get("deliver_at"),
+        body.get("delay_seconds"),
+        "",
+    )?;
     let callback_url = callbacks::callback_url(&body, &state).await?;
     // Bound before publishing: see `idempotency` for why.
     let assigned = idempotency::message_id(

@@ -42,7 +42,12 @@ pub async fn add_message(
     let mut envelope = Envelope::new(content);
     envelope.kind = state.kind(body.get("kind"))?;
     // RQ's `enqueue_at` / `enqueue_in`, as fields.
-    let schedule = hold::requested(&state, body.get("deliver_at"), body.get("delay_seconds"), "")?;
+    let schedule = hold::requested(
+        &state,
+        body.get("deliver_at"),
+        body.get("delay_seconds"),
+        "",
+    )?;
     envelope.deliver_at = schedule.deliver_at;
     let answer = if envelope.deliver_at.is_some() {
         let held = hold::hold(&state, std::slice::from_ref(&envelope)).await?;

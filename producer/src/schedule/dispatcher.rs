@@ -152,7 +152,9 @@ impl Dispatcher {
             }
         }
         self.metrics.dispatched.inc_by(confirmed.len() as u64);
-        let first_error = results.iter().find_map(|r| r.as_ref().err().map(ToString::to_string));
+        let first_error = results
+            .iter()
+            .find_map(|r| r.as_ref().err().map(ToString::to_string));
         let any_failed = !failed.is_empty();
         let marked = self
             .db(move |conn| {
@@ -197,14 +199,13 @@ impl Dispatcher {
 
     /// The waiting count and the next due, for the metrics.
     async fn read_gauges(&self) {
-        if let Ok(waiting) = self
-            .db(|conn| Ok(scheduled_messages::waiting(conn)?))
-            .await
-        {
+        if let Ok(waiting) = self.db(|conn| Ok(scheduled_messages::waiting(conn)?)).await {
             self.metrics.waiting.set(waiting.count);
-            self.metrics
-                .next_due
-                .set(waiting.next_due.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0));
+            self.metrics.next_due.set(
+                waiting
+                    .next_due
+                    .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+            );
         }
     }
 

@@ -296,8 +296,8 @@ pub fn status(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ScheduleS
         ))
         .first::<(String, DateTime<Utc>, String, Option<DateTime<Utc>>)>(conn)
         .optional()?;
-    Ok(row.and_then(|(current, deliver_at, kind, settled_at)| {
-        match current.as_str() {
+    Ok(row.and_then(
+        |(current, deliver_at, kind, settled_at)| match current.as_str() {
             state::DELIVERED => None,
             state::CANCELLED => Some(ScheduleStatus::Cancelled {
                 id,
@@ -310,8 +310,8 @@ pub fn status(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ScheduleS
                 deliver_at,
                 kind,
             }),
-        }
-    }))
+        },
+    ))
 }
 
 /// How many wait, and when the next falls due.
