@@ -39,14 +39,23 @@ pub fn requested(
         state.max_schedule_ahead,
     )
     .map_err(|e| ApiError::BadRequest(format!("{prefix}{e}")))?;
-    let given = |name: &str, v: Option<&Value>| {
-        v.filter(|v| !v.is_null()).map(|v| format!("{name}={v}"))
-    };
+    let given =
+        |name: &str, v: Option<&Value>| v.filter(|v| !v.is_null()).map(|v| format!("{name}={v}"));
     Ok(Requested {
         deliver_at: at,
         asked: given("deliver_at", deliver_at).or_else(|| given("delay_seconds", delay_seconds)),
     })
 }
+
+/// One row to hold, owned (it moves to the blocking thread): id,
+/// `deliver_at`, body, kind, batch.
+type HeldRow = (
+    uuid::Uuid,
+    DateTime<Utc>,
+    String,
+    String,
+    Option<uuid::Uuid>,
+);
 
 /// Hold `envelopes` (each with its `deliver_at`) until they are due, in one
 /// transaction. Returns each one's `deliver_at` as held: a retried
@@ -55,7 +64,7 @@ pub async fn hold(
     state: &AppState,
     envelopes: &[Envelope],
 ) -> Result<Vec<DateTime<Utc>>, ApiError> {
-    let rows: Vec<(uuid::Uuid, DateTime<Utc>, String, String, Option<uuid::Uuid>)> = envelopes
+    let rows: Vec<HeldRow> = envelopes
         .iter()
         .map(|e| {
             (
@@ -82,6 +91,10 @@ pub async fn hold(
             Ok(scheduled_messages::schedule(conn, &new)?)
         })
         .await?;
-    state.metrics.schedule.scheduled.inc_by(envelopes.len() as u64);
+    state
+        .metrics
+        .schedule
+        .scheduled
+        .inc_by(envelopes.len() as u64);
     Ok(held)
 }
