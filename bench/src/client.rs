@@ -9,8 +9,14 @@ use uuid::Uuid;
 
 /// How one attempt ended.
 pub enum Attempt {
-    /// 202, with the id the producer gave and when the answer came.
-    Accepted { id: Uuid, at: Instant },
+    /// 202, with the id the producer gave, when the answer came, and
+    /// whether it said `"status": "scheduled"` (held until its
+    /// `deliver_at`).
+    Accepted {
+        id: Uuid,
+        at: Instant,
+        scheduled: bool,
+    },
     /// 202 whose body did not arrive whole, or named no id: the outcome is
     /// known, the id is not (retrying with the same key gives it).
     AcceptedWithoutId,
@@ -36,13 +42,13 @@ pub async fn post_message(
     match response {
         Ok(r) if r.status() == 202 => {
             let at = Instant::now();
-            let id = r
-                .json::<serde_json::Value>()
-                .await
-                .ok()
+            let body = r.json::<serde_json::Value>().await.ok();
+            let id = body
+                .as_ref()
                 .and_then(|b| b["id"].as_str().and_then(|s| s.parse().ok()));
+            let scheduled = body.is_some_and(|b| b["status"] == "scheduled");
             match id {
-                Some(id) => Attempt::Accepted { id, at },
+                Some(id) => Attempt::Accepted { id, at, scheduled },
                 None => Attempt::AcceptedWithoutId,
             }
         }

@@ -73,6 +73,20 @@ impl Flags {
             .with_context(|| format!("--{name} {url} must be http://ip:port"))
     }
 
+    /// `--name http://ip:port,http://ip:port,…`: several addresses.
+    pub fn addrs(&self, name: &str, default: &str) -> anyhow::Result<Vec<SocketAddr>> {
+        self.string(name, default)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|url| {
+                url.trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .parse()
+                    .with_context(|| format!("--{name}: {url} must be http://ip:port"))
+            })
+            .collect()
+    }
+
     /// `--pids name=pid,…`: the processes to report on (none if not given).
     pub fn pids(&self, name: &str) -> anyhow::Result<Vec<(String, u32)>> {
         self.string(name, "")
@@ -110,6 +124,9 @@ mod tests {
         assert_eq!(f.number("c", 64usize).unwrap(), 64);
         assert_eq!(f.secs("n", 0).unwrap(), Duration::from_secs(5));
         assert_eq!(f.addr("url", "").unwrap().port(), 9);
+        let two = f.addrs("urls", "http://127.0.0.1:1,127.0.0.1:2/").unwrap();
+        assert_eq!(two.iter().map(|a| a.port()).collect::<Vec<_>>(), [1, 2]);
+        assert!(f.addrs("urls", "http://nowhere:1").is_err());
         assert_eq!(
             f.pids("pids").unwrap(),
             vec![("a".into(), 1), ("b".into(), 2)]

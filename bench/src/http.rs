@@ -1,5 +1,6 @@
 //! HTTP load: C keep-alive connections, each sending requests back to back
 //! (or paced to a target rate), recording every latency and returned id.
+//! The messages may carry a `deliver_at` (see [`DeliverAt`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -71,6 +73,42 @@ pub struct Plan {
     /// discard port on 127.0.0.1 (run without a deliverer, or with one and
     /// WEBHOOK_ALLOWED_HOSTS=127.0.0.1:9: nothing leaves the machine).
     pub callback_every: usize,
+    /// When the messages are to be delivered (issue 19).
+    pub deliver_at: DeliverAt,
+}
+
+/// The `deliver_at` each message of a plan carries. Message k is item j of
+/// request i (k = i × per_request + j).
+#[derive(Debug, Clone, Copy)]
+pub enum DeliverAt {
+    /// None: delivered at once.
+    Now,
+    /// Message k at `first + k / per_second`: `per_second` fall due each
+    /// second.
+    Spread {
+        first: DateTime<Utc>,
+        per_second: f64,
+    },
+    /// Every message at the same time.
+    At(DateTime<Utc>),
+}
+
+impl DeliverAt {
+    /// The `,"deliver_at":"…"` to put in message k's JSON object (empty for
+    /// `Now`).
+    fn field(&self, k: usize) -> String {
+        let at = match *self {
+            DeliverAt::Now => return String::new(),
+            DeliverAt::Spread { first, per_second } => {
+                first + chrono::Duration::microseconds((k as f64 / per_second * 1e6) as i64)
+            }
+            DeliverAt::At(at) => at,
+        };
+        format!(
+            r#","deliver_at":"{}""#,
+            at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        )
+    }
 }
 
 /// Run the plan.
@@ -101,14 +139,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadResult> {
 fn body(plan: &Plan, i: usize) -> Bytes {
     if plan.per_request == 1 && plan.callback_every > 0 && i.is_multiple_of(plan.callback_every) {
         Bytes::from(format!(
-            r#"{{"content":"{} message {i}","callback_url":"http://127.0.0.1:9/hook"}}"#,
-            plan.tag
+            r#"{{"content":"{} message {i}","callback_url":"http://127.0.0.1:9/hook"{}}}"#,
+            plan.tag,
+            plan.deliver_at.field(i)
         ))
     } else if plan.per_request == 1 {
-        Bytes::from(format!(r#"{{"content":"{} message {i}"}}"#, plan.tag))
+        Bytes::from(format!(
+            r#"{{"content":"{} message {i}"{}}}"#,
+            plan.tag,
+            plan.deliver_at.field(i)
+        ))
     } else {
         let items: Vec<String> = (0..plan.per_request)
-            .map(|j| format!(r#"{{"content":"{} message {i}.{j}"}}"#, plan.tag))
+            .map(|j| {
+                format!(
+                    r#"{{"content":"{} message {i}.{j}"{}}}"#,
+                    plan.tag,
+                    plan.deliver_at.field(i * plan.per_request + j)
+                )
+            })
             .collect();
         Bytes::from(format!("[{}]", items.join(",")))
     }

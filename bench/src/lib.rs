@@ -1,5 +1,5 @@
 //! Measuring tools for the pipeline, shared by the `bench` binary and the
-//! `faults`, `cluster`, `soak` and `kinds` binaries (`src/bin/`).
+//! `faults`, `cluster`, `soak`, `kinds` and `schedule` binaries (`src/bin/`).
 //!
 //! # Layout
 //!
@@ -7,9 +7,10 @@
 //! with `report`):
 //! - `flags`: the `--name value` command lines.
 //! - `http`: the lean load generator (C keep-alive connections, paced or
-//!   flat out), recording latencies and the ids of the 202s.
+//!   flat out, optionally with a `deliver_at` on each message), recording
+//!   latencies and the ids of the 202s.
 //! - `rows`: what the load left in PostgreSQL (waiting for the rows, exact
-//!   counts, commit latency).
+//!   counts, commit latency, the lateness of scheduled messages).
 //! - `stages`: the stage limits (the broker alone, for one kind and its
 //!   shards too, the database alone), and the pipelined confirmed publish
 //!   the `kinds` benchmark queues its backlogs with.

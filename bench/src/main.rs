@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         tag: tag.clone(),
         keyed: false,
         callback_every: 0,
+        deliver_at: http::DeliverAt::Now,
     })
     .await?;
     let stored_at = rows::wait_all(
@@ -136,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         tag: tag.clone(),
         keyed: false,
         callback_every: 0,
+        deliver_at: http::DeliverAt::Now,
     })
     .await?;
     let msgs = batch.ids.len() as f64 / batch.elapsed.as_secs_f64();
@@ -178,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         tag,
         keyed: false,
         callback_every: 0,
+        deliver_at: http::DeliverAt::Now,
     })
     .await?;
     rows::wait_all(

@@ -38,6 +38,26 @@ pub async fn wait_all(
     since: DateTime<Utc>,
     timeout: Duration,
 ) -> anyhow::Result<Instant> {
+    wait_all_every(
+        database_url,
+        expected,
+        since,
+        timeout,
+        Duration::from_millis(20),
+    )
+    .await
+}
+
+/// [`wait_all`], counting every `every`: a slower poll for a run whose
+/// timing comes from the rows themselves, so that counting a large table
+/// does not take the machine from the pipeline being measured.
+pub async fn wait_all_every(
+    database_url: &str,
+    expected: usize,
+    since: DateTime<Utc>,
+    timeout: Duration,
+    every: Duration,
+) -> anyhow::Result<Instant> {
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = PgConnection::establish(&url)?;
@@ -50,7 +70,7 @@ pub async fn wait_all(
             if Instant::now() > deadline {
                 anyhow::bail!("only {n} of {expected} rows after {timeout:?}");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(every);
         }
     })
     .await
@@ -152,4 +172,67 @@ pub async fn commit_latency(
     })
     .await
     .context("latency query panicked")?
+}
+
+/// How late scheduled messages were stored: `stored_at - deliver_at` of
+/// each row of the ids (`scheduled_messages` holds what was asked), in
+/// seconds.
+#[derive(Debug, QueryableByName)]
+pub struct Lateness {
+    /// Rows stored for the ids (a duplicate counts twice).
+    #[diesel(sql_type = BigInt)]
+    pub stored: i64,
+    /// Distinct ids among them.
+    #[diesel(sql_type = BigInt)]
+    pub distinct_ids: i64,
+    /// Rows stored before their `deliver_at` (must be none).
+    #[diesel(sql_type = BigInt)]
+    pub early: i64,
+    /// Scheduled rows of the ids not marked `delivered`.
+    #[diesel(sql_type = BigInt)]
+    pub unsettled: i64,
+    #[diesel(sql_type = Double)]
+    pub p50: f64,
+    #[diesel(sql_type = Double)]
+    pub p90: f64,
+    #[diesel(sql_type = Double)]
+    pub p99: f64,
+    #[diesel(sql_type = Double)]
+    pub p999: f64,
+    #[diesel(sql_type = Double)]
+    pub min: f64,
+    #[diesel(sql_type = Double)]
+    pub max: f64,
+}
+
+/// The lateness of the stored rows of `ids` (`stored_at` is the storing
+/// transaction's time, set by the database, as `deliver_at` is read by it).
+pub async fn lateness(database_url: &str, ids: Vec<Uuid>) -> anyhow::Result<Lateness> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url)?;
+        let q = diesel::sql_query(
+            "WITH l AS (
+               SELECT m.id, EXTRACT(EPOCH FROM m.stored_at - s.deliver_at)::float8 AS late
+                 FROM messages m JOIN scheduled_messages s ON s.id = m.id
+                WHERE m.id = ANY($1))
+             SELECT count(*) AS stored,
+                    count(DISTINCT id) AS distinct_ids,
+                    count(*) FILTER (WHERE late < 0) AS early,
+                    (SELECT count(*) FROM scheduled_messages
+                      WHERE id = ANY($1) AND state <> 'delivered') AS unsettled,
+                    coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY late), 0) AS p50,
+                    coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY late), 0) AS p90,
+                    coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY late), 0) AS p99,
+                    coalesce(percentile_cont(0.999) WITHIN GROUP (ORDER BY late), 0) AS p999,
+                    coalesce(min(late), 0) AS min,
+                    coalesce(max(late), 0) AS max
+               FROM l",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+        .get_result::<Lateness>(&mut conn)?;
+        Ok(q)
+    })
+    .await
+    .context("lateness query panicked")?
 }

@@ -286,7 +286,7 @@ async fn send(
     loop {
         tally.attempts.fetch_add(1, Ordering::Relaxed);
         match post_message(client, &args.producer_url, key, &body).await {
-            Attempt::Accepted { id, at } => {
+            Attempt::Accepted { id, at, .. } => {
                 tally.accepted.fetch_add(1, Ordering::Relaxed);
                 return Sent {
                     first,

@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         tag: format!("soak-{}", Utc::now().format("%H%M%S")),
         keyed,
         callback_every,
+        deliver_at: http::DeliverAt::Now,
     })
     .await?;
     let stored_at = if retention {

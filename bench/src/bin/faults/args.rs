@@ -15,6 +15,12 @@ pub struct Args {
     pub poison: usize,
     pub pg_down: Duration,
     pub callback_every: usize,
+    /// `--scheduled-every` (10; 0 for none): every n-th message is sent
+    /// with `delay_seconds`, so it waits in the database and falls due
+    /// during the run (issue 19).
+    pub scheduled_every: usize,
+    /// `--delay-secs` (3): the `delay_seconds` those messages carry.
+    pub delay_secs: u64,
     pub producer_bin: PathBuf,
     pub consumer_bin: PathBuf,
     pub server_url: String,
@@ -36,6 +42,8 @@ pub fn parse_args() -> anyhow::Result<Args> {
         poison: flags.number("poison", 5)?,
         pg_down: flags.secs("pg-down-secs", 20)?,
         callback_every: flags.number("callback-every", 10usize)?.max(1),
+        scheduled_every: flags.number("scheduled-every", 10usize)?,
+        delay_secs: flags.number("delay-secs", 3u64)?,
         producer_bin: flags
             .string("producer-bin", "target/release/producer")
             .into(),

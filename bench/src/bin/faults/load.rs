@@ -26,6 +26,9 @@ pub struct Tally {
     pub rabbit_app_restarts: AtomicUsize,
     pub rabbit_hard_kills: AtomicUsize,
     pub pg_restarts: AtomicUsize,
+    /// Messages sent with `delay_seconds` whose 202 did not say
+    /// `scheduled` (each should be held until it falls due).
+    pub not_held: AtomicUsize,
     /// Faults that started after the last message was accepted: they broke
     /// nothing in flight, so they prove nothing.
     pub faults_after_load: AtomicUsize,
@@ -39,20 +42,26 @@ impl Tally {
 }
 
 /// What the client was told: the ids that got a 202 (with the content sent
-/// under each), and those of them that asked for a notification.
+/// under each), those of them that asked for a notification, and those
+/// sent with `delay_seconds`.
 pub struct Accepted {
     pub contents: HashMap<Uuid, String>,
     pub with_callback: HashSet<Uuid>,
+    pub scheduled: HashSet<Uuid>,
 }
 
 /// The messages to send: `n` of them, paced over `duration` (as fast as
 /// they go with zero), from 32 concurrent senders; every `callback_every`-th
-/// names `hook_url` as its callback, when there is one.
+/// names `hook_url` as its callback, when there is one; every
+/// `scheduled_every`-th (none with 0; never one with a callback, unless
+/// every message is scheduled) asks to be delivered `delay_secs` later.
 pub struct Plan {
     pub n: usize,
     pub duration: Duration,
     pub callback_every: usize,
     pub hook_url: Option<String>,
+    pub scheduled_every: usize,
+    pub delay_secs: u64,
     /// The run's id: the Idempotency-Keys are `{run}-{i}`.
     pub run: String,
     /// Message i says `{content_prefix}{i}`.
@@ -69,17 +78,19 @@ pub async fn send_all(
 ) -> anyhow::Result<Accepted> {
     let accepted: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
     let with_callback: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let scheduled: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let interval = plan.duration.div_f64(plan.n.max(1) as f64);
     let plan = Arc::new(plan);
     let mut senders = Vec::new();
     for _ in 0..32 {
-        let (client, base, tally, accepted, with_callback, next, plan) = (
+        let (client, base, tally, accepted, with_callback, scheduled, next, plan) = (
             client.clone(),
             base.to_owned(),
             tally.clone(),
             accepted.clone(),
             with_callback.clone(),
+            scheduled.clone(),
             next.clone(),
             plan.clone(),
         );
@@ -95,15 +106,35 @@ pub async fn send_all(
                     .hook_url
                     .as_deref()
                     .filter(|_| i % plan.callback_every == 0);
+                // Offset by half a period from the callbacks: a scheduled
+                // message is judged by itself.
+                let delay = (plan.scheduled_every > 0
+                    && i % plan.scheduled_every == plan.scheduled_every / 2)
+                    .then_some(plan.delay_secs);
                 let key = format!("{}-{i}", plan.run);
-                if let Some(id) =
-                    send_until_accepted(&client, &base, &key, &content, callback, &tally).await
+                let mut body = serde_json::json!({ "content": content });
+                if let Some(url) = callback {
+                    body["callback_url"] = url.into();
+                }
+                if let Some(delay) = delay {
+                    body["delay_seconds"] = delay.into();
+                }
+                if let Some((id, held)) = send_until_accepted(&client, &base, &key, &body, &tally).await
                 {
                     if let Ok(mut map) = accepted.lock() {
                         map.insert(id, content);
                     }
                     if callback.is_some() {
                         if let Ok(mut set) = with_callback.lock() {
+                            set.insert(id);
+                        }
+                    }
+                    if delay.is_some() {
+                        if !held {
+                            eprintln!("{id} was sent with delay_seconds, but its 202 did not say scheduled");
+                            tally.not_held.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Ok(mut set) = scheduled.lock() {
                             set.insert(id);
                         }
                     }
@@ -117,33 +148,31 @@ pub async fn send_all(
     let poisoned = || anyhow::anyhow!("a sender panicked holding the results");
     let contents = std::mem::take(&mut *accepted.lock().map_err(|_| poisoned())?);
     let with_callback = std::mem::take(&mut *with_callback.lock().map_err(|_| poisoned())?);
+    let scheduled = std::mem::take(&mut *scheduled.lock().map_err(|_| poisoned())?);
     Ok(Accepted {
         contents,
         with_callback,
+        scheduled,
     })
 }
 
 /// POST until a 202, retrying 503s, 408s and transport errors with the same
-/// key; `None` for an answer no retry can change.
+/// key; the id and whether the 202 said `scheduled`, or `None` for an answer
+/// no retry can change.
 async fn send_until_accepted(
     client: &reqwest::Client,
     base: &str,
     key: &str,
-    content: &str,
-    callback: Option<&str>,
+    body: &serde_json::Value,
     tally: &Tally,
-) -> Option<Uuid> {
-    let body = match callback {
-        Some(url) => serde_json::json!({ "content": content, "callback_url": url }),
-        None => serde_json::json!({ "content": content }),
-    };
+) -> Option<(Uuid, bool)> {
     let mut backoff = Backoff::new(Duration::from_millis(50));
     for _ in 0..10_000 {
         tally.sent.fetch_add(1, Ordering::Relaxed);
-        match post_message(client, base, key, &body).await {
-            Attempt::Accepted { id, .. } => {
+        match post_message(client, base, key, body).await {
+            Attempt::Accepted { id, scheduled, .. } => {
                 tally.accepted.fetch_add(1, Ordering::Relaxed);
-                return Some(id);
+                return Some((id, scheduled));
             }
             Attempt::AcceptedWithoutId => return None,
             Attempt::Status(status) if status == 503 => {}

@@ -19,6 +19,13 @@
 //! seconds mid-run: each of those messages must get its signed
 //! `message.stored` notification (at least once), whatever was killed.
 //!
+//! Every `--scheduled-every`-th message (10; 0 for none) is sent with
+//! `delay_seconds` `--delay-secs` (3): held in the database and published
+//! by a producer's dispatcher when it falls due, inside the run, faults
+//! included (issue 19). Each must be answered `scheduled`, and stored
+//! exactly once; locally, none before its `deliver_at`. The settle waits
+//! until the last of them has fallen due and is stored.
+//!
 //! It restarts the machine's shared services: run it alone (see
 //! `scripts/faults.sh`), never next to other tests.
 //!
@@ -118,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
         duration: args.duration,
         callback_every: args.callback_every,
         hook_url: receiver.as_ref().map(|r| r.url("/faults")),
+        scheduled_every: args.scheduled_every,
+        delay_secs: args.delay_secs,
         run: run.clone(),
         content_prefix: content_prefix.clone(),
     };

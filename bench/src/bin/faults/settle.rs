@@ -9,8 +9,11 @@ use uuid::Uuid;
 
 use crate::target::Target;
 
-/// Wait (5 minutes at most) until `expected` rows are stored and the store
-/// and retry queues are empty; whether that happened.
+/// Wait (5 minutes at most) until `expected` rows are stored, the store
+/// and retry queues are empty and (local) no scheduled message is left
+/// undelivered; whether that happened. The messages sent with
+/// `delay_seconds` are among the `expected`: the wait lasts until the last
+/// of them has fallen due and been stored.
 pub async fn wait_drained(
     target: &Target,
     client: &reqwest::Client,
@@ -35,7 +38,14 @@ pub async fn wait_drained(
         }
         // Count rows only once the queues look empty: through the API
         // (compose) that means reading every page.
-        if queued == 0 && target.count(client, base, content_prefix).await >= expected {
+        if queued == 0
+            && target.count(client, base, content_prefix).await >= expected
+            && match target.scheduled().await {
+                Ok(Some(s)) => s.pending == 0,
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

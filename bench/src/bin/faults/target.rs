@@ -280,6 +280,28 @@ impl Target {
         }
     }
 
+    /// Local only (`None` for compose, whose database is not published):
+    /// the scheduled messages not delivered yet, and those stored before
+    /// their `deliver_at`.
+    pub async fn scheduled(&self) -> anyhow::Result<Option<Scheduled>> {
+        let Target::Local { database_url, .. } = self else {
+            return Ok(None);
+        };
+        let url = database_url.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Scheduled>> {
+            let mut conn = PgConnection::establish(&url)?;
+            let state = diesel::sql_query(
+                "SELECT (SELECT count(*) FROM scheduled_messages
+                          WHERE state IN ('scheduled', 'dispatching', 'dispatched')) AS pending,
+                        (SELECT count(*) FROM messages m JOIN scheduled_messages s ON s.id = m.id
+                          WHERE m.stored_at < s.deliver_at) AS early",
+            )
+            .get_result::<Scheduled>(&mut conn)?;
+            Ok(Some(state))
+        })
+        .await?
+    }
+
     /// How many rows are stored (0 when they cannot be read): every row of
     /// the run's database, or (compose) the run's rows read page by page.
     pub async fn count(&self, client: &reqwest::Client, base: &str, prefix: &str) -> usize {
@@ -477,6 +499,17 @@ struct Row {
     id: Uuid,
     #[diesel(sql_type = Text)]
     content: String,
+}
+
+/// Where the scheduled messages stand (see [`Target::scheduled`]).
+#[derive(QueryableByName)]
+pub struct Scheduled {
+    /// Waiting, claimed, or published and not stored yet.
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+    /// Stored before their `deliver_at`.
+    #[diesel(sql_type = BigInt)]
+    pub early: i64,
 }
 
 #[derive(QueryableByName)]

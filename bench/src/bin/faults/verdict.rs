@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::args::Args;
 use crate::load::{Accepted, Tally};
 use crate::settle::Notifications;
-use crate::target::Setup;
+use crate::target::{Scheduled, Setup};
 
 /// What the run left behind.
 pub struct Observed {
@@ -20,6 +20,8 @@ pub struct Observed {
     dead_ids: Vec<String>,
     /// Messages still in the store queue.
     store_depth: u32,
+    /// Local only: the scheduled messages left undelivered or stored early.
+    scheduled: Option<Scheduled>,
 }
 
 /// Read the rows, take the dead letters, and count the store queue.
@@ -46,10 +48,12 @@ pub async fn observe(
         })
         .collect();
     let store_depth = e2e::broker::depth(channel, &setup.topology.store_queue).await?;
+    let scheduled = setup.target.scheduled().await?;
     Ok(Observed {
         rows,
         dead_ids,
         store_depth,
+        scheduled,
     })
 }
 
@@ -80,6 +84,10 @@ pub fn judge(run: &Run<'_>, observed: Observed) -> bool {
         ..
     } = *run;
     let total = observed.rows.len();
+    let mut copies: HashMap<Uuid, usize> = HashMap::new();
+    for (id, _) in &observed.rows {
+        *copies.entry(*id).or_default() += 1;
+    }
     let stored: HashMap<Uuid, String> = observed.rows.into_iter().collect();
     let distinct = stored.len();
     let lost = accepted
@@ -96,6 +104,18 @@ pub fn judge(run: &Run<'_>, observed: Observed) -> bool {
         .iter()
         .filter(|(id, content)| stored.get(id).is_some_and(|s| s != *content))
         .count();
+    // The messages sent with delay_seconds, on their own.
+    let scheduled_stored = accepted
+        .scheduled
+        .iter()
+        .filter(|id| stored.contains_key(id))
+        .count();
+    let scheduled_lost = accepted.scheduled.len() - scheduled_stored;
+    let scheduled_duplicated = accepted
+        .scheduled
+        .iter()
+        .filter(|id| copies.get(id).is_some_and(|n| *n > 1))
+        .count();
     let dead_set: HashSet<&String> = observed.dead_ids.iter().collect();
     let poison_set: HashSet<&String> = poison_ids.iter().collect();
 
@@ -111,6 +131,21 @@ pub fn judge(run: &Run<'_>, observed: Observed) -> bool {
             "every 202 id has exactly one row (lost)",
             lost == 0 && total == distinct,
             format!("{lost} lost, {} duplicate rows", total - distinct),
+        ),
+        Check::new(
+            "every scheduled 202 id (delay_seconds) has exactly one row",
+            scheduled_lost == 0
+                && scheduled_duplicated == 0
+                && (args.scheduled_every == 0 || !accepted.scheduled.is_empty()),
+            format!(
+                "{scheduled_stored} of {} stored, {scheduled_lost} lost, {scheduled_duplicated} duplicated",
+                accepted.scheduled.len()
+            ),
+        ),
+        Check::new(
+            "every message sent with delay_seconds was held (202 scheduled)",
+            t(&tally.not_held) == 0,
+            format!("{} answered otherwise", t(&tally.not_held)),
         ),
         Check::new(
             "no row without a 202",
@@ -143,6 +178,13 @@ pub fn judge(run: &Run<'_>, observed: Observed) -> bool {
             format!("{} unexpected answers", t(&tally.unexpected)),
         ),
     ];
+    if let Some(s) = &observed.scheduled {
+        checks.push(Check::new(
+            "no scheduled message stored before its deliver_at, none left undelivered",
+            s.early == 0 && s.pending == 0,
+            format!("{} early, {} undelivered", s.early, s.pending),
+        ));
+    }
     if let Some(n) = &run.notifications {
         checks.push(Check::new(
             "every message sent with a callback was notified, signed",
@@ -193,6 +235,16 @@ pub fn judge(run: &Run<'_>, observed: Observed) -> bool {
         ["rows".to_owned(), total.to_string()],
         ["duplicates".to_owned(), (total - distinct).to_string()],
         ["lost".to_owned(), lost.to_string()],
+        [
+            format!(
+                "scheduled (every {}th, delay_seconds {}): accepted / stored / lost / duplicated",
+                args.scheduled_every, args.delay_secs
+            ),
+            format!(
+                "{} / {scheduled_stored} / {scheduled_lost} / {scheduled_duplicated}",
+                accepted.scheduled.len()
+            ),
+        ],
         [
             "dead-lettered (poison sent)".to_owned(),
             format!("{} ({})", observed.dead_ids.len(), poison_ids.len()),
