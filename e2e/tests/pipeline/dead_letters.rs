@@ -206,6 +206,24 @@ async fn exists(broker: &TestBroker, name: &str) -> bool {
     looked.is_ok()
 }
 
+/// `n` letters published to the dead-letter exchange, as a consumer
+/// dead-letters them; their envelopes, in order.
+async fn publish_dead_letters(broker: &TestBroker, n: usize, label: &str) -> Vec<Envelope> {
+    let letters: Vec<Envelope> = (0..n)
+        .map(|i| Envelope::new(format!("{label} {i}")))
+        .collect();
+    for envelope in &letters {
+        broker
+            .publish_to(
+                &broker.topology.dead_letter_exchange,
+                &envelope.to_body(),
+                envelope.properties(),
+            )
+            .await;
+    }
+    letters
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_dead_letter_queue_is_migrated_in_place_without_losing_a_letter() {
     const N: usize = 40;
@@ -245,18 +263,7 @@ async fn a_classic_dead_letter_queue_is_migrated_in_place_without_losing_a_lette
         .await
         .unwrap();
     let _ = channel.close(200, "".into()).await;
-    let letters: Vec<Envelope> = (0..N)
-        .map(|i| Envelope::new(format!("dead before the upgrade {i}")))
-        .collect();
-    for envelope in &letters {
-        broker
-            .publish_to(
-                &topology.dead_letter_exchange,
-                &envelope.to_body(),
-                envelope.properties(),
-            )
-            .await;
-    }
+    let letters = publish_dead_letters(&broker, N, "dead before the upgrade").await;
     assert_eq!(broker.depth(&topology.dead_queue).await as usize, N);
     assert!(!is_quorum_dead_queue(&broker, &topology.dead_queue).await);
 
@@ -399,18 +406,7 @@ async fn a_migration_interrupted_midway_is_resumed_by_the_next_consumer() {
         .await
         .unwrap();
     let _ = channel.close(200, "".into()).await;
-    let letters: Vec<Envelope> = (0..N)
-        .map(|i| Envelope::new(format!("held during the migration {i}")))
-        .collect();
-    for envelope in &letters {
-        broker
-            .publish_to(
-                &topology.dead_letter_exchange,
-                &envelope.to_body(),
-                envelope.properties(),
-            )
-            .await;
-    }
+    let letters = publish_dead_letters(&broker, N, "held during the migration").await;
     assert_eq!(broker.depth(&topology.dead_queue).await, 0);
 
     let consumer = spawn_consumer(&db, &broker, &[]).await;

@@ -374,17 +374,6 @@ pub fn body(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<String>> {
         .optional()
 }
 
-/// The earliest `deliver_at` still waiting, if any (the dispatcher's
-/// sleep): the first entry of the due index.
-pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
-    scheduled_messages::table
-        .filter(scheduled_messages::state.eq(state::SCHEDULED))
-        .select(scheduled_messages::deliver_at)
-        .order(scheduled_messages::deliver_at.asc())
-        .first(conn)
-        .optional()
-}
-
 /// Delete up to `limit` delivered or cancelled rows settled more than
 /// `age` ago (the retention). Waiting ones are never pruned.
 pub fn prune_settled(conn: &mut PgConnection, age: Duration, limit: i64) -> QueryResult<usize> {
