@@ -123,6 +123,20 @@ impl Metrics {
                 registry.register(Box::new(h.clone()))?;
                 Ok(h)
             };
+        // A counter per label value, each created at 0 so that `rate()`
+        // sees the first increment.
+        let labelled = |name: &str,
+                        help: &str,
+                        label: &str,
+                        values: &mut dyn Iterator<Item = &str>|
+         -> Result<IntCounterVec, MetricsError> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            for value in values {
+                c.with_label_values(&[value]);
+            }
+            Ok(c)
+        };
         let deliveries = counter(
             "pipeline_consumer_deliveries_total",
             "Deliveries taken from the broker and handed to the worker.",
@@ -131,17 +145,12 @@ impl Metrics {
             "pipeline_consumer_rows_stored_total",
             "Rows newly inserted (committed) into PostgreSQL.",
         )?;
-        let rows_stored_by_kind = IntCounterVec::new(
-            Opts::new(
-                "pipeline_consumer_rows_stored_by_kind_total",
-                "Rows newly inserted (committed) into PostgreSQL, by kind (the configured KINDS).",
-            ),
-            &["kind"],
+        let rows_stored_by_kind = labelled(
+            "pipeline_consumer_rows_stored_by_kind_total",
+            "Rows newly inserted (committed) into PostgreSQL, by kind (the configured KINDS).",
+            "kind",
+            &mut kinds.all().iter().map(|k| k.as_str()),
         )?;
-        registry.register(Box::new(rows_stored_by_kind.clone()))?;
-        for kind in kinds.all() {
-            rows_stored_by_kind.with_label_values(&[kind.as_str()]);
-        }
         let duplicates = counter(
             "pipeline_consumer_duplicates_total",
             "Deliveries whose id was already stored (redeliveries); acked without a new row.",
@@ -154,17 +163,12 @@ impl Metrics {
             "pipeline_consumer_db_retries_total",
             "Inserts retried because the database was unavailable.",
         )?;
-        let dead_lettered = IntCounterVec::new(
-            Opts::new(
-                "pipeline_consumer_dead_lettered_total",
-                "Messages sent to the dead-letter queue, by reason.",
-            ),
-            &["reason"],
+        let dead_lettered = labelled(
+            "pipeline_consumer_dead_lettered_total",
+            "Messages sent to the dead-letter queue, by reason.",
+            "reason",
+            &mut DeadLetterReason::ALL.iter().map(|r| r.label()),
         )?;
-        registry.register(Box::new(dead_lettered.clone()))?;
-        for reason in DeadLetterReason::ALL {
-            dead_lettered.with_label_values(&[reason.label()]);
-        }
         let batch_size = histogram(
             "pipeline_consumer_batch_size",
             "Deliveries per batch handed to the worker.",
@@ -202,17 +206,12 @@ impl Metrics {
             "Time from the commit that owed a notification to the receiver's 2xx.",
             &WEBHOOK_LATENCY_BUCKETS,
         )?;
-        let webhook_deferred = IntCounterVec::new(
-            Opts::new(
-                "pipeline_webhook_deferred_total",
-                "Webhook notifications put off without an attempt: busy (the destination's slots are taken) or paused (its circuit breaker is open).",
-            ),
-            &["reason"],
+        let webhook_deferred = labelled(
+            "pipeline_webhook_deferred_total",
+            "Webhook notifications put off without an attempt: busy (the destination's slots are taken) or paused (its circuit breaker is open).",
+            "reason",
+            &mut ["busy", "paused"].into_iter(),
         )?;
-        registry.register(Box::new(webhook_deferred.clone()))?;
-        for reason in ["busy", "paused"] {
-            webhook_deferred.with_label_values(&[reason]);
-        }
         let webhook_breaker_opened = counter(
             "pipeline_webhook_breaker_opened_total",
             "Times a destination's circuit breaker opened (it failed WEBHOOK_BREAKER_FAILURES times in a row, or its trial failed).",
