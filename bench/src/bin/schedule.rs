@@ -47,32 +47,52 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(600);
 /// taking the database from the pipeline.
 const POLL: Duration = Duration::from_millis(250);
 
-struct Args {
-    urls: Vec<SocketAddr>,
-    database_url: String,
+/// The steady run: `n` messages due at `rate` a second, the first about
+/// `lead` after the scheduling ends (which is estimated at `ingest_rate`).
+struct Steady {
     n: usize,
     rate: f64,
     lead: Duration,
     ingest_rate: f64,
-    burst: usize,
-    burst_lead: Duration,
+}
+
+/// The burst: `n` messages all due at once, about `lead` after their
+/// scheduling ends.
+struct Burst {
+    n: usize,
+    lead: Duration,
+}
+
+struct Args {
+    urls: Vec<SocketAddr>,
+    database_url: String,
+    steady: Steady,
+    burst: Burst,
+    /// Items per scheduling request, and HTTP connections per producer.
     batch: usize,
     connections: usize,
+    /// `steady`, `burst`, or empty for both.
     only: String,
     pids: Vec<(String, u32)>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let flags = Flags::parse()?;
-    Ok(Args {
-        urls: flags.addrs("urls", "http://127.0.0.1:18080")?,
-        database_url: flags.required("database-url")?,
+    let steady = Steady {
         n: flags.number("n", 30_000)?,
         rate: flags.number("rate", 1000.0)?,
         lead: flags.secs("lead-secs", 10)?,
         ingest_rate: flags.number("ingest-rate", 3000.0)?,
-        burst: flags.number("burst", 100_000)?,
-        burst_lead: flags.secs("burst-lead-secs", 15)?,
+    };
+    let burst = Burst {
+        n: flags.number("burst", 100_000)?,
+        lead: flags.secs("burst-lead-secs", 15)?,
+    };
+    Ok(Args {
+        urls: flags.addrs("urls", "http://127.0.0.1:18080")?,
+        database_url: flags.required("database-url")?,
+        steady,
+        burst,
         batch: flags.number("batch", 1000)?,
         connections: flags.number("c", 2)?,
         only: flags.string("only", ""),
@@ -96,30 +116,36 @@ struct Run {
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut runs = Vec::new();
-    let mut ingest_rate = args.ingest_rate;
+    let mut ingest_rate = args.steady.ingest_rate;
     if args.only.is_empty() || args.only == "steady" {
-        let ahead = secs_f64(args.n as f64 / ingest_rate) + args.lead;
+        let ahead = secs_f64(args.steady.n as f64 / ingest_rate) + args.steady.lead;
         let first = Utc::now() + chrono::Duration::from_std(ahead)?;
         eprintln!(
             "steady: scheduling {} messages due at {}/s from {first}…",
-            args.n, args.rate
+            args.steady.n, args.steady.rate
         );
         let due = |offset: usize| DeliverAt::Spread {
-            first: first + chrono::Duration::microseconds((offset as f64 / args.rate * 1e6) as i64),
-            per_second: args.rate,
+            first: first
+                + chrono::Duration::microseconds((offset as f64 / args.steady.rate * 1e6) as i64),
+            per_second: args.steady.rate,
         };
-        let last_due =
-            first + chrono::Duration::microseconds((args.n as f64 / args.rate * 1e6) as i64);
-        let run = measure(&args, "steady", args.n, due, first, last_due).await?;
+        let last_due = first
+            + chrono::Duration::microseconds(
+                (args.steady.n as f64 / args.steady.rate * 1e6) as i64,
+            );
+        let run = measure(&args, "steady", args.steady.n, due, first, last_due).await?;
         ingest_rate = run.load.ids.len() as f64 / run.load.elapsed.as_secs_f64();
         runs.push(run);
     }
     if args.only.is_empty() || args.only == "burst" {
         // A fifth more than the measured rate needs: the table says the slack.
-        let ahead = secs_f64(args.burst as f64 / ingest_rate * 1.2) + args.burst_lead;
+        let ahead = secs_f64(args.burst.n as f64 / ingest_rate * 1.2) + args.burst.lead;
         let at = Utc::now() + chrono::Duration::from_std(ahead)?;
-        eprintln!("burst: scheduling {} messages all due at {at}…", args.burst);
-        runs.push(measure(&args, "burst", args.burst, |_| DeliverAt::At(at), at, at).await?);
+        eprintln!(
+            "burst: scheduling {} messages all due at {at}…",
+            args.burst.n
+        );
+        runs.push(measure(&args, "burst", args.burst.n, |_| DeliverAt::At(at), at, at).await?);
     }
     print(&args, &runs)
 }
@@ -231,7 +257,7 @@ fn print(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
         ],
         runs.iter().map(|r| {
             let what = if r.label == "steady" {
-                format!("steady, {}/s due", args.rate)
+                format!("steady, {}/s due", args.steady.rate)
             } else {
                 "burst, all due at once".to_owned()
             };
@@ -310,7 +336,7 @@ fn print(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
         ));
         if r.label == "steady" {
             checks.push(Check::new(
-                format!("steady: p99 lateness under 1 s at {}/s", args.rate),
+                format!("steady: p99 lateness under 1 s at {}/s", args.steady.rate),
                 r.late.p99 < 1.0,
                 seconds(r.late.p99),
             ));
