@@ -251,9 +251,9 @@ impl CommonSettings {
         }
         let topology_prefix = env.string_or("TOPOLOGY_PREFIX", "")?;
         let kinds = crate::kind::Kinds::parse(&env.string_or("KINDS", crate::kind::DEFAULT)?)
-            .map_err(|e| ConfigError::new("KINDS", e))?
+            .map_err(|e| ConfigError::new("KINDS", e.to_string()))?
             .with_shards(&env.string_or("KIND_SHARDS", "")?)
-            .map_err(|e| ConfigError::new("KIND_SHARDS", e))?;
+            .map_err(|e| ConfigError::new("KIND_SHARDS", e.to_string()))?;
         Ok(Self {
             amqp_url_redacted: amqp_url
                 .split(',')

@@ -112,6 +112,31 @@ impl<'de> serde::Deserialize<'de> for Kind {
     }
 }
 
+/// Why `KINDS` or `KIND_SHARDS` is refused; each names the entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindsError {
+    /// A `KINDS` entry that is not a kind name.
+    #[error("{0:?} is not a kind name ([a-z0-9][a-z0-9_-]{{0,62}})")]
+    NotAName(String),
+    /// A `KIND_SHARDS` entry without its `:`.
+    #[error("{0:?} is not <kind>:<shards>")]
+    NotAPair(String),
+    /// A shard count out of 1 to [`MAX_SHARDS`].
+    #[error("{0:?}: shards must be 1 to {MAX_SHARDS}")]
+    Shards(String),
+    /// A `KIND_SHARDS` entry for a kind `KINDS` does not list.
+    #[error("{entry:?}: not one of KINDS ({configured})")]
+    NotConfigured {
+        /// The entry as written.
+        entry: String,
+        /// The configured kinds, comma-separated.
+        configured: String,
+    },
+    /// `default:N` with N > 1.
+    #[error("the default kind (messages.store) cannot be sharded")]
+    DefaultSharded,
+}
+
 /// The configured kinds (`KINDS`), `default` always among them, in the
 /// order given (`default` first if it was not given), each with its number
 /// of shards (`KIND_SHARDS`, 1 unless said).
@@ -130,12 +155,10 @@ pub const MAX_SHARDS: u16 = 64;
 impl Kinds {
     /// Parse a comma-separated list (`default,email,profile`); `Err` names
     /// the first malformed entry.
-    pub fn parse(list: &str) -> Result<Kinds, String> {
+    pub fn parse(list: &str) -> Result<Kinds, KindsError> {
         let mut kinds = Kinds::default();
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let kind = Kind::parse(name).ok_or_else(|| {
-                format!("{name:?} is not a kind name ([a-z0-9][a-z0-9_-]{{0,62}})")
-            })?;
+            let kind = Kind::parse(name).ok_or_else(|| KindsError::NotAName(name.to_owned()))?;
             if !kinds.0.contains(&kind) {
                 kinds.0.push(kind);
                 kinds.1.push(1);
@@ -148,24 +171,27 @@ impl Kinds {
     /// `email:4,profile:2`); `Err` names what is wrong. The `default` kind
     /// is `messages.store`, one queue: it cannot be sharded (give the hot
     /// traffic a kind of its own).
-    pub fn with_shards(mut self, spec: &str) -> Result<Kinds, String> {
+    pub fn with_shards(mut self, spec: &str) -> Result<Kinds, KindsError> {
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, n) = entry
                 .split_once(':')
-                .ok_or_else(|| format!("{entry:?} is not <kind>:<shards>"))?;
+                .ok_or_else(|| KindsError::NotAPair(entry.to_owned()))?;
             let n: u16 = n
                 .trim()
                 .parse()
                 .ok()
                 .filter(|n| (1..=MAX_SHARDS).contains(n))
-                .ok_or_else(|| format!("{entry:?}: shards must be 1 to {MAX_SHARDS}"))?;
+                .ok_or_else(|| KindsError::Shards(entry.to_owned()))?;
             let i = self
                 .0
                 .iter()
                 .position(|k| k.as_str() == name.trim())
-                .ok_or_else(|| format!("{entry:?}: not one of KINDS ({})", self.names()))?;
+                .ok_or_else(|| KindsError::NotConfigured {
+                    entry: entry.to_owned(),
+                    configured: self.names(),
+                })?;
             if self.0[i].is_default() && n > 1 {
-                return Err("the default kind (messages.store) cannot be sharded".into());
+                return Err(KindsError::DefaultSharded);
             }
             self.1[i] = n;
         }
@@ -274,5 +300,14 @@ mod tests {
         for bad in ["email", "email:0", "email:65", "sms:2", "default:2"] {
             assert!(kinds.clone().with_shards(bad).is_err(), "{bad}");
         }
+        // Each error names the entry, as the settings' errors did before.
+        assert_eq!(
+            kinds.clone().with_shards("sms:2").unwrap_err().to_string(),
+            "\"sms:2\": not one of KINDS (default, email, profile)"
+        );
+        assert_eq!(
+            Kinds::parse("ok,Not.Ok").unwrap_err().to_string(),
+            "\"Not.Ok\" is not a kind name ([a-z0-9][a-z0-9_-]{0,62})"
+        );
     }
 }
