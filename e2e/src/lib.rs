@@ -25,7 +25,8 @@
 //! - `raw`: HTTP/1.1 by hand over TCP (paths a client would normalise,
 //!   no `Host`, a head sent slowly, a stream left idle).
 //! - `receiver`: a webhook receiver on 127.0.0.1.
-//!
+//! - `roles`: `TestRoles`, least-privilege PostgreSQL roles of the test's
+//!   own, dropped with it. Uses `database`.
 //! - `wait`: `wait_for`, the one way tests wait for a condition.
 //!
 //! Modules import each other by their own paths, never through the

@@ -6,7 +6,7 @@
 //!
 //! Four layers. A module uses modules of the layers below it and, within a
 //! layer, only the ones listed as its helpers; no two files import each
-//! other (checked with `cargo modules dependencies`, collapsed to modules).
+//! other (checked in CI by `scripts/check-cycles.sh`).
 //!
 //! **Assembly.** `cli` (the binary's `main`, in the library so that the
 //! e2e tests' copy of the binary runs the same code) reads the
@@ -19,7 +19,8 @@
 //! **Handlers**, a file per feature, or a folder for a feature of several
 //! files. They use helpers and services, never each other:
 //! * `messages/`: `single` (`POST /messages`, `GET /messages/{id}`),
-//!   `list` (`GET /messages`), `tutorial` (`POST /add_message`).
+//!   `cancel` (`DELETE /messages/{id}`, a scheduled message), `list`
+//!   (`GET /messages`), `tutorial` (`POST /add_message`).
 //! * `batches`: `POST /messages/batch`, `GET /batches/{id}`.
 //! * `dead_letters/`: `browse`, `redrive` (all or one), `purge`; their
 //!   shared query is `params`.
@@ -33,6 +34,8 @@
 //! * `idempotency`: the `Idempotency-Key`, one call per handler.
 //! * `callbacks`: a request's `callback_url`, and its notification's state.
 //! * `wait`: the `?wait` completion loop of a status lookup.
+//! * `schedule/hold`: a request's `deliver_at` / `delay_seconds`, and the
+//!   messages held in PostgreSQL until then instead of published.
 //! * `slots`: the caps on long-lived requests (`MAX_STREAMS`,
 //!   `MAX_WAITERS`), used by `events` and `wait`.
 //! * `cursor`: the one keyset cursor format.
@@ -48,6 +51,8 @@
 //! [`publisher::Publisher`] handle publishes (`publish`), relays the
 //! consumers' completion events (`events`) and lends the tools a channel
 //! (`admin`)), `metrics` (with `rates`, the per-second window),
+//! `schedule/` (its `dispatcher` publishes the scheduled messages that
+//! fall due, with its `settings` and `metrics`),
 //! `management` (RabbitMQ's HTTP API, optional) and `error`
 //! ([`error::ApiError`], the one error shape), which uses nothing of ours.
 
