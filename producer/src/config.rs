@@ -24,7 +24,7 @@ pub fn file_limit() -> u64 {
 }
 
 /// The default of `MAX_STREAMS` and of `MAX_WAITERS` for a file limit of
-/// `nofile`: a quarter each of what is left after [`RESERVED_FILES`], so
+/// `nofile`: a quarter each of what is left after `RESERVED_FILES` (128), so
 /// that streams and waiters together never take more than half, and
 /// ordinary requests always find a descriptor (1024 files: 224 each).
 pub fn long_lived_default(nofile: u64) -> usize {
