@@ -10,7 +10,7 @@
 //!  2. messages.dead.migrating ──move──► quorum messages.dead     (swap the binding, delete the holding one)
 //! ```
 //!
-//! Each move ([`relocate`]) copies while the source is still bound to the
+//! Each move (`relocate`) copies while the source is still bound to the
 //! dead-letter exchange (so what is dead-lettered meanwhile is moved too, in
 //! its place), then binds the target before unbinding the source (the
 //! exchange always has one of them: nothing is dead-lettered into nowhere),

@@ -3,7 +3,7 @@
 //!
 //! Every publish in the project goes through [`confirmed`] or [`best_effort`]
 //! (the producer's pipelined batch publish uses [`OPTIONS`] and [`check`], the
-//! same pieces). Both await the [`lapin::publisher_confirm::PublisherConfirm`]
+//! same pieces). Both await the `PublisherConfirm` (lapin)
 //! they get: lapin parks every confirm dropped unawaited in the channel's
 //! returned-messages list and never frees it, which leaked ~650 bytes per
 //! completion event before this module existed.

@@ -1,6 +1,6 @@
 //! URLs made safe to print.
 //!
-//! * Connection URLs ([`url`]: logs, `Debug` of the settings): the password
+//! * Connection URLs ([`url()`]: logs, `Debug` of the settings): the password
 //!   of the userinfo and any `password` / `sslpassword` query parameter
 //!   (libpq accepts both) become `***`; user, host, port, path and the
 //!   other parameters stay, since they are what one debugs with.

@@ -96,7 +96,7 @@ pub struct Topology {
 pub const INITIAL_GROUP_SIZE: i32 = 3;
 
 /// Longest wait for declaring the dead-letter queue when (re)connecting;
-/// see [`Topology::declare_dead_queue_on`].
+/// see `Topology::declare_dead_queue_on`.
 pub const DEAD_QUEUE_DECLARE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `x-delivery-limit` of the dead-letter queue: one no browse ever reaches.
@@ -417,7 +417,7 @@ impl Topology {
     /// queues works too.
     ///
     /// `messages.dead` comes last, may fail, and may still be the classic
-    /// queue of before: see [`Topology::declare_dead_queue_on`].
+    /// queue of before: see `Topology::declare_dead_queue_on`.
     pub async fn declare_on(&self, connection: &lapin::Connection) -> lapin::Result<DeadQueue> {
         let mut channel = connection.create_channel().await?;
         self.declare_exchanges(&channel).await?;
