@@ -4,9 +4,9 @@
 //! process-global default, so several consumers in one test process each
 //! count only their own work. Recording goes through [`crate::stats::Stats`].
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Registry};
 use shared::kind::{Kind, Kinds};
-use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
+use shared::metrics::{labelled_counter, BrokerMetrics, MetricsError, FAST_BUCKETS};
 
 /// Why a message was dead-lettered: the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,20 +123,6 @@ impl Metrics {
                 registry.register(Box::new(h.clone()))?;
                 Ok(h)
             };
-        // A counter per label value, each created at 0 so that `rate()`
-        // sees the first increment.
-        let labelled = |name: &str,
-                        help: &str,
-                        label: &str,
-                        values: &mut dyn Iterator<Item = &str>|
-         -> Result<IntCounterVec, MetricsError> {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
-            registry.register(Box::new(c.clone()))?;
-            for value in values {
-                c.with_label_values(&[value]);
-            }
-            Ok(c)
-        };
         let deliveries = counter(
             "pipeline_consumer_deliveries_total",
             "Deliveries taken from the broker and handed to the worker.",
@@ -145,11 +131,12 @@ impl Metrics {
             "pipeline_consumer_rows_stored_total",
             "Rows newly inserted (committed) into PostgreSQL.",
         )?;
-        let rows_stored_by_kind = labelled(
+        let rows_stored_by_kind = labelled_counter(
+            &registry,
             "pipeline_consumer_rows_stored_by_kind_total",
             "Rows newly inserted (committed) into PostgreSQL, by kind (the configured KINDS).",
             "kind",
-            &mut kinds.all().iter().map(|k| k.as_str()),
+            kinds.all().iter().map(Kind::as_str),
         )?;
         let duplicates = counter(
             "pipeline_consumer_duplicates_total",
@@ -163,11 +150,12 @@ impl Metrics {
             "pipeline_consumer_db_retries_total",
             "Inserts retried because the database was unavailable.",
         )?;
-        let dead_lettered = labelled(
+        let dead_lettered = labelled_counter(
+            &registry,
             "pipeline_consumer_dead_lettered_total",
             "Messages sent to the dead-letter queue, by reason.",
             "reason",
-            &mut DeadLetterReason::ALL.iter().map(|r| r.label()),
+            DeadLetterReason::ALL.iter().map(|r| r.label()),
         )?;
         let batch_size = histogram(
             "pipeline_consumer_batch_size",
@@ -206,11 +194,12 @@ impl Metrics {
             "Time from the commit that owed a notification to the receiver's 2xx.",
             &WEBHOOK_LATENCY_BUCKETS,
         )?;
-        let webhook_deferred = labelled(
+        let webhook_deferred = labelled_counter(
+            &registry,
             "pipeline_webhook_deferred_total",
             "Webhook notifications put off without an attempt: busy (the destination's slots are taken) or paused (its circuit breaker is open).",
             "reason",
-            &mut ["busy", "paused"].into_iter(),
+            ["busy", "paused"],
         )?;
         let webhook_breaker_opened = counter(
             "pipeline_webhook_breaker_opened_total",

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Registry};
 use shared::kind::{Kind, Kinds};
-use shared::metrics::{BrokerMetrics, MetricsError, FAST_BUCKETS};
+use shared::metrics::{labelled_counter, BrokerMetrics, MetricsError, FAST_BUCKETS};
 
 use crate::rates::RateWindow;
 
@@ -123,21 +123,21 @@ impl Metrics {
     /// and `rate()` sees its first increment.
     pub fn new(kinds: &Kinds) -> Result<Self, MetricsError> {
         let registry = Registry::new();
-        let accepted = IntCounterVec::new(
-            Opts::new(
-                "pipeline_producer_messages_accepted_total",
-                "Messages confirmed by the broker and answered 202, by endpoint \
-                 (a batch adds each of its confirmed messages).",
-            ),
-            &["endpoint"],
+        let accepted = labelled_counter(
+            &registry,
+            "pipeline_producer_messages_accepted_total",
+            "Messages confirmed by the broker and answered 202, by endpoint \
+             (a batch adds each of its confirmed messages).",
+            "endpoint",
+            Endpoint::ALL.iter().map(|e| e.label()),
         )?;
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                "pipeline_producer_messages_rejected_total",
-                "Message submissions answered with a 4xx or 503, by reason \
-                 (a batch counts once).",
-            ),
-            &["reason"],
+        let rejected = labelled_counter(
+            &registry,
+            "pipeline_producer_messages_rejected_total",
+            "Message submissions answered with a 4xx or 503, by reason \
+             (a batch counts once).",
+            "reason",
+            Rejection::ALL.iter().map(|r| r.label()),
         )?;
         let confirm_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -146,17 +146,14 @@ impl Metrics {
             )
             .buckets(FAST_BUCKETS.to_vec()),
         )?;
-        let accepted_by_kind = IntCounterVec::new(
-            Opts::new(
-                "pipeline_producer_messages_accepted_by_kind_total",
-                "Messages confirmed by the broker and answered 202, by kind \
-                 (the configured KINDS; every endpoint together).",
-            ),
-            &["kind"],
+        let accepted_by_kind = labelled_counter(
+            &registry,
+            "pipeline_producer_messages_accepted_by_kind_total",
+            "Messages confirmed by the broker and answered 202, by kind \
+             (the configured KINDS; every endpoint together).",
+            "kind",
+            kinds.all().iter().map(Kind::as_str),
         )?;
-        registry.register(Box::new(accepted.clone()))?;
-        registry.register(Box::new(accepted_by_kind.clone()))?;
-        registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(confirm_seconds.clone()))?;
         let broker_blocked = IntGauge::new(
             "pipeline_broker_blocked",
@@ -172,12 +169,6 @@ impl Metrics {
         let broker = BrokerMetrics::register(&registry)?;
         let retention = shared::retention::RetentionMetrics::register(&registry)?;
         let schedule = crate::schedule::metrics::ScheduleMetrics::register(&registry)?;
-        for endpoint in Endpoint::ALL {
-            accepted.with_label_values(&[endpoint.label()]);
-        }
-        for reason in Rejection::ALL {
-            rejected.with_label_values(&[reason.label()]);
-        }
         let by_kind = kinds
             .all()
             .iter()

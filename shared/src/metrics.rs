@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The `Content-Type` of a `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -16,6 +16,24 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
+
+/// A counter with one label, registered in `registry`, with the series of
+/// every value of `values` created at 0: each exists from the first scrape,
+/// so `rate()` sees its first increment. Other values appear on first use.
+pub fn labelled_counter<'a>(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<IntCounterVec, MetricsError> {
+    let counter = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(counter.clone()))?;
+    for value in values {
+        counter.with_label_values(&[value]);
+    }
+    Ok(counter)
+}
 
 /// `pipeline_broker_connected`, `pipeline_broker_reconnects_total` and
 /// `pipeline_broker_node`.
@@ -108,6 +126,19 @@ pub const FAST_BUCKETS: [f64; 13] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_labelled_counter_shows_every_given_value_at_zero() {
+        let registry = Registry::new();
+        let counter =
+            labelled_counter(&registry, "t_total", "A test.", "reason", ["a", "b"]).unwrap();
+        let text = render(&registry).unwrap();
+        assert!(text.contains("t_total{reason=\"a\"} 0\n"), "{text}");
+        assert!(text.contains("t_total{reason=\"b\"} 0\n"), "{text}");
+        counter.with_label_values(&["c"]).inc();
+        let text = render(&registry).unwrap();
+        assert!(text.contains("t_total{reason=\"c\"} 1\n"), "{text}");
+    }
 
     #[test]
     fn broker_metrics_render() {

@@ -7,7 +7,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 
 use super::outcome::Outcome;
 use crate::db::table_stats::{self, TableStats};
-use crate::metrics::MetricsError;
+use crate::metrics::{labelled_counter, MetricsError};
 
 /// The retention's metrics, registered in a process's registry.
 #[derive(Clone)]
@@ -40,14 +40,13 @@ impl RetentionMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        let deleted = IntCounterVec::new(
-            Opts::new(
-                "pipeline_retention_deleted_total",
-                "Rows the retention of this process deleted, by rule.",
-            ),
-            &["rule"],
+        let deleted = labelled_counter(
+            registry,
+            "pipeline_retention_deleted_total",
+            "Rows the retention of this process deleted, by rule.",
+            "rule",
+            [],
         )?;
-        registry.register(Box::new(deleted.clone()))?;
         Ok(Self {
             last_run: gauge(
                 "pipeline_retention_last_run_timestamp_seconds",
