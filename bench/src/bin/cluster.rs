@@ -451,6 +451,169 @@ async fn drained(cluster: &Cluster, limit: Duration) -> (bool, String) {
     (false, last)
 }
 
+/// Start the client: one task per message, started at `args.rate` a
+/// second from `start` while `sending` holds; each records its outcome in
+/// `sent`. Returns how many messages it started, once all have ended.
+fn generate(
+    http: reqwest::Client,
+    args: Args,
+    run: String,
+    start: Instant,
+    tally: Arc<Tally>,
+    sending: Arc<AtomicBool>,
+    sent: Arc<Mutex<HashMap<usize, Sent>>>,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let interval = Duration::from_secs(1) / args.rate.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut i = 0usize;
+        while sending.load(Ordering::SeqCst) {
+            tokio::time::sleep_until((start + interval * i as u32).into()).await;
+            let (http, args, tally, sent, run) = (
+                http.clone(),
+                args.clone(),
+                tally.clone(),
+                sent.clone(),
+                run.clone(),
+            );
+            tasks.spawn(async move {
+                let content = format!("cluster {run} message {i}");
+                let outcome = send(&http, &args, &format!("{run}-{i}"), &content, &tally).await;
+                if let Ok(mut map) = sent.lock() {
+                    map.insert(i, outcome);
+                }
+            });
+            // Reap finished tasks as we go: the set stays as large as
+            // the messages in flight, not the whole run.
+            while tasks.try_join_next().is_some() {}
+            i += 1;
+        }
+        while tasks.join_next().await.is_some() {}
+        i
+    })
+}
+
+/// Every message in one of Jepsen's classes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Outcomes {
+    /// 202, stored once.
+    ok: usize,
+    /// 202, never stored.
+    lost: usize,
+    /// Stored more than once.
+    duplicated: usize,
+    /// Stored, never sent, or under another id than its 202's.
+    unexpected: usize,
+    /// Outcome unknown to the client (it gave up), stored anyway.
+    recovered: usize,
+    /// Outcome unknown to the client, not stored (allowed).
+    unknown_absent: usize,
+}
+
+/// Classify what was `sent` against the `rows` stored (`(id, content)`,
+/// the content `cluster <run> message <i>`), as RabbitMQ's Jepsen suite
+/// does.
+fn classify(run: &str, sent: &HashMap<usize, Sent>, rows: &[(Uuid, String)]) -> Outcomes {
+    let prefix = format!("cluster {run} message ");
+    let mut out = Outcomes::default();
+    let mut rows_of: HashMap<usize, Vec<Uuid>> = HashMap::new();
+    for (id, content) in rows {
+        match content
+            .strip_prefix(&prefix)
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| sent.contains_key(i))
+        {
+            Some(i) => rows_of.entry(i).or_default().push(*id),
+            None => out.unexpected += 1,
+        }
+    }
+    for (i, s) in sent {
+        let ids = rows_of.get(i).map_or(&[][..], Vec::as_slice);
+        if ids.len() > 1 {
+            out.duplicated += 1;
+        }
+        match s.accepted {
+            Some((id, _)) => {
+                if ids.is_empty() {
+                    out.lost += 1;
+                } else if ids.iter().any(|stored| *stored != id) {
+                    // Stored, but not under the id the client was given.
+                    out.unexpected += 1;
+                } else if ids.len() == 1 {
+                    out.ok += 1;
+                }
+            }
+            None if ids.is_empty() => out.unknown_absent += 1,
+            None => out.recovered += 1,
+        }
+    }
+    out
+}
+
+/// The pause one fault caused.
+struct Pause {
+    name: String,
+    /// When it began, from the start of the load.
+    began: Duration,
+    /// Until the cluster was whole again.
+    whole: Duration,
+    /// The longest gap between two 202s while it was on (time to resume).
+    gap: Duration,
+    /// The longest wait of a message in flight while it was on, from its
+    /// first attempt to its 202 (`give_up` for one that never got it).
+    wait: Duration,
+}
+
+/// The pause of each fault: "while it was on" runs from its start to 5 s
+/// after the cluster was whole again.
+fn pauses(
+    faults: &[Fault],
+    sent: &HashMap<usize, Sent>,
+    start: Instant,
+    give_up: Duration,
+) -> Vec<Pause> {
+    let mut accepted_at: Vec<Instant> = sent
+        .values()
+        .filter_map(|s| s.accepted.map(|(_, at)| at))
+        .collect();
+    accepted_at.sort();
+    faults
+        .iter()
+        .map(|f| {
+            let window_end = f.rejoined + Duration::from_secs(5);
+            let wait = sent
+                .values()
+                .filter(|s| {
+                    let end = s.accepted.map_or(s.first + give_up, |(_, at)| at);
+                    s.first <= window_end && end >= f.started
+                })
+                .map(|s| {
+                    s.accepted
+                        .map_or(give_up, |(_, at)| at.duration_since(s.first))
+                })
+                .max()
+                .unwrap_or_default();
+            let mut previous = f.started;
+            let mut gap = Duration::ZERO;
+            for at in accepted_at
+                .iter()
+                .filter(|at| **at >= f.started && **at <= window_end)
+            {
+                gap = gap.max(at.duration_since(previous));
+                previous = *at;
+            }
+            gap = gap.max(window_end.duration_since(previous));
+            Pause {
+                name: f.name.clone(),
+                began: f.started.duration_since(start),
+                whole: f.rejoined.duration_since(f.started),
+                gap,
+                wait,
+            }
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -477,46 +640,15 @@ async fn main() -> anyhow::Result<()> {
     let sending = Arc::new(AtomicBool::new(true));
     let sent: Arc<Mutex<HashMap<usize, Sent>>> = Arc::default();
     let start = Instant::now();
-
-    // The client: one task per message, started at the given rate.
-    let generator = {
-        let (http, args, tally, sending, sent, run) = (
-            http.clone(),
-            args.clone(),
-            tally.clone(),
-            sending.clone(),
-            sent.clone(),
-            run.clone(),
-        );
-        tokio::spawn(async move {
-            let interval = Duration::from_secs(1) / args.rate.max(1);
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut i = 0usize;
-            while sending.load(Ordering::SeqCst) {
-                tokio::time::sleep_until((start + interval * i as u32).into()).await;
-                let (http, args, tally, sent, run) = (
-                    http.clone(),
-                    args.clone(),
-                    tally.clone(),
-                    sent.clone(),
-                    run.clone(),
-                );
-                tasks.spawn(async move {
-                    let content = format!("cluster {run} message {i}");
-                    let outcome = send(&http, &args, &format!("{run}-{i}"), &content, &tally).await;
-                    if let Ok(mut map) = sent.lock() {
-                        map.insert(i, outcome);
-                    }
-                });
-                // Reap finished tasks as we go: the set stays as large as
-                // the messages in flight, not the whole run.
-                while tasks.try_join_next().is_some() {}
-                i += 1;
-            }
-            while tasks.join_next().await.is_some() {}
-            i
-        })
-    };
+    let generator = generate(
+        http,
+        args.clone(),
+        run.clone(),
+        start,
+        tally.clone(),
+        sending.clone(),
+        sent.clone(),
+    );
 
     let faults = inject(&cluster).await;
     sending.store(false, Ordering::SeqCst);
@@ -531,85 +663,17 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("senders still running"))?
         .into_inner()
         .map_err(|_| anyhow::anyhow!("poisoned"))?;
-
-    // Classify, as RabbitMQ's Jepsen suite does.
-    let prefix = format!("cluster {run} message ");
-    let mut rows_of: HashMap<usize, Vec<Uuid>> = HashMap::new();
-    let mut unexpected = 0usize;
-    for (id, content) in &rows {
-        match content
-            .strip_prefix(&prefix)
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| sent.contains_key(i))
-        {
-            Some(i) => rows_of.entry(i).or_default().push(*id),
-            None => unexpected += 1,
-        }
-    }
-    let (mut ok, mut lost, mut duplicated, mut recovered, mut unknown_absent) = (0, 0, 0, 0, 0);
-    for (i, s) in &sent {
-        let ids = rows_of.get(i).map_or(&[][..], Vec::as_slice);
-        if ids.len() > 1 {
-            duplicated += 1;
-        }
-        match s.accepted {
-            Some((id, _)) => {
-                if ids.is_empty() {
-                    lost += 1;
-                } else if ids.iter().any(|stored| *stored != id) {
-                    // Stored, but not under the id the client was given.
-                    unexpected += 1;
-                } else if ids.len() == 1 {
-                    ok += 1;
-                }
-            }
-            None if ids.is_empty() => unknown_absent += 1,
-            None => recovered += 1,
-        }
-    }
-
-    // The pause each fault caused: the longest wait of a message that was
-    // in flight while it was on, and the longest gap between two 202s.
-    let mut accepted_at: Vec<Instant> = sent
-        .values()
-        .filter_map(|s| s.accepted.map(|(_, at)| at))
-        .collect();
-    accepted_at.sort();
-    let mut fault_rows = Vec::new();
-    let mut worst_wait = Duration::ZERO;
-    for f in &faults {
-        let window_end = f.rejoined + Duration::from_secs(5);
-        let wait = sent
-            .values()
-            .filter(|s| {
-                let end = s.accepted.map_or(s.first + args.give_up, |(_, at)| at);
-                s.first <= window_end && end >= f.started
-            })
-            .map(|s| {
-                s.accepted
-                    .map_or(args.give_up, |(_, at)| at.duration_since(s.first))
-            })
-            .max()
-            .unwrap_or_default();
-        worst_wait = worst_wait.max(wait);
-        let mut previous = f.started;
-        let mut gap = Duration::ZERO;
-        for at in accepted_at
-            .iter()
-            .filter(|at| **at >= f.started && **at <= window_end)
-        {
-            gap = gap.max(at.duration_since(previous));
-            previous = *at;
-        }
-        gap = gap.max(window_end.duration_since(previous));
-        fault_rows.push((
-            f.name.clone(),
-            f.started.duration_since(start),
-            f.rejoined.duration_since(f.started),
-            gap,
-            wait,
-        ));
-    }
+    let outcomes = classify(&run, &sent, &rows);
+    let pauses = pauses(&faults, &sent, start, args.give_up);
+    let worst_wait = pauses.iter().map(|p| p.wait).max().unwrap_or_default();
+    let Outcomes {
+        ok,
+        lost,
+        duplicated,
+        unexpected,
+        recovered,
+        unknown_absent,
+    } = outcomes;
 
     let t = |c: &AtomicUsize| c.load(Ordering::Relaxed);
     let row = |name: &str, value: String| [name.to_owned(), value];
@@ -658,13 +722,13 @@ async fn main() -> anyhow::Result<()> {
             "Longest gap between 202s (time to resume)",
             "Longest client wait for a 202",
         ],
-        fault_rows.iter().map(|(name, began, whole, gap, wait)| {
+        pauses.iter().map(|p| {
             [
-                name.clone(),
-                secs(*began),
-                secs(*whole),
-                secs(*gap),
-                secs(*wait),
+                p.name.clone(),
+                secs(p.began),
+                secs(p.whole),
+                secs(p.gap),
+                secs(p.wait),
             ]
         }),
     );
@@ -708,4 +772,82 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\ncluster: all checks passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(first: Instant, accepted: Option<(Uuid, Duration)>) -> Sent {
+        Sent {
+            first,
+            accepted: accepted.map(|(id, after)| (id, first + after)),
+        }
+    }
+
+    #[test]
+    fn every_message_gets_its_jepsen_class() {
+        let now = Instant::now();
+        let ids: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+        let row = |i: usize, id: Uuid| (id, format!("cluster r message {i}"));
+        let sent: HashMap<usize, Sent> = [
+            (0, sent(now, Some((ids[0], Duration::ZERO)))), // ok
+            (1, sent(now, Some((ids[1], Duration::ZERO)))), // lost
+            (2, sent(now, Some((ids[2], Duration::ZERO)))), // duplicated
+            (3, sent(now, None)),                           // recovered
+            (4, sent(now, None)),                           // unknown, absent
+            (5, sent(now, Some((ids[5], Duration::ZERO)))), // under another id
+        ]
+        .into();
+        let rows = [
+            row(0, ids[0]),
+            row(2, ids[2]),
+            row(2, ids[2]),
+            row(3, ids[3]),
+            row(5, Uuid::new_v4()),
+            (Uuid::new_v4(), "cluster r message 99".into()), // never sent
+            (Uuid::new_v4(), "another run's".into()),
+        ];
+        assert_eq!(
+            classify("r", &sent, &rows),
+            Outcomes {
+                ok: 1,
+                lost: 1,
+                duplicated: 1,
+                unexpected: 3,
+                recovered: 1,
+                unknown_absent: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_pause_is_the_longest_gap_and_wait_while_the_fault_was_on() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let fault = Fault {
+            name: "1. kill".into(),
+            started: at(10),
+            rejoined: at(20),
+        };
+        let sent: HashMap<usize, Sent> = [
+            // 202s at 10 and 18 s, then none until the window ends at 25 s.
+            (0, sent(at(10), Some((Uuid::new_v4(), Duration::ZERO)))),
+            (
+                1,
+                sent(at(12), Some((Uuid::new_v4(), Duration::from_secs(6)))),
+            ),
+            // Before the fault: not in its window.
+            (
+                2,
+                sent(at(0), Some((Uuid::new_v4(), Duration::from_secs(9)))),
+            ),
+        ]
+        .into();
+        let p = &pauses(&[fault], &sent, start, Duration::from_secs(60))[0];
+        assert_eq!(p.began, Duration::from_secs(10));
+        assert_eq!(p.whole, Duration::from_secs(10));
+        assert_eq!(p.gap, Duration::from_secs(8));
+        assert_eq!(p.wait, Duration::from_secs(6));
+    }
 }
