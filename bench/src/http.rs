@@ -31,6 +31,21 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// The runs of `parts`, side by side, as one: their counts and ids
+    /// added, their latencies sorted together, over `elapsed`.
+    pub fn merged(parts: impl IntoIterator<Item = LoadResult>, elapsed: Duration) -> Self {
+        let mut total = LoadResult::default();
+        for part in parts {
+            total.accepted += part.accepted;
+            total.errors += part.errors;
+            total.ids.extend(part.ids);
+            total.latencies.extend(part.latencies);
+        }
+        total.elapsed = elapsed;
+        total.latencies.sort();
+        total
+    }
+
     /// Requests per second.
     pub fn rps(&self) -> f64 {
         (self.accepted + self.errors) as f64 / self.elapsed.as_secs_f64()
@@ -123,17 +138,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadResult> {
             async move { connection(plan, next, start).await },
         ));
     }
-    let mut total = LoadResult::default();
+    let mut parts = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let part = task.await.context("load task panicked")??;
-        total.accepted += part.accepted;
-        total.errors += part.errors;
-        total.ids.extend(part.ids);
-        total.latencies.extend(part.latencies);
+        parts.push(task.await.context("load task panicked")??);
     }
-    total.elapsed = start.elapsed();
-    total.latencies.sort();
-    Ok(total)
+    Ok(LoadResult::merged(parts, start.elapsed()))
 }
 
 fn body(plan: &Plan, i: usize) -> Bytes {
@@ -213,4 +222,32 @@ async fn connection(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_runs_add_up_and_sort_their_latencies() {
+        let ms = Duration::from_millis;
+        let part = |accepted, errors, latencies: Vec<Duration>| LoadResult {
+            accepted,
+            errors,
+            ids: vec![Uuid::new_v4(); accepted],
+            latencies,
+            elapsed: ms(1),
+        };
+        let total = LoadResult::merged(
+            [
+                part(2, 1, vec![ms(3), ms(5)]),
+                part(1, 0, vec![ms(1), ms(4)]),
+            ],
+            Duration::from_secs(2),
+        );
+        assert_eq!((total.accepted, total.errors, total.ids.len()), (3, 1, 3));
+        assert_eq!(total.latencies, vec![ms(1), ms(3), ms(4), ms(5)]);
+        assert_eq!(total.elapsed, Duration::from_secs(2));
+        assert_eq!(total.rps(), 2.0);
+    }
 }

@@ -190,16 +190,11 @@ async fn measure(
             deliver_at: due(p * share),
         })
     });
-    let mut load = LoadResult::default();
-    for part in futures_util::future::join_all(loads).await {
-        let part = part?;
-        load.accepted += part.accepted;
-        load.errors += part.errors;
-        load.ids.extend(part.ids);
-        load.latencies.extend(part.latencies);
-    }
-    load.elapsed = started.elapsed();
-    load.latencies.sort();
+    let parts = futures_util::future::join_all(loads)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let load = LoadResult::merged(parts, started.elapsed());
     let slack = first_due - Utc::now();
     eprintln!(
         "{label}: {} scheduled in {:.1} s ({} errors), {:.1} s before the first due time",
