@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use e2e::app::send;
 use e2e::broker::header;
-use e2e::{spawn_consumer, spawn_producer, wait_for, TestBroker, TestDb};
+use e2e::{spawn_consumer, spawn_producer, wait_for, TestApp, TestBroker, TestDb};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
@@ -238,14 +238,7 @@ async fn latest_messages_come_newest_first_and_a_message_tells_its_story() {
         )
         .unwrap();
     }
-    let detail = |id: Uuid| {
-        let producer = &producer;
-        async move {
-            producer
-                .get_status_json(&format!("/dashboard/api/messages/{id}"))
-                .await
-        }
-    };
+    let detail = |id: Uuid| message_page(&producer, id);
     let (status, m) = detail(ids[1]).await;
     assert_eq!(status, 200);
     assert_eq!(m["status"], "stored");
@@ -540,14 +533,7 @@ async fn scheduled_messages_are_counted_listed_shown_and_cancelled() {
     assert_eq!(listed, expected);
 
     // A scheduled message's page: its status, time, kind and content.
-    let detail = |id: Uuid| {
-        let producer = &producer;
-        async move {
-            producer
-                .get_status_json(&format!("/dashboard/api/messages/{id}"))
-                .await
-        }
-    };
+    let detail = |id: Uuid| message_page(&producer, id);
     let (id, deliver_at, kind, content) = scheduled[1];
     let (status, m) = detail(id).await;
     assert_eq!(status, 200, "{m}");
@@ -590,4 +576,11 @@ async fn scheduled_messages_are_counted_listed_shown_and_cancelled() {
         vec![scheduled[2].0.to_string(), scheduled[0].0.to_string()]
     );
     producer.stop().await;
+}
+
+/// `GET /dashboard/api/messages/{id}`: the status and the body.
+async fn message_page(producer: &TestApp, id: Uuid) -> (u16, Value) {
+    producer
+        .get_status_json(&format!("/dashboard/api/messages/{id}"))
+        .await
 }
